@@ -1,0 +1,366 @@
+"""One function per inbound message, and the dispatcher that applies a message to its order aggregate:
+de-duplication by message id, the integration-date skip, the hold for unknown orders, and refusals.
+
+    handle(message name, params, stored order | None, credit note series, rule book, meta) -> Outcome
+
+Pure: no I/O, no clock (time comes in `meta.now`), no Kafka. The registry at the bottom maps each
+message name to how its params are read, which order they belong to, and what applies them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain import appeasements, names, orders, returns, upstream
+from domain.commands import (
+    AppeasementCreate,
+    OrderCancel,
+    OrderCancelLine,
+    OrderCreate,
+    RefundCreate,
+    ReshipmentCreate,
+    ReturnCommand,
+    ShipmentDone,
+)
+from domain.outcome import MessageMeta, Outcome, Refused, Work, rejection_event
+from domain.reshipments import reship
+from domain.rules import ChannelRules, RuleBook
+from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState, Series
+from domain.timeutil import iso, parse_time
+
+
+def order_key(sales_channel: str, order_id: str) -> str:
+    return f"{sales_channel}:{order_id}"
+
+
+def _authorize(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, ReturnCommand)
+    ret = returns.open_return(work, cmd.return_, rma=cmd.return_.rma)
+    if work.rules.auto_approve_return:
+        returns.approve(work, ret)
+    orders.emit_order(work)
+
+
+def _received(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, ReturnCommand)
+    request = cmd.return_
+    existing = work.order.returns.get(request.rma) if request.rma else None
+    if existing is None:
+        # A blind return (no RMA, or one this worker never saw): open it from what arrived.
+        existing = returns.open_return(work, request, rma=request.rma)
+    elif not existing.is_open:
+        raise Refused("RETURN_NOT_OPEN", f"return {existing.rma} is {existing.status}")
+    returns.receive(work, existing, request.lines)
+    orders.emit_order(work)
+
+
+def _return_cancel(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, ReturnCommand)
+    returns.cancel(work, returns.find_open(work, cmd.return_.rma))
+    orders.emit_order(work)
+
+
+def _cancel(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, OrderCancel)
+    orders.cancel_order(work, cmd)
+
+
+def _cancel_line(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, OrderCancelLine)
+    orders.cancel_line(work, cmd)
+
+
+def _ship(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, ShipmentDone)
+    orders.ship(work, cmd)
+
+
+def _reship(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, ReshipmentCreate)
+    reship(work, cmd.reshipment, cmd.user)
+
+
+def _appease(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, AppeasementCreate)
+    appeasements.appease(work, cmd.appeasement)
+
+
+def _standalone_appeasement(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, AppeasementCreate)
+    appeasements.standalone_appeasement(work, cmd.appeasement)
+
+
+def _upstream_refund(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, RefundCreate)
+    upstream.refund(work, cmd.refund)
+
+
+def _standalone_refund(work: Work, cmd: BaseModel) -> None:
+    assert isinstance(cmd, RefundCreate)
+    upstream.standalone_refund(work, cmd.refund)
+
+
+Apply = Callable[[Work, BaseModel], None]
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one inbound order message is read, which order it belongs to, and what applies it."""
+
+    command: type[BaseModel]
+    key: Callable[[Any], tuple[str | None, str]]
+    apply: Apply
+    # What to do when the order never arrives and the channel says unknown_order=standalone.
+    standalone: Apply | None = None
+    time: Callable[[Any], str | None] = lambda _cmd: None
+
+
+def _return_key(cmd: ReturnCommand) -> tuple[str | None, str]:
+    return cmd.return_.sales_channel_id, cmd.return_.order_id
+
+
+ROUTES: dict[str, Route] = {
+    names.ORDER_CANCEL: Route(OrderCancel, lambda c: (c.sales_channel_id, c.order_id), _cancel),
+    names.ORDER_CANCEL_LINE: Route(OrderCancelLine, lambda c: (c.sales_channel_id, c.order_id), _cancel_line),
+    names.SHIPMENT_DONE: Route(
+        ShipmentDone,
+        lambda c: (c.shipment.store_id, c.shipment.order_id),
+        _ship,
+        time=lambda c: c.shipment.shipment_date,
+    ),
+    names.RETURN_AUTHORIZE: Route(
+        ReturnCommand, _return_key, _authorize, time=lambda c: c.return_.origin_date
+    ),
+    names.RETURN_REQUEST: Route(ReturnCommand, _return_key, _authorize, time=lambda c: c.return_.origin_date),
+    names.RETURN_RECEIVED: Route(ReturnCommand, _return_key, _received, time=lambda c: c.return_.origin_date),
+    names.RETURN_CANCEL: Route(ReturnCommand, _return_key, _return_cancel),
+    names.RESHIPMENT_CREATE: Route(
+        ReshipmentCreate, lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id), _reship
+    ),
+    names.RESHIPMENT_CREATE_SEED: Route(
+        ReshipmentCreate, lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id), _reship
+    ),
+    names.APPEASEMENT_CREATE: Route(
+        AppeasementCreate,
+        lambda c: (c.appeasement.sales_channel_id, c.appeasement.order_id),
+        _appease,
+        standalone=_standalone_appeasement,
+        time=lambda c: c.appeasement.origin_date or c.appeasement.credit_note_date,
+    ),
+    names.REFUND_CREATE: Route(
+        RefundCreate,
+        lambda c: (c.refund.sales_channel_id or c.refund.store_id, c.refund.order_id),
+        _upstream_refund,
+        time=lambda c: c.refund.status.date,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An inbound order message read into its command, with the order it belongs to."""
+
+    name: str
+    command: BaseModel
+    sales_channel: str | None
+    order_id: str
+    time: str | None
+
+    @property
+    def key(self) -> str | None:
+        return order_key(self.sales_channel, self.order_id) if self.sales_channel else None
+
+
+def parse(name: str, params: Mapping[str, Any]) -> Parsed:
+    """Read params that passed the schema; raises pydantic.ValidationError for what the domain can't use."""
+    if name == names.ORDER_CREATE:
+        create = OrderCreate.model_validate(params)
+        return Parsed(name, create, create.order.store, create.order.id, create.order.origin_date)
+    route = ROUTES[name]
+    command = route.command.model_validate(params)
+    channel, order_id = route.key(command)
+    return Parsed(name, command, channel, order_id, route.time(command))
+
+
+def handle(
+    parsed: Parsed,
+    params_json: str,
+    stored: OrderState | None,
+    series: Mapping[str, Series],
+    book: RuleBook,
+    meta: MessageMeta,
+    *,
+    fallback_channel: str | None = None,
+) -> Outcome:
+    """Apply one order message. `params_json` is the params as JSON text: kept for holds and rejections."""
+    channel = parsed.sales_channel or fallback_channel
+    if channel is None:
+        refused = Refused("UNKNOWN_ORDER", f"order {parsed.order_id}: no sales channel in the message or key")
+        return Outcome(
+            "rejected", None, events=[rejection_event("", meta, params_json, refused)], detail=refused.code
+        )
+    key = order_key(channel, parsed.order_id)
+    state = stored or OrderState(key=key, sales_channel=channel, order_id=parsed.order_id)
+    rules = book.for_channel(channel)
+    if meta.message_id in state.applied or any(h.message_id == meta.message_id for h in state.held):
+        return Outcome("duplicate", None, detail="message id already applied")
+    if parsed.name == names.ORDER_CREATE:
+        return _create(parsed, params_json, state, series, book, meta)
+    if not state.known:
+        return _hold_or_skip(parsed.name, params_json, state, series, rules, meta)
+    return _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, series, rules, meta)
+
+
+def _apply(
+    apply: Apply,
+    command: BaseModel,
+    params_json: str,
+    state: OrderState,
+    series: Mapping[str, Series],
+    rules: ChannelRules,
+    meta: MessageMeta,
+) -> Outcome:
+    work = Work(state, series, meta, rules)
+    try:
+        apply(work, command)
+    except Refused as refused:
+        unchanged = state.model_copy(deep=True)
+        unchanged.remember(meta.message_id)
+        return Outcome(
+            "rejected",
+            unchanged,
+            events=[rejection_event(state.key, meta, params_json, refused)],
+            detail=refused.code,
+        )
+    return work.outcome()
+
+
+def _create(
+    parsed: Parsed,
+    params_json: str,
+    state: OrderState,
+    series: Mapping[str, Series],
+    book: RuleBook,
+    meta: MessageMeta,
+) -> Outcome:
+    assert isinstance(parsed.command, OrderCreate)
+    rules = book.for_channel(state.sales_channel)
+    origin = parse_time(parsed.command.order.origin_date)
+    if not state.known and rules.integration_date and origin and origin < rules.integration_date:
+        work = Work(state, series, meta, rules)
+        work.order.skipped_before_integration = True
+        return work.outcome("skipped", "order placed before the channel's integration date")
+    order_json = json.dumps(json.loads(params_json).get("order", {}), separators=(",", ":"))
+    work = Work(state, series, meta, rules)
+    work.order.skipped_before_integration = False
+    orders.create(work, parsed.command.order, order_json)
+    outcome = work.outcome()
+    assert outcome.order is not None
+    held, outcome.order.held = outcome.order.held, []
+    for message in held:
+        settled = _replay_held(message, outcome.order, {**series, **outcome.series}, book, meta.partition)
+        outcome.extend(settled)
+        if settled.order is not None:
+            outcome.order = settled.order
+    return outcome
+
+
+def _replay_held(
+    message: HeldMessage, state: OrderState, series: Mapping[str, Series], book: RuleBook, partition: int
+) -> Outcome:
+    params = json.loads(message.params_json)
+    parsed = parse(message.message_name, params)
+    arrived = parse_time(message.arrived)
+    assert arrived is not None
+    meta = MessageMeta(message.message_name, message.message_id, arrived, partition)
+    return handle(parsed, message.params_json, state, series, book, meta)
+
+
+def _hold_or_skip(
+    name: str,
+    params_json: str,
+    state: OrderState,
+    series: Mapping[str, Series],
+    rules: ChannelRules,
+    meta: MessageMeta,
+) -> Outcome:
+    work = Work(state, series, meta, rules)
+    if state.skipped_before_integration:
+        return work.outcome("skipped", "order placed before the channel's integration date")
+    if len(state.held) >= HELD_MESSAGES_MAX:
+        refused = Refused(
+            "UNKNOWN_ORDER",
+            f"order {state.order_id} is unknown and {HELD_MESSAGES_MAX} messages already wait for it",
+        )
+        work.events.append(rejection_event(state.key, meta, params_json, refused))
+        return work.outcome("rejected", refused.code)
+    deadline = meta.now + timedelta(minutes=rules.unknown_order_hold_minutes)
+    work.order.held.append(
+        HeldMessage(
+            message_name=name,
+            message_id=meta.message_id,
+            params_json=params_json,
+            arrived=iso(meta.now),
+            deadline=iso(deadline),
+        )
+    )
+    return Outcome("held", work.order, detail=f"order unknown; held until {iso(deadline)}")
+
+
+def settle_expired(
+    state: OrderState,
+    series: Mapping[str, Series],
+    book: RuleBook,
+    now: Any,
+    partition: int = 0,
+    *,
+    everything: bool = False,
+) -> Outcome:
+    """Refuse (or, for messages that carry their own amounts, refund standalone) what waited too long."""
+    rules = book.for_channel(state.sales_channel)
+    due = [h for h in state.held if everything or (parse_time(h.deadline) or now) <= now]
+    if not due:
+        return Outcome("skipped", None)
+    current = state.model_copy(deep=True)
+    current.held = [h for h in state.held if h not in due]
+    total = Outcome("applied", current)
+    for message in due:
+        meta = MessageMeta(message.message_name, message.message_id, now, partition)
+        route = ROUTES[message.message_name]
+        if rules.unknown_order == "standalone" and route.standalone is not None:
+            command = parse(message.message_name, json.loads(message.params_json)).command
+            outcome = _apply(
+                route.standalone,
+                command,
+                message.params_json,
+                current,
+                {**series, **total.series},
+                rules,
+                meta,
+            )
+        else:
+            refused = Refused(
+                "UNKNOWN_ORDER",
+                f"order {state.order_id} of sales channel {state.sales_channel} did not arrive by "
+                f"{message.deadline}",
+            )
+            current.remember(message.message_id)
+            outcome = Outcome(
+                "rejected", current, events=[rejection_event(state.key, meta, message.params_json, refused)]
+            )
+        total.extend(outcome)
+        if outcome.order is not None:
+            current = outcome.order
+    total.order = current
+    return total
+
+
+def deadline_of(state: OrderState) -> str | None:
+    """The earliest deadline among held messages (for the runner's settle schedule)."""
+    return min((h.deadline for h in state.held), default=None)

@@ -1,0 +1,55 @@
+"""Message names of the MOM 1.0.3 contract that the worker reads and writes (DESIGN §4, §5)."""
+
+from typing import Final
+
+ORDER_CREATE: Final = "magento.sales.order_management.create"
+ORDER_CANCEL: Final = "magento.sales.order_management.cancel"
+ORDER_CANCEL_LINE: Final = "magento.sales.order_management.cancel_line"
+SHIPMENT_DONE: Final = "magento.logistics.fulfillment_management.customer_shipment_done"
+RETURN_AUTHORIZE: Final = "magento.postsales.return_management.authorize"
+RETURN_REQUEST: Final = "magento.postsales.return_management.request"
+RETURN_RECEIVED: Final = "magento.postsales.return_management.received"
+RETURN_CANCEL: Final = "magento.postsales.return_management.cancel"
+RESHIPMENT_CREATE: Final = "magento.postsales.reshipment_management.create"
+# The seed document spells the reshipment command this way; both spellings are accepted.
+RESHIPMENT_CREATE_SEED: Final = "magento.postsales.reshipment.management.create"
+APPEASEMENT_CREATE: Final = "magento.postsales.appeasement_management.create"
+REFUND_CREATE: Final = "magento.postsales.refund_management.create"
+STOCK_UPDATE: Final = "magento.inventory.source_stock_management.update"
+
+ORDER_UPDATED: Final = "magento.sales.order_management.updated"
+ORDER_CREATED: Final = "magento.sales.order_management.created"
+RETURN_UPDATED: Final = "magento.postsales.return_management.updated"
+REFUND_UPDATED: Final = "magento.postsales.refund_management.updated"
+SHIPMENT_REQUESTED: Final = "magento.logistics.shipment_request_management.requested"
+STOCK_ADJUSTED: Final = "magento.inventory.source_stock_management.adjusted"
+ERROR_NOTIFY: Final = "magento.common.error_management.notify"
+
+DEFAULT_DLQ_TOPIC: Final = "oms-postsales.dlq"
+
+# Inbound messages about one order: keyed "<sales channel>:<order id>" and co-partitioned.
+ORDER_INBOUND: Final = (
+    ORDER_CREATE,
+    ORDER_CANCEL,
+    ORDER_CANCEL_LINE,
+    SHIPMENT_DONE,
+    RETURN_AUTHORIZE,
+    RETURN_REQUEST,
+    RETURN_RECEIVED,
+    RETURN_CANCEL,
+    RESHIPMENT_CREATE,
+    RESHIPMENT_CREATE_SEED,
+    APPEASEMENT_CREATE,
+    REFUND_CREATE,
+)
+STOCK_INBOUND: Final = (STOCK_UPDATE,)
+INBOUND: Final = ORDER_INBOUND + STOCK_INBOUND
+OUTBOUND: Final = (
+    ORDER_UPDATED,
+    ORDER_CREATED,
+    RETURN_UPDATED,
+    REFUND_UPDATED,
+    SHIPMENT_REQUESTED,
+    STOCK_ADJUSTED,
+    ERROR_NOTIFY,
+)

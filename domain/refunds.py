@@ -1,0 +1,200 @@
+"""Credit notes: the amounts per line and tax component, and the refund document of DESIGN §9.
+
+Every refund of a line is a step between cumulative figures, capped at what is left on the line, so the
+refunds of a line add up to exactly the line (gross and each tax component) and never beyond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from domain import names
+from domain.money import ZERO, fmt, prorate_step, quantize
+from domain.outcome import Work
+from domain.state import LineState, Transaction
+
+RefundType = Literal["return", "appeasement", "cancellation"]
+DocumentType = Literal["CREDIT_MEMO", "INVENTORY_CREDIT_MEMO"]
+
+
+@dataclass
+class RefundLine:
+    line: LineState
+    units: int
+    gross: Decimal
+    taxes: list[Decimal]
+    explanation: str
+    restock: bool | None = None
+    reason: str | None = None
+    reason_description: str | None = None
+
+    @property
+    def vat(self) -> Decimal:
+        return sum(self.taxes, ZERO)
+
+
+@dataclass
+class CreditNote:
+    refund_type: RefundType
+    document_type: DocumentType
+    refund_mode: str
+    lines: list[RefundLine] = field(default_factory=list)
+    rma: str | None = None
+    user: str | None = None
+    refund_reason: str | None = None
+    credit_note_number: str | None = None
+    credit_note_date: str | None = None
+    standalone: bool = False
+
+    @property
+    def gross(self) -> Decimal:
+        return sum((line.gross for line in self.lines), ZERO)
+
+    @property
+    def vat(self) -> Decimal:
+        return sum((line.vat for line in self.lines), ZERO)
+
+
+def _capped(step: Decimal, remaining: Decimal) -> Decimal:
+    return max(ZERO, min(step, remaining))
+
+
+def unit_amounts(line: LineState, units: int, places: int) -> tuple[Decimal, list[Decimal], bool]:
+    """Gross and taxes for refunding `units` more units of the line, pro rata with cumulative rounding.
+
+    Returns whether the cap (what is left after earlier refunds, appeasements included) cut the amount.
+    """
+    before, after = line.refunded_units, min(line.refunded_units + units, line.quantity)
+    gross_step = prorate_step(line.gross, before, after, line.quantity, places)
+    gross = _capped(gross_step, line.remaining_gross)
+    taxes: list[Decimal] = []
+    for index, tax in enumerate(line.taxes):
+        step = prorate_step(tax.amount, before, after, line.quantity, places)
+        taxes.append(_capped(step, line.remaining_tax(index)))
+    return gross, taxes, gross < gross_step
+
+
+def amount_taxes(line: LineState, gross: Decimal, places: int) -> list[Decimal]:
+    """Tax per component for a money-only refund of `gross` on the line: each component's share of the
+    line, with the same cumulative rounding over all money-only refunds of the line."""
+    if line.gross <= 0:
+        return [ZERO for _ in line.taxes]
+    before, after = line.amount_only_gross, line.amount_only_gross + gross
+    taxes = []
+    for index, tax in enumerate(line.taxes):
+        step = quantize(tax.amount * after / line.gross, places) - quantize(
+            tax.amount * before / line.gross, places
+        )
+        taxes.append(_capped(step, line.remaining_tax(index)))
+    return taxes
+
+
+def book(line: LineState, refund: RefundLine, *, units_refunded: int, amount_only: bool) -> None:
+    line.refunded_gross += refund.gross
+    for index, amount in enumerate(refund.taxes):
+        line.refunded_tax[index] += amount
+    line.refunded_units += units_refunded
+    if amount_only:
+        line.amount_only_gross += refund.gross
+
+
+def unit_refund_line(work: Work, line: LineState, units: int, explanation: str, **details: Any) -> RefundLine:
+    gross, taxes, capped = unit_amounts(line, units, work.places)
+    if capped:
+        explanation += "; capped at what is left refundable on the line"
+    refund = RefundLine(line, units, gross, taxes, explanation, **details)
+    book(line, refund, units_refunded=units, amount_only=False)
+    return refund
+
+
+def _payment_ref(work: Work, line: LineState) -> str:
+    if line.payment_reference:
+        return line.payment_reference
+    payments = [t.reference for t in work.order.transactions if t.type == "PAYMENT" and t.reference]
+    return payments[0] if payments else work.order.order_id
+
+
+def _line_document(work: Work, refund: RefundLine) -> dict[str, Any]:
+    places = work.places
+    line = refund.line
+    vat = refund.vat
+    return {
+        "order_line": str(line.line_number),
+        "sku": line.sku or None,
+        "quantity": refund.units,
+        "restock": refund.restock,
+        "reason": refund.reason,
+        "reason_description": refund.reason_description,
+        "explanation": refund.explanation,
+        "payments": [
+            {
+                "ref": _payment_ref(work, line),
+                "details": {
+                    "cost_gross": fmt(refund.gross, places),
+                    "cost_net": fmt(refund.gross - vat, places),
+                    "cost_vat": fmt(vat, places),
+                    "vat_rate": _rate(line.tax_rate),
+                    "vat_detail": [
+                        {"type": tax.type or "VAT", "amount": fmt(amount, places), "rate": _rate(tax.rate)}
+                        for tax, amount in zip(line.taxes, refund.taxes, strict=True)
+                    ],
+                },
+                "status": {"code": "REFUNDED"},
+            }
+        ],
+    }
+
+
+def _rate(rate: Decimal | None) -> str:
+    if rate is None:
+        return "0"
+    return format(rate.normalize(), "f")
+
+
+def issue(work: Work, note: CreditNote) -> str:
+    """Number the credit note, publish it, and write the negative transaction to the order's ledger."""
+    order = work.order
+    store = order.store or order.sales_channel
+    number = note.credit_note_number or work.next_credit_note(store)
+    places = work.places
+    gross, vat = note.gross, note.vat
+    order.credit_notes.append(number)
+    if gross != 0:
+        reference = _payment_ref(work, note.lines[0].line) if note.lines else None
+        order.transactions.append(
+            Transaction(type="REFUND", amount=-gross, reference=reference, credit_note_number=number)
+        )
+    work.emit(
+        names.REFUND_UPDATED,
+        {
+            "refund": {
+                "client": "oms-postsales",
+                "order_id": order.order_id,
+                "store_id": store,
+                "sales_channel_id": order.sales_channel,
+                "credit_note_number": number,
+                "credit_note_date": note.credit_note_date or work.now[:10],
+                "status": {
+                    "code": "RELEASED" if work.rules.auto_release_refund else "PENDINGRELEASE",
+                    "date": work.now,
+                },
+                "refund_type": note.refund_type,
+                "rma": note.rma,
+                "user": note.user,
+                "refund_reason": note.refund_reason,
+                "document_type": note.document_type,
+                "refund_mode": note.refund_mode,
+                "currency": order.currency,
+                "standalone": note.standalone,
+                "totals": {
+                    "cost_gross": fmt(gross, places),
+                    "cost_net": fmt(gross - vat, places),
+                    "cost_vat": fmt(vat, places),
+                },
+                "lines": [_line_document(work, line) for line in note.lines],
+            }
+        },
+    )
+    return number

@@ -1,0 +1,113 @@
+"""Per sales channel post-sales rules (DESIGN §6) with defaults, read from a plain mapping (the TOML file)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ShippingRefundRule = Literal["onFirst", "onLast", "never"]
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used: the message names the offending key."""
+
+
+class ChannelRules(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    return_service_order: bool = False
+    return_service_line: bool = True
+    shipping_refund_rule: ShippingRefundRule = "onLast"
+    auto_approve_return: bool = True
+    refund_on: Literal["approval", "receipt"] = "approval"
+    auto_release_refund: bool = True
+    integration_date: datetime | None = None
+    unknown_order: Literal["reject", "standalone"] = "reject"
+    unknown_order_hold_minutes: int = Field(default=60, ge=0, le=60 * 24 * 90)
+    # Conditions that put returned goods back on sale; any other condition writes them off.
+    restock_conditions: tuple[str, ...] = ("GOOD", "NEW", "AS_NEW", "RESELLABLE", "UNOPENED")
+    default_source: str = Field(default="DEFAULT", min_length=1)
+    currency_precision: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("integration_date", mode="before")
+    @classmethod
+    def _date_to_utc_midnight(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return value
+
+    @field_validator("integration_date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("restock_conditions")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(condition.strip().upper() for condition in value)
+
+    @field_validator("currency_precision")
+    @classmethod
+    def _precision_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for code, places in value.items():
+            if not 0 <= places <= 4:
+                raise ValueError(f"{code}: minor digits must be 0..4")
+        return {code.upper(): places for code, places in value.items()}
+
+    def restocks(self, condition: str | None) -> bool:
+        return condition is not None and condition.strip().upper() in self.restock_conditions
+
+
+class RuleBook(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    defaults: ChannelRules = Field(default_factory=ChannelRules)
+    sales_channels: dict[str, ChannelRules] = Field(default_factory=dict)
+
+    def for_channel(self, sales_channel: str | None) -> ChannelRules:
+        if sales_channel is None:
+            return self.defaults
+        return self.sales_channels.get(sales_channel, self.defaults)
+
+
+def _where(error: Mapping[str, Any], prefix: str) -> str:
+    path = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{prefix}.{path}" if path else prefix
+
+
+def _channel(raw: Mapping[str, Any], base: Mapping[str, Any], prefix: str) -> ChannelRules:
+    try:
+        return ChannelRules.model_validate({**base, **raw})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RulesError(f"{_where(first, prefix)}: {first['msg']}") from None
+
+
+def parse_rules(raw: Mapping[str, Any]) -> RuleBook:
+    """Build the rule book from a `[defaults]` table and `[sales_channels.<id>]` tables.
+
+    Unknown keys and wrong values are refused with the key named: a typo must never fall back to a
+    default silently, since the defaults decide whether money is refunded.
+    """
+    unknown = sorted(set(raw) - {"defaults", "sales_channels"})
+    if unknown:
+        raise RulesError(f"{unknown[0]}: unknown table (expected [defaults] and [sales_channels.<id>])")
+    defaults_raw = raw.get("defaults", {})
+    channels_raw = raw.get("sales_channels", {})
+    if not isinstance(defaults_raw, Mapping):
+        raise RulesError("defaults: must be a table")
+    if not isinstance(channels_raw, Mapping):
+        raise RulesError("sales_channels: must be a table of tables")
+    defaults = _channel(defaults_raw, {}, "defaults")
+    base = defaults.model_dump(exclude_unset=False)
+    channels: dict[str, ChannelRules] = {}
+    for channel_id, table in channels_raw.items():
+        if not isinstance(table, Mapping):
+            raise RulesError(f"sales_channels.{channel_id}: must be a table")
+        channels[str(channel_id)] = _channel(table, base, f"sales_channels.{channel_id}")
+    return RuleBook(defaults=defaults, sales_channels=channels)

@@ -1,0 +1,191 @@
+"""The state the worker keeps: one order aggregate per "<sales channel>:<order id>", one stock item per
+"<source>:<sku>", and credit note series per "<store>-<partition>". All of it serialises to JSON, so the
+same values live in faust tables, in replay's --state folder, and in tests.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.money import ZERO
+
+# How many applied message ids an aggregate remembers: enough to recognise any redelivery the broker
+# can produce (a rebalance replays at most the uncommitted tail), small enough to keep values compact.
+APPLIED_IDS_KEPT = 256
+HELD_MESSAGES_MAX = 200
+
+LineKind = Literal["PHYSICAL", "SERVICE", "SHIPPING", "OTHER"]
+ReturnStatus = Literal["REQUESTED", "APPROVED", "RECEIVED", "CLOSED", "CANCELLED", "REJECTED"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(validate_assignment=False, extra="forbid")
+
+
+class TaxShare(Model):
+    type: str | None = None
+    rate: Decimal | None = None
+    amount: Decimal
+
+
+class LineState(Model):
+    line_number: int
+    kind: LineKind
+    product_type: str
+    sku: str
+    quantity: int
+    parent_line_number: int | None = None
+    shipping_line_number: int | None = None
+    shipping_address_reference: str | None = None
+    payment_reference: str | None = None
+    gross: Decimal
+    tax_rate: Decimal | None = None
+    taxes: list[TaxShare] = Field(default_factory=list)
+    upstream_status: str | None = None
+    source: str
+    # What happened after sale, in units.
+    cancelled: int = 0
+    shipped: int = 0
+    reserved: int = 0
+    claimed: int = 0
+    returned: int = 0
+    reshipped: int = 0
+    restocked: int = 0
+    written_off: int = 0
+    refunded_units: int = 0
+    shipped_from: str | None = None
+    # What happened after sale, in money (cumulative, per tax component in the order of `taxes`).
+    refunded_gross: Decimal = ZERO
+    refunded_tax: list[Decimal] = Field(default_factory=list)
+    amount_only_gross: Decimal = ZERO
+
+    @property
+    def vat(self) -> Decimal:
+        return sum((tax.amount for tax in self.taxes), ZERO)
+
+    @property
+    def open_units(self) -> int:
+        """Units still to ship."""
+        return self.quantity - self.cancelled - self.shipped
+
+    @property
+    def returnable_units(self) -> int:
+        return self.shipped - self.claimed
+
+    @property
+    def remaining_gross(self) -> Decimal:
+        return self.gross - self.refunded_gross
+
+    def remaining_tax(self, index: int) -> Decimal:
+        return self.taxes[index].amount - self.refunded_tax[index]
+
+
+class ReturnLineState(Model):
+    line_number: int
+    sku: str | None = None
+    quantity: int
+    status: str
+    reason: str | None = None
+    reason_description: str | None = None
+    condition: str | None = None
+    added_by_rule: str | None = None
+    # Why a rule brought the line in, for the refund line's explanation.
+    rule_explanation: str | None = None
+    restock: bool | None = None
+    stock_done: bool = False
+
+
+class ReturnState(Model):
+    rma: str
+    source_id: str
+    status: ReturnStatus
+    user: str | None = None
+    refund_mode: str = "QUANTITY_AND_AMOUNT"
+    reshipment: bool = False
+    refunded: bool = False
+    lines: list[ReturnLineState] = Field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("REQUESTED", "APPROVED")
+
+    @property
+    def is_active(self) -> bool:
+        return self.status not in ("CANCELLED", "REJECTED")
+
+
+class Transaction(Model):
+    type: Literal["PAYMENT", "REFUND"]
+    amount: Decimal
+    reference: str | None = None
+    credit_note_number: str | None = None
+
+
+class HeldMessage(Model):
+    message_name: str
+    message_id: str
+    params_json: str
+    arrived: str
+    deadline: str
+
+
+class OrderState(Model):
+    key: str
+    sales_channel: str
+    order_id: str
+    known: bool = False
+    skipped_before_integration: bool = False
+    upstream_json: str | None = None
+    store: str | None = None
+    currency: str | None = None
+    lines: dict[int, LineState] = Field(default_factory=dict)
+    paid: Decimal = ZERO
+    transactions: list[Transaction] = Field(default_factory=list)
+    returns: dict[str, ReturnState] = Field(default_factory=dict)
+    rma_seq: int = 0
+    child_seq: int = 0
+    cancelled: bool = False
+    credit_notes: list[str] = Field(default_factory=list)
+    applied: list[str] = Field(default_factory=list)
+    held: list[HeldMessage] = Field(default_factory=list)
+
+    @property
+    def refunded_gross(self) -> Decimal:
+        return -sum((t.amount for t in self.transactions if t.type == "REFUND"), ZERO)
+
+    @property
+    def refundable(self) -> Decimal:
+        return self.paid - self.refunded_gross
+
+    def remember(self, message_id: str) -> None:
+        self.applied.append(message_id)
+        if len(self.applied) > APPLIED_IDS_KEPT:
+            del self.applied[: len(self.applied) - APPLIED_IDS_KEPT]
+
+
+class StockItem(Model):
+    source_id: str
+    sku: str
+    on_hand: int = 0
+    reserved: int = 0
+    applied: list[str] = Field(default_factory=list)
+
+    @property
+    def available_to_sell(self) -> int:
+        return self.on_hand - self.reserved
+
+    def remember(self, movement_id: str) -> None:
+        self.applied.append(movement_id)
+        if len(self.applied) > APPLIED_IDS_KEPT:
+            del self.applied[: len(self.applied) - APPLIED_IDS_KEPT]
+
+
+class Series(Model):
+    """Credit note counters of one store in one partition, plus the upstream numbers seen there."""
+
+    name: str
+    last: int = 0
+    upstream_numbers: list[str] = Field(default_factory=list)

@@ -1,0 +1,255 @@
+"""Refunds decided upstream (`refund_management.create`): a Shopify / POS refund arrives with its own
+amounts per line, a "restock items" choice and a refund mode (seeds 000 and 003, DESIGN §9).
+
+The order's status decides how it applies: units not shipped yet are cancelled (reservation released),
+shipped units are returned (restocked or written off). The worker checks the amounts against what is
+left refundable, derives the tax per component where only gross amounts came, and numbers the credit
+note unless upstream numbered it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.commands import Refund
+from domain.commands import RefundLine as UpstreamLine
+from domain.money import ZERO, fmt, quantize, to_decimal
+from domain.orders import emit_order
+from domain.outcome import Refused, Work
+from domain.refunds import CreditNote, RefundLine, amount_taxes, book, issue
+from domain.state import LineState
+
+UPSTREAM_NUMBERS_KEPT = 5000
+
+
+@dataclass(frozen=True)
+class Split:
+    cancelled: int
+    returned: int
+
+
+def check_number(work: Work, number: str | None) -> None:
+    """An upstream credit note number is used once per store (within this partition's series)."""
+    if number is None:
+        return
+    store = work.order.store or work.order.sales_channel
+    if number in work.order.credit_notes or number in work.series_for(store).upstream_numbers:
+        raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
+
+
+def remember_number(work: Work, number: str | None) -> None:
+    if number is None:
+        return
+    series = work.series_for(work.order.store or work.order.sales_channel)
+    series.upstream_numbers.append(number)
+    del series.upstream_numbers[:-UPSTREAM_NUMBERS_KEPT]
+
+
+def _line(work: Work, order_line: str) -> LineState:
+    try:
+        number = int(order_line.strip())
+    except ValueError:
+        number = -1
+    line = work.order.lines.get(number)
+    if line is None:
+        raise Refused("UNKNOWN_LINE", f"order {work.order.order_id} has no line {order_line!r}")
+    return line
+
+
+def _split(line: LineState, request: UpstreamLine) -> Split:
+    """Unshipped units first: a refund of an item still in the warehouse is a cancellation."""
+    if line.kind != "PHYSICAL":
+        remaining = line.quantity - line.cancelled - line.claimed
+        units = request.quantity if request.quantity is not None else remaining
+        if units <= 0 or units > remaining:
+            raise Refused("OVER_RETURN", f"line {line.line_number}: {units} unit(s) asked, {remaining} left")
+        return Split(cancelled=0, returned=units)
+    remaining = line.open_units + line.returnable_units
+    units = request.quantity if request.quantity is not None else remaining
+    if units <= 0 or units > remaining:
+        raise Refused(
+            "OVER_RETURN",
+            f"line {line.line_number}: {units} unit(s) asked, {remaining} left "
+            f"({line.open_units} not shipped, {line.returnable_units} shipped and not returned)",
+        )
+    cancelled = min(units, line.open_units)
+    return Split(cancelled=cancelled, returned=units - cancelled)
+
+
+def _given_taxes(line: LineState, request: UpstreamLine, gross: Decimal, places: int) -> list[Decimal] | None:
+    """Tax as upstream sent it, mapped onto the line's tax components; None when it sent none."""
+    details = [payment.details for payment in request.payments]
+    vat_details = [d for detail in details for d in (detail.vat_detail or ()) if d.amount is not None]
+    given_vat = [detail.cost_vat for detail in details if detail.cost_vat is not None]
+    if not vat_details and not given_vat:
+        return None
+    if not line.taxes:
+        return []
+    if vat_details:
+        taxes = [ZERO] * len(line.taxes)
+        for detail in vat_details:
+            index = next(
+                (
+                    i
+                    for i, tax in enumerate(line.taxes)
+                    if (detail.type is None or (tax.type or "VAT") == detail.type)
+                    and (detail.rate is None or tax.rate is None or tax.rate == detail.rate)
+                ),
+                0,
+            )
+            taxes[index] += quantize(to_decimal(detail.amount), places)
+        return taxes
+    total = quantize(sum((to_decimal(v) for v in given_vat), ZERO), places)
+    # One figure for several components: split it in the line's proportions, the rest on the last one.
+    shares = [quantize(total * tax.amount / line.vat, places) if line.vat else ZERO for tax in line.taxes]
+    shares[-1] += total - sum(shares, ZERO)
+    return shares
+
+
+def refund(work: Work, cmd: Refund) -> None:
+    state = work.order
+    check_number(work, cmd.credit_note_number)
+    places = work.places
+    mode = cmd.refund_mode or "QUANTITY_AND_AMOUNT"
+    moves_goods, moves_money = mode != "AMOUNT_ONLY", mode != "QUANTITY_ONLY"
+    any_returned = False
+    lines: list[RefundLine] = []
+    seen: set[int] = set()
+    for request in cmd.lines:
+        line = _line(work, request.order_line)
+        if line.line_number in seen:
+            raise Refused("NOT_ALLOWED", f"line {line.line_number} appears twice in the refund")
+        seen.add(line.line_number)
+        split = _split(line, request) if moves_goods else Split(0, 0)
+        units = split.cancelled + split.returned
+        gross = quantize(sum((to_decimal(p.details.cost_gross) for p in request.payments), ZERO), places)
+        if gross < 0:
+            raise Refused("NOT_ALLOWED", f"line {line.line_number}: a refund amount cannot be negative")
+        if not moves_money:
+            gross = ZERO
+        if gross > line.remaining_gross:
+            raise Refused(
+                "OVER_REFUND",
+                f"line {line.line_number}: {fmt(gross, places)} asked, "
+                f"{fmt(line.remaining_gross, places)} left refundable",
+            )
+        given = _given_taxes(line, request, gross, places) if moves_money else None
+        taxes = given if given is not None else amount_taxes(line, gross, places)
+        if not moves_money:
+            taxes = [ZERO for _ in line.taxes]
+        for index, amount in enumerate(taxes):
+            if amount > line.remaining_tax(index) or amount > gross:
+                raise Refused("OVER_REFUND", f"line {line.line_number}: tax {fmt(amount, places)} too large")
+        restock = bool(request.restock) if split.returned else None
+        entry = RefundLine(
+            line,
+            units,
+            gross,
+            taxes,
+            _explain(mode, split, restock, given is not None, moves_money),
+            restock=restock,
+            reason=request.reason,
+            reason_description=request.reason_description,
+        )
+        # Derived tax keeps its own cumulative base, so successive gross-only refunds round exactly.
+        book(
+            line, entry, units_refunded=units if moves_money else 0, amount_only=moves_money and given is None
+        )
+        _move_goods(work, line, split, restock)
+        any_returned = any_returned or split.returned > 0
+        lines.append(entry)
+    note = CreditNote(
+        "return" if any_returned else ("cancellation" if moves_goods else "appeasement"),
+        "CREDIT_MEMO" if mode == "AMOUNT_ONLY" else "INVENTORY_CREDIT_MEMO",
+        mode,
+        lines=lines,
+        rma=cmd.rma,
+        user=cmd.user,
+        refund_reason=cmd.refund_reason,
+        credit_note_number=cmd.credit_note_number,
+        credit_note_date=(cmd.credit_note_date or "")[:10] or None,
+    )
+    if note.gross > 0 and state.refunded_gross + note.gross > state.paid:
+        raise Refused(
+            "OVER_REFUND",
+            f"refund {fmt(note.gross, places)} exceeds the {fmt(state.refundable, places)} left on the order",
+        )
+    remember_number(work, cmd.credit_note_number)
+    issue(work, note)
+    emit_order(work)
+
+
+def _move_goods(work: Work, line: LineState, split: Split, restock: bool | None) -> None:
+    if split.cancelled:
+        line.cancelled += split.cancelled
+        release = min(split.cancelled, line.reserved)
+        line.reserved -= release
+        work.move(line.source, line.sku, "RESERVATION_RELEASE", reserved=-release)
+    if split.returned:
+        line.claimed += split.returned
+        if line.kind == "PHYSICAL":
+            line.returned += split.returned
+            if restock:
+                line.restocked += split.returned
+                work.move(
+                    line.shipped_from or line.source, line.sku, "RETURN_RESTOCK", on_hand=split.returned
+                )
+            else:
+                line.written_off += split.returned
+
+
+def _explain(mode: str, split: Split, restock: bool | None, tax_given: bool, money: bool) -> str:
+    parts = [f"refund decided upstream (refund_mode={mode})"]
+    if split.cancelled:
+        parts.append(f"{split.cancelled} unshipped unit(s) cancelled")
+    if split.returned:
+        parts.append(
+            f"{split.returned} shipped unit(s) returned, " + ("restocked" if restock else "written off")
+        )
+    if money:
+        parts.append("tax as sent upstream" if tax_given else "tax derived per component from the line")
+    else:
+        parts.append("goods only, no money")
+    return "; ".join(parts)
+
+
+def standalone_refund(work: Work, cmd: Refund) -> None:
+    """The order never arrived: a refund with only the negative transaction, amounts as sent."""
+    check_number(work, cmd.credit_note_number)
+    places = work.places
+    note = CreditNote(
+        "return",
+        "CREDIT_MEMO",
+        cmd.refund_mode or "QUANTITY_AND_AMOUNT",
+        rma=cmd.rma,
+        user=cmd.user,
+        refund_reason=cmd.refund_reason,
+        credit_note_number=cmd.credit_note_number,
+        standalone=True,
+    )
+    for request in cmd.lines:
+        gross = quantize(sum((to_decimal(p.details.cost_gross) for p in request.payments), ZERO), places)
+        placeholder = LineState(
+            line_number=int(request.order_line) if request.order_line.strip().isdigit() else 0,
+            kind="OTHER",
+            product_type="UNKNOWN",
+            sku="",
+            quantity=1,
+            gross=gross,
+            source="",
+            payment_reference=request.payments[0].ref if request.payments else None,
+        )
+        note.lines.append(
+            RefundLine(
+                placeholder,
+                request.quantity or 0,
+                gross,
+                [],
+                "standalone refund: the original order never arrived (unknown_order=standalone)",
+                reason=request.reason,
+                reason_description=request.reason_description,
+            )
+        )
+    remember_number(work, cmd.credit_note_number)
+    issue(work, note)

@@ -1,0 +1,157 @@
+"""`oms-postsales replay` end to end: the installed console script on the bundled examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain import names
+from workers.validation import default_validators
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+CLI = str(Path(sys.executable).parent / "oms-postsales")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, input=stdin, timeout=120, check=False)
+
+
+def replay_examples(*extra: str) -> list[dict[str, Any]]:
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(EXAMPLES / "rules.toml"), *extra)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def outputs() -> list[dict[str, Any]]:
+    return replay_examples()
+
+
+def params(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [r["value"]["params"] for r in records if r["topic"] == name]
+
+
+def test_every_emitted_record_matches_its_schema_and_carries_headers(outputs: list[dict[str, Any]]) -> None:
+    validators = default_validators()
+    for record in outputs:
+        if record["topic"] == names.DEFAULT_DLQ_TOPIC:
+            assert validators.check("dead-letter", record) is None
+            continue
+        envelope = record["value"]
+        assert validators.check("jsonrpc-envelope", envelope) is None
+        assert validators.check(envelope["method"], envelope["params"]) is None, envelope["method"]
+        headers = record["headers"]
+        assert headers["message_name"] == envelope["method"] == record["topic"]
+        assert headers["message_id"] == envelope["id"]
+        assert headers["schema_id"].startswith("https://") and headers["producer"].startswith("oms-postsales/")
+        assert headers["correlation_id"] and headers["causation_id"]
+
+
+def test_the_examples_cover_every_outbound_message(outputs: list[dict[str, Any]]) -> None:
+    topics = Counter(record["topic"] for record in outputs)
+    for name in (*names.OUTBOUND, names.DEFAULT_DLQ_TOPIC):
+        assert topics[name] > 0, name
+
+
+def test_octopus_watches_refund_and_upstream_number(outputs: list[dict[str, Any]]) -> None:
+    refunds = {r["refund"]["credit_note_number"]: r["refund"] for r in params(outputs, names.REFUND_UPDATED)}
+    watches = refunds["CN-OCTO-0-000001"]
+    assert watches["totals"] == {"cost_gross": "270.60", "cost_net": "246.00", "cost_vat": "24.60"}
+    assert refunds["SHOP-RF-1001"]["lines"][0]["restock"] is False
+    assert refunds["CN-DOSHII-0-000002"]["standalone"] is True
+
+
+def test_seed_004_reshipment_id(outputs: list[dict[str, Any]]) -> None:
+    (request,) = params(outputs, names.SHIPMENT_REQUESTED)
+    assert request["shipment_request"]["id"] == "ST1-R00000548-01"
+
+
+def test_dead_letters_keep_the_original_text_and_say_why(outputs: list[dict[str, Any]]) -> None:
+    dead = [r for r in outputs if r["topic"] == names.DEFAULT_DLQ_TOPIC]
+    classes = {r["headers"]["dlq.error.class"]: r for r in dead}
+    assert set(classes) == {"InvalidJson", "UnknownMessage", "SchemaValidation"}
+    assert classes["InvalidJson"]["value"].startswith('{"return": {"sales_channel_id": "OCTO"')
+    schema = classes["SchemaValidation"]["headers"]
+    assert schema["dlq.error.path"].startswith("/params/appeasement/lines/0/amount")
+    assert schema["dlq.original.partition"] == "0" and schema["dlq.original.offset"].isdigit()
+
+
+def test_replay_is_deterministic_and_output_file_matches_stdout(tmp_path: Path, outputs: list[dict[str, Any]]) -> None:
+    target = tmp_path / "out.jsonl"
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(EXAMPLES / "rules.toml"),
+               "--output", str(target))
+    assert done.returncode == 0 and done.stdout == ""
+    assert [json.loads(line) for line in target.read_text().splitlines()] == outputs
+    assert "replayed 31 records" in done.stderr
+
+
+def test_state_folder_carries_orders_across_runs(tmp_path: Path) -> None:
+    log = (EXAMPLES / "message-log.jsonl").read_text().splitlines(keepends=True)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(log[:3]))  # stock snapshot, Octopus order, shipment
+    second.write_text("".join(log[3:4]))  # the watches' return
+    state = tmp_path / "state"
+    assert run("replay", str(first), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state)).returncode == 0
+    done = run("replay", str(second), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state))
+    refunds = [json.loads(line)["value"]["params"]["refund"] for line in done.stdout.splitlines()
+               if names.REFUND_UPDATED in line]
+    assert [r["totals"]["cost_gross"] for r in refunds] == ["270.60"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ('[defaults]\nshiping_refund_rule = "onFirst"\n', "defaults.shiping_refund_rule"),
+        ('[sales_channels.ST1]\nrefund_on = "sometimes"\n', "sales_channels.ST1.refund_on"),
+        ("[defaults\n", "not valid TOML"),
+    ],
+)
+def test_bad_rules_file_is_refused_with_one_line_naming_the_key(tmp_path: Path, rules: str, message: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(rules)
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_input_is_one_line_error(tmp_path: Path) -> None:
+    missing = run("replay", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"topic": "x", "value": {}}\nnot json\n')
+    done = run("replay", str(broken))
+    assert done.returncode == 2 and f"{broken}:2" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_hostile_records_become_dead_letters_and_the_run_goes_on(tmp_path: Path) -> None:
+    order_topic = names.ORDER_CREATE
+    lines = [
+        {"topic": order_topic, "value": "\udcff\udcfe not utf-8"},
+        {"topic": order_topic, "value": "[" * 5000 + "]" * 5000},
+        {"topic": order_topic, "value": {"order": {"id": "1", "store": "S", "lines": "many"}}},
+        {"topic": order_topic, "value": "x" * 2_000_000},
+        {"topic": "unknown.topic", "value": {"a": 1}},
+        {"topic": order_topic, "value": [1, 2, 3]},
+        {"topic": names.APPEASEMENT_CREATE, "value": {"appeasement": {"sales_channel_id": "S", "order_id": "1",
+                                                       "user": "u", "lines": [{"line_number": 1, "amount": "abc",
+                                                                               "reason": "r",
+                                                                               "reason_description": "d"}]}}},
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run("replay", str(path))
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["topic"] for r in out] == [names.DEFAULT_DLQ_TOPIC] * len(lines)
+    assert [r["headers"]["dlq.error.class"] for r in out] == [
+        "InvalidUtf8", "TooDeep", "SchemaValidation", "PayloadTooLarge", "UnknownMessage", "InvalidStructure",
+        "SchemaValidation"]
+    assert out[0]["value"] == lines[0]["value"]

@@ -1,0 +1,163 @@
+"""Records ⇄ messages: decoding (JSON-RPC envelope, bare params, raw text), message ids, deterministic
+emitted ids, headers, and dead-letter records (DESIGN §3, §9)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import simplejson
+
+from domain import names
+from domain.outcome import Event
+from domain.timeutil import iso
+
+PRODUCER = "oms-postsales/0.1.0"
+ID_NAMESPACE = uuid.UUID("6f6d732d-706f-7374-7361-6c6573000001")
+MAX_RECORD_BYTES = 1_048_576
+
+H_NAME = "message_name"
+H_ID = "message_id"
+H_CORRELATION = "correlation_id"
+H_CAUSATION = "causation_id"
+H_SCHEMA = "schema_id"
+H_PRODUCER = "producer"
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    topic: str
+    value: bytes
+    key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    partition: int = 0
+    offset: int = 0
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    topic: str
+    key: str | None
+    headers: dict[str, str]
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Decoded:
+    name: str
+    message_id: str
+    params: dict[str, Any]
+    params_json: str
+
+
+class DecodeError(Exception):
+    """A record that can never be processed: it goes to the dead-letter topic at once."""
+
+    def __init__(self, error_class: str, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.path = path
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON with exact decimals: amounts are parsed from their text, never through binary floats."""
+    return simplejson.loads(text, use_decimal=True)
+
+
+def dumps(value: Any) -> str:
+    text: str = simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def decode(
+    record: InboundRecord, name_for_topic: Mapping[str, str], max_bytes: int = MAX_RECORD_BYTES
+) -> Decoded:
+    if len(record.value) > max_bytes:
+        raise DecodeError("PayloadTooLarge", f"record of {len(record.value)} bytes exceeds {max_bytes}")
+    try:
+        text = record.value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("InvalidUtf8", f"value is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        document = loads(text)
+    except RecursionError:
+        raise DecodeError("TooDeep", "JSON nested too deeply") from None
+    except simplejson.JSONDecodeError as exc:
+        raise DecodeError(
+            "InvalidJson", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    message_id: str | None = None
+    if isinstance(document, dict) and "jsonrpc" in document:
+        method, params, envelope_id = document.get("method"), document.get("params"), document.get("id")
+        if not isinstance(method, str) or not method:
+            raise DecodeError("InvalidEnvelope", "JSON-RPC envelope without a method", "/method")
+        if not isinstance(params, dict):
+            raise DecodeError("InvalidEnvelope", "JSON-RPC params must be an object", "/params")
+        if envelope_id is not None and not isinstance(envelope_id, str | int):
+            raise DecodeError("InvalidEnvelope", "JSON-RPC id must be a string or a number", "/id")
+        name = method
+        message_id = str(envelope_id) if envelope_id is not None else None
+    else:
+        if not isinstance(document, dict):
+            raise DecodeError("InvalidStructure", "value must be a JSON object (envelope or params)")
+        name = name_for_topic.get(record.topic, record.topic)
+        params = document
+    if name not in names.INBOUND:
+        raise DecodeError("UnknownMessage", f"no handler for message {name!r}")
+    if message_id is None:
+        message_id = record.headers.get(H_ID) or "sha256:" + hashlib.sha256(record.value).hexdigest()
+    return Decoded(name, message_id, params, dumps(params))
+
+
+def derived_id(cause: str, index: int) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{cause}/{index}"))
+
+
+def root_id(cause: str) -> str:
+    """The inbound message id behind an event's cause (stock movements are "<message id>#<n>")."""
+    return cause.split("#", 1)[0]
+
+
+def encode(
+    event: Event, index: int, topic: str, schema_id: str, correlation: str | None = None
+) -> OutboundRecord:
+    message_id = derived_id(event.cause, index)
+    envelope = {"jsonrpc": "2.0", "id": message_id, "method": event.name, "params": event.params}
+    cause = root_id(event.cause)
+    return OutboundRecord(
+        topic=topic,
+        key=event.key,
+        headers={
+            H_NAME: event.name,
+            H_ID: message_id,
+            H_CORRELATION: correlation or cause,
+            H_CAUSATION: cause,
+            H_SCHEMA: schema_id,
+            H_PRODUCER: PRODUCER,
+        },
+        value=dumps(envelope).encode("utf-8"),
+    )
+
+
+def dead_letter(
+    record: InboundRecord, error: DecodeError, dlq_topic: str, failed_at: datetime
+) -> OutboundRecord:
+    headers = dict(record.headers)
+    headers.update(
+        {
+            "dlq.error.class": error.error_class,
+            "dlq.error.message": error.message,
+            "dlq.error.path": error.path,
+            "dlq.original.topic": record.topic,
+            "dlq.original.partition": str(record.partition),
+            "dlq.original.offset": str(record.offset),
+            "dlq.failed_at": iso(failed_at),
+        }
+    )
+    return OutboundRecord(topic=dlq_topic, key=record.key, headers=headers, value=record.value)

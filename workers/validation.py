@@ -1,0 +1,57 @@
+"""Compiled JSON Schema validators, one per message, built once; a failure names its JSON pointer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import simplejson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from schemas import SCHEMA_DIR
+
+
+@dataclass(frozen=True)
+class SchemaFailure:
+    pointer: str
+    message: str
+
+
+def pointer(path: Any) -> str:
+    """RFC 6901 JSON pointer of a jsonschema error path ("" is the whole document)."""
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in path]
+    return "/" + "/".join(parts) if parts else ""
+
+
+class Validators:
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self._by_name: dict[str, Draft202012Validator] = {}
+        self.ids: dict[str, str] = {}
+        for path in sorted(schema_dir.glob("*.json")):
+            schema = simplejson.loads(path.read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+            name = path.name.removesuffix(".json")
+            self._by_name[name] = Draft202012Validator(schema)
+            self.ids[name] = str(schema.get("$id", name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def check(self, name: str, instance: Any) -> SchemaFailure | None:
+        error: ValidationError | None = best_match(self._by_name[name].iter_errors(instance))
+        if error is None:
+            return None
+        return SchemaFailure(pointer(error.absolute_path), _short(error.message))
+
+
+def _short(message: str, limit: int = 300) -> str:
+    # jsonschema quotes the whole offending value; a huge payload must not become a huge header.
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+@cache
+def default_validators() -> Validators:
+    return Validators()
