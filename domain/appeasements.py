@@ -90,7 +90,9 @@ def standalone_appeasement(work: Work, cmd: Appeasement) -> None:
     for request in cmd.lines:
         amount = quantize(to_decimal(request.amount), places)
         if amount <= 0:
-            raise Refused("NOT_ALLOWED", f"line {request.line_number}: an appeasement must be a positive amount")
+            raise Refused(
+                "NOT_ALLOWED", f"line {request.line_number}: an appeasement must be a positive amount"
+            )
         placeholder = LineState(
             line_number=request.line_number,
             kind="OTHER",

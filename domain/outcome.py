@@ -104,6 +104,7 @@ class Work:
         self.series: dict[str, Series] = {}
         self.events: list[Event] = []
         self.movements: list[Movement] = []
+        self._numbers_taken: dict[str, int] = {}
 
     @property
     def now(self) -> str:
@@ -143,8 +144,13 @@ class Work:
 
     def next_credit_note(self, store: str) -> str:
         series = self.series_for(store)
-        series.last += 1
-        return f"CN-{store}-{self.meta.partition}-{series.last:06d}"
+        taken = series.issued.setdefault(self.meta.message_id, [])
+        self._numbers_taken[series.name] = self._numbers_taken.get(series.name, 0) + 1
+        if len(taken) < self._numbers_taken[series.name]:
+            series.last += 1
+            taken.append(f"CN-{store}-{self.meta.partition}-{series.last:06d}")
+            series.trim()
+        return taken[self._numbers_taken[series.name] - 1]
 
     def outcome(self, status: Status = "applied", detail: str = "") -> Outcome:
         self.order.remember(self.meta.message_id)

@@ -16,6 +16,8 @@ from domain.money import ZERO
 # can produce (a rebalance replays at most the uncommitted tail), small enough to keep values compact.
 APPLIED_IDS_KEPT = 256
 HELD_MESSAGES_MAX = 200
+# Messages whose credit note numbers a series remembers, and upstream numbers it keeps for duplicates.
+SERIES_MEMORY = 5000
 
 LineKind = Literal["PHYSICAL", "SERVICE", "SHIPPING", "OTHER"]
 ReturnStatus = Literal["REQUESTED", "APPROVED", "RECEIVED", "CLOSED", "CANCELLED", "REJECTED"]
@@ -184,8 +186,19 @@ class StockItem(Model):
 
 
 class Series(Model):
-    """Credit note counters of one store in one partition, plus the upstream numbers seen there."""
+    """Credit note counter of one store in one partition, plus the upstream numbers seen there.
+
+    It is stored apart from the orders, so a crash can persist it without the order that used it. It
+    therefore remembers which numbers each recent message took: a redelivered message gets the same
+    numbers again, never new ones, and its own upstream number is not a duplicate of itself.
+    """
 
     name: str
     last: int = 0
-    upstream_numbers: list[str] = Field(default_factory=list)
+    issued: dict[str, list[str]] = Field(default_factory=dict)
+    upstream_numbers: dict[str, str] = Field(default_factory=dict)
+
+    def trim(self) -> None:
+        for mapping in (self.issued, self.upstream_numbers):
+            for stale in list(mapping)[: max(0, len(mapping) - SERIES_MEMORY)]:
+                del mapping[stale]

@@ -20,8 +20,6 @@ from domain.outcome import Refused, Work
 from domain.refunds import CreditNote, RefundLine, amount_taxes, book, issue
 from domain.state import LineState
 
-UPSTREAM_NUMBERS_KEPT = 5000
-
 
 @dataclass(frozen=True)
 class Split:
@@ -34,7 +32,8 @@ def check_number(work: Work, number: str | None) -> None:
     if number is None:
         return
     store = work.order.store or work.order.sales_channel
-    if number in work.order.credit_notes or number in work.series_for(store).upstream_numbers:
+    used_by = work.series_for(store).upstream_numbers.get(number)
+    if number in work.order.credit_notes or (used_by is not None and used_by != work.meta.message_id):
         raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
 
 
@@ -42,8 +41,8 @@ def remember_number(work: Work, number: str | None) -> None:
     if number is None:
         return
     series = work.series_for(work.order.store or work.order.sales_channel)
-    series.upstream_numbers.append(number)
-    del series.upstream_numbers[:-UPSTREAM_NUMBERS_KEPT]
+    series.upstream_numbers[number] = work.meta.message_id
+    series.trim()
 
 
 def _line(work: Work, order_line: str) -> LineState:

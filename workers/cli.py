@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+import tempfile
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import faust
 import typer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from domain.rules import RulesError
 from domain.timeutil import parse_time
 from workers import logging as oms_logging
+from workers.app import build_app
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
+from workers.settings import Settings
+from workers.topics import (
+    TopicError,
+    catalogue,
+    check_copartitioning,
+    copartitioned_topics,
+    create_topics,
+    describe_partitions,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_LOG = ROOT / "examples" / "message-log.jsonl"
+EXAMPLE_RULES = ROOT / "examples" / "rules.toml"
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -33,6 +53,9 @@ def replay_command(
     ] = None,
     state: Annotated[Path | None, typer.Option("--state", help="folder to load and save state")] = None,
     now: Annotated[str | None, typer.Option("--now", help="clock for messages that carry no time")] = None,
+    partitions: Annotated[
+        int, typer.Option("--partitions", min=1, help="number credit notes as a worker on N partitions would")
+    ] = 1,
     log_level: Annotated[
         str, typer.Option("--log-level", help="log level (JSON logs on stderr)")
     ] = "WARNING",
@@ -59,7 +82,15 @@ def replay_command(
             fail(f"cannot read {input_path}: {exc.strerror}")
         out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
         try:
-            summary = replay(iter(source), out, book, source=str(input_path), stores=stores, now=clock)
+            summary = replay(
+                iter(source),
+                out,
+                book,
+                source=str(input_path),
+                stores=stores,
+                now=clock,
+                partitions=partitions,
+            )
         except ReplayInputError as exc:
             fail(str(exc))
         except UnicodeDecodeError as exc:
@@ -68,6 +99,117 @@ def replay_command(
         save_state(state, stores)
     counts = ", ".join(f"{name}={count}" for name, count in sorted(summary.counts.items()))
     typer.echo(f"replayed {summary.records} records, emitted {summary.emitted} ({counts})", err=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # Name the setting, never its value: some values are secrets.
+        where = ", ".join(
+            "OMS_" + "__".join(str(part) for part in error["loc"]).upper() + f" ({error['msg']})"
+            for error in exc.errors(include_input=False)
+        )
+        fail(f"settings: {where}")
+        raise  # unreachable: fail() exits
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the stream processors on Kafka (settings from OMS_* environment variables)."""
+    settings = load_settings()
+    oms_logging.configure(settings.log_level)
+    try:
+        book = load_rules(settings.rules_file)
+    except RulesError as exc:
+        fail(f"rules: {exc}")
+    try:
+        asyncio.run(prepare_topics(settings))
+    except TopicError as exc:
+        fail(str(exc))
+    except KafkaError as exc:
+        fail(f"cannot reach the broker at {settings.bootstrap_servers}: {type(exc).__name__}")
+    faust_app, _runtime = build_app(settings, book)
+    faust.Worker(
+        faust_app, loglevel=settings.log_level, override_logging=False, quiet=True
+    ).execute_from_commandline()
+
+
+async def prepare_topics(settings: Settings) -> None:
+    """Create what is missing, then refuse to run on co-partitioned topics that differ."""
+    await create_topics(settings, catalogue(settings))
+    wanted = copartitioned_topics(settings)
+    problem = check_copartitioning(await describe_partitions(settings, wanted))
+    if problem:
+        raise TopicError(problem)
+
+
+topics_app = typer.Typer(no_args_is_help=True, help="Create and list the worker's topics.")
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every inbound, outbound, internal and changelog topic with the configured partitions."""
+    settings = load_settings()
+    try:
+        report = asyncio.run(create_topics(settings, catalogue(settings)))
+    except TopicError as exc:
+        fail(str(exc))
+    for name in report.created:
+        typer.echo(f"created  {name}")
+    for name in report.existed:
+        typer.echo(f"exists   {name}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Each topic the worker needs, with its partition count on the broker (or "missing")."""
+    settings = load_settings()
+    specs = catalogue(settings)
+    counts = asyncio.run(describe_partitions(settings, [spec.name for spec in specs]))
+    for spec in specs:
+        have = counts.get(spec.name)
+        state = (
+            "missing"
+            if have is None
+            else f"{have} partitions"
+            + ("" if have == spec.partitions else f" (configured {spec.partitions})")
+        )
+        typer.echo(f"{spec.name:<60} {state}")
+    problem = check_copartitioning({n: c for n, c in counts.items() if n in copartitioned_topics(settings)})
+    if problem:
+        fail(problem)
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(load_settings().masked(), indent=2, sort_keys=True))
+
+
+@app.command("dev")
+def dev_command(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="publish the example log and summarise the outputs")
+    ] = False,
+    log: Annotated[Path, typer.Option("--log", help="message log for --demo")] = EXAMPLE_LOG,
+    rules: Annotated[Path | None, typer.Option("--rules", help="rules TOML file")] = EXAMPLE_RULES,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="logs and data (default: a temp dir)")
+    ] = None,
+) -> None:
+    """Start a local Kafka-protocol broker (Tansu), create the topics and run a worker, no Docker."""
+    from workers import dev
+
+    oms_logging.configure("ERROR")  # the in-process replay that computes the expected outputs stays quiet
+    folder = workdir or Path(tempfile.mkdtemp(prefix="oms-postsales-dev-"))
+    code = dev.run(folder, rules, log if demo else None, typer.echo)
+    raise typer.Exit(code)
 
 
 @app.callback()

@@ -6,11 +6,12 @@ the worker), so both runners share this code and give the same outputs for the s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
+from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from domain import names
@@ -22,6 +23,7 @@ from domain.state import OrderState, Series, StockItem
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.codec import (
+    MAX_RECORD_BYTES,
     Decoded,
     DecodeError,
     InboundRecord,
@@ -46,12 +48,18 @@ class Stores:
 
 @dataclass
 class Processed:
+    """What one record produced. Nothing is stored yet: a runner first delivers `records` and
+    `movements`, then calls `Pipeline.store`, so a crash in between re-delivers, never loses."""
+
     status: str
     records: list[OutboundRecord]
     movements: list[Movement]
     detail: str = ""
     message_id: str | None = None
     message_name: str | None = None
+    orders: list[OrderState] = field(default_factory=list)
+    series: dict[str, Series] = field(default_factory=dict)
+    source_skus: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,10 @@ class Pipeline:
         topics: Topics | None = None,
         validators: Validators | None = None,
         now: datetime | None = None,
+        partitions: int | None = None,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
+        """`partitions`: replay's emulation of the Kafka key partitioner (None: trust the record's)."""
         self.rules = rules
         self.stores = stores or Stores()
         self.topics = topics or Topics()
@@ -85,17 +96,34 @@ class Pipeline:
         self.fixed_now = now
         self.clock = now or EPOCH
         self.counts: Counter[str] = Counter()
+        self.partitions = partitions
+        self.max_record_bytes = max_record_bytes
 
     # -- order and stock messages -------------------------------------------------------------------
 
-    def process(self, record: InboundRecord, partition: int | None = None) -> Processed:
+    def partition_of(self, key: str | None, given: int) -> int:
+        if self.partitions is None or key is None:
+            return given
+        return partition_for(key, self.partitions)
+
+    def key_for(self, record: InboundRecord) -> str | None:
+        """The key a producer should give this record: "<channel>:<order id>", or the source for stock."""
+        try:
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            if decoded.name == names.STOCK_UPDATE:
+                return str(StockUpdate.model_validate(decoded.params).snapshot.source_id)
+            return parse(decoded.name, decoded.params).key or record.key
+        except (DecodeError, ValidationError, KeyError, TypeError, AttributeError):
+            return record.key
+
+    def process(self, record: InboundRecord) -> Processed:
         """Handle one inbound record; stock movements are returned for the caller to route."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
-            decoded = decode(record, self._name_for_topic)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
             failure = self.validators.check(decoded.name, decoded.params)
             if failure is not None:
                 raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
@@ -111,10 +139,8 @@ class Pipeline:
             path = "/params/" + "/".join(str(p) for p in first["loc"])
             return self._dead(record, DecodeError("DomainValidation", first["msg"], path))
         now = self._tick(record, parsed.time)
-        meta = MessageMeta(
-            decoded.name, decoded.message_id, now, record.partition if partition is None else partition
-        )
         key = parsed.key or record.key
+        meta = MessageMeta(decoded.name, decoded.message_id, now, self.partition_of(key, record.partition))
         stored = self.stores.orders.get(key) if key else None
         outcome = handle(
             parsed,
@@ -125,7 +151,7 @@ class Pipeline:
             meta,
             fallback_channel=_channel_of(record.key),
         )
-        return self._finish(outcome, record, decoded)
+        return self._finish(outcome, decoded)
 
     def _snapshot(self, record: InboundRecord, decoded: Decoded) -> Processed:
         try:
@@ -134,45 +160,73 @@ class Pipeline:
             return self._dead(record, DecodeError("DomainValidation", exc.errors()[0]["msg"], "/params"))
         snapshot = update.snapshot
         now = self._tick(record, snapshot.created_on)
+        # The SKUs a source has are the ones its snapshots listed: a FULL snapshot zeroes those it omits.
         known = self.stores.source_skus.get(snapshot.source_id, [])
         movements = snapshot_movements(snapshot, decoded.message_id, iso(now), known)
-        self._count("applied", decoded.name)
+        listed = [entry.sku for entry in snapshot.stock if entry.sku not in known]
+        self._count("applied")
         log.info("record.handled", outcome="applied", movements=len(movements))
-        return Processed("applied", [], movements, message_id=decoded.message_id, message_name=decoded.name)
+        return Processed(
+            "applied",
+            [],
+            movements,
+            message_id=decoded.message_id,
+            message_name=decoded.name,
+            source_skus={snapshot.source_id: [*known, *dict.fromkeys(listed)]} if listed else {},
+        )
+
+    def apply_movement(self, movement: Movement) -> tuple[StockItem, OutboundRecord | None]:
+        """The stock side: apply a movement once; the caller publishes the record, then stores the item."""
+        item, event = apply_movement(self.stores.stock.get(movement.key), movement)
+        return item, self._encode(event, 0) if event is not None else None
 
     def apply_movements(self, movements: Iterable[Movement]) -> list[OutboundRecord]:
-        """The stock side: apply movements to their items once each and publish every ATS change."""
+        """Apply and store at once (replay): publish every change of available-to-sell."""
         records: list[OutboundRecord] = []
         for movement in movements:
-            item, event = apply_movement(self.stores.stock.get(movement.key), movement)
+            item, record = self.apply_movement(movement)
             self.stores.stock[movement.key] = item
-            skus = self.stores.source_skus.get(movement.source_id, [])
-            if movement.sku not in skus:
-                self.stores.source_skus[movement.source_id] = [*skus, movement.sku]
-            if event is not None:
-                records.append(self._encode(event, 0))
+            if record is not None:
+                records.append(record)
         return records
+
+    def store(self, processed: Processed) -> None:
+        """Write what a processed record changed. Series first: see domain.state.Series."""
+        for name, series in processed.series.items():
+            self.stores.series[name] = series
+        for order in processed.orders:
+            self.stores.orders[order.key] = order
+        for source, skus in processed.source_skus.items():
+            self.stores.source_skus[source] = skus
 
     # -- holds ------------------------------------------------------------------------------------
 
-    def settle(self, now: datetime | None = None, *, everything: bool = False) -> Processed:
-        """Refuse or settle standalone the held messages whose deadline has passed (all, at the end)."""
+    def settle(
+        self,
+        keys: Iterable[str],
+        now: datetime | None = None,
+        *,
+        partition: int = 0,
+        everything: bool = False,
+    ) -> Processed:
+        """Refuse, or refund standalone, the held messages of these orders whose deadline has passed."""
         moment = now or self.clock
         total = Processed("applied", [], [])
-        for key in [k for k, order in self.stores.orders.items() if order.held]:
-            outcome = settle_expired(
-                self.stores.orders[key], self.stores.series, self.rules, moment, everything=everything
-            )
+        for key in keys:
+            order = self.stores.orders.get(key)
+            if order is None or not order.held:
+                continue
+            view = _Overlay(self.stores.series, total.series)
+            at = self.partition_of(key, partition)
+            outcome = settle_expired(order, view, self.rules, moment, at, everything=everything)
             if outcome.order is None:
                 continue
-            processed = self._finish(outcome, None, None)
+            processed = self._finish(outcome, None)
+            total.series.update(processed.series)
             total.records.extend(processed.records)
             total.movements.extend(processed.movements)
+            total.orders.extend(processed.orders)
         return total
-
-    @property
-    def waiting(self) -> int:
-        return sum(len(order.held) for order in self.stores.orders.values())
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -184,14 +238,9 @@ class Pipeline:
         self.clock = max(self.clock, moment)
         return moment
 
-    def _finish(self, outcome: Outcome, record: InboundRecord | None, decoded: Decoded | None) -> Processed:
-        if outcome.order is not None:
-            self.stores.orders[outcome.order.key] = outcome.order
-        for name, series in outcome.series.items():
-            self.stores.series[name] = series
+    def _finish(self, outcome: Outcome, decoded: Decoded | None) -> Processed:
         records = self._encode_all(outcome.events)
-        name = decoded.name if decoded else "held"
-        self._count(outcome.status, name)
+        self._count(outcome.status)
         if outcome.status in ("rejected", "skipped", "held", "duplicate"):
             log.info("record.handled", outcome=outcome.status, detail=outcome.detail)
         return Processed(
@@ -200,7 +249,9 @@ class Pipeline:
             list(outcome.movements),
             outcome.detail,
             decoded.message_id if decoded else None,
-            name,
+            decoded.name if decoded else None,
+            orders=[outcome.order] if outcome.order is not None else [],
+            series=dict(outcome.series),
         )
 
     def _encode_all(self, events: list[Event]) -> list[OutboundRecord]:
@@ -217,15 +268,37 @@ class Pipeline:
         )
 
     def _dead(self, record: InboundRecord, error: DecodeError) -> Processed:
-        self._count("dead_letter", record.topic)
+        self._count("dead_letter")
         log.warning("record.dead_letter", error_class=error.error_class, path=error.path)
         failed_at = record.timestamp or self.clock
         return Processed(
             "dead_letter", [dead_letter(record, error, self.topics.dlq, failed_at)], [], error.error_class
         )
 
-    def _count(self, status: str, name: str) -> None:
+    def _count(self, status: str) -> None:
         self.counts[status] += 1
+
+
+class _Overlay(Mapping[str, Series]):
+    """Series as stored, with the changes of this batch on top (settling several orders at once)."""
+
+    def __init__(self, base: Mapping[str, Series], changes: Mapping[str, Series]) -> None:
+        self._base, self._changes = base, changes
+
+    def __getitem__(self, name: str) -> Series:
+        return self._changes[name] if name in self._changes else self._base[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._base, *self._changes})
+
+    def __len__(self) -> int:
+        return len({*self._base, *self._changes})
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key bytes), as the Java client and aiokafka do."""
+    hashed: int = murmur2(key.encode("utf-8"))
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def _channel_of(key: str | None) -> str | None:

@@ -20,7 +20,7 @@ from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import parse_time
 from workers.codec import InboundRecord, OutboundRecord, dumps, loads
-from workers.pipeline import Pipeline, Stores, Topics
+from workers.pipeline import Pipeline, Processed, Stores, Topics
 
 
 class ReplayInputError(ValueError):
@@ -118,8 +118,11 @@ def replay(
     stores: Stores | None = None,
     now: datetime | None = None,
     topics: Topics | None = None,
+    partitions: int = 1,
+    settle_at_end: bool = True,
 ) -> ReplaySummary:
-    pipeline = Pipeline(rules, stores=stores, topics=topics, now=now)
+    """`partitions` numbers credit notes per partition as a worker on that many partitions would."""
+    pipeline = Pipeline(rules, stores=stores, topics=topics, now=now, partitions=partitions)
     dlq = pipeline.topics.dlq
     records = emitted = 0
 
@@ -129,17 +132,25 @@ def replay(
             out.write(output_line(outbound, dlq) + "\n")
             emitted += 1
 
-    for record in read_records(lines, source):
-        records += 1
-        processed = pipeline.process(record)
+    waiting: dict[str, None] = {k: None for k, order in pipeline.stores.orders.items() if order.held}
+
+    def handled(processed: Processed) -> None:
         write(processed.records)
+        pipeline.store(processed)
         write(pipeline.apply_movements(processed.movements))
-        if pipeline.waiting:
-            settled = pipeline.settle()
-            write(settled.records)
-            write(pipeline.apply_movements(settled.movements))
-    # At the end of the input every held message has waited as long as it ever will.
-    settled = pipeline.settle(everything=True)
-    write(settled.records)
-    write(pipeline.apply_movements(settled.movements))
+        for order in processed.orders:
+            if order.held:
+                waiting[order.key] = None
+            else:
+                waiting.pop(order.key, None)
+
+    # The whole file is read first: a broken line stops the run before anything is emitted.
+    for record in list(read_records(lines, source)):
+        records += 1
+        handled(pipeline.process(record))
+        if waiting:
+            handled(pipeline.settle(list(waiting)))
+    if settle_at_end:
+        # At the end of the input every held message has waited as long as it ever will.
+        handled(pipeline.settle(list(waiting), everything=True))
     return ReplaySummary(records, emitted, dict(pipeline.counts))

@@ -50,7 +50,9 @@ def test_every_emitted_record_matches_its_schema_and_carries_headers(outputs: li
         headers = record["headers"]
         assert headers["message_name"] == envelope["method"] == record["topic"]
         assert headers["message_id"] == envelope["id"]
-        assert headers["schema_id"].startswith("https://") and headers["producer"].startswith("oms-postsales/")
+        assert headers["schema_id"].startswith("https://") and headers["producer"].startswith(
+            "oms-postsales/"
+        )
         assert headers["correlation_id"] and headers["causation_id"]
 
 
@@ -83,10 +85,18 @@ def test_dead_letters_keep_the_original_text_and_say_why(outputs: list[dict[str,
     assert schema["dlq.original.partition"] == "0" and schema["dlq.original.offset"].isdigit()
 
 
-def test_replay_is_deterministic_and_output_file_matches_stdout(tmp_path: Path, outputs: list[dict[str, Any]]) -> None:
+def test_replay_is_deterministic_and_output_file_matches_stdout(
+    tmp_path: Path, outputs: list[dict[str, Any]]
+) -> None:
     target = tmp_path / "out.jsonl"
-    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(EXAMPLES / "rules.toml"),
-               "--output", str(target))
+    done = run(
+        "replay",
+        str(EXAMPLES / "message-log.jsonl"),
+        "--rules",
+        str(EXAMPLES / "rules.toml"),
+        "--output",
+        str(target),
+    )
     assert done.returncode == 0 and done.stdout == ""
     assert [json.loads(line) for line in target.read_text().splitlines()] == outputs
     assert "replayed 31 records" in done.stderr
@@ -98,10 +108,16 @@ def test_state_folder_carries_orders_across_runs(tmp_path: Path) -> None:
     first.write_text("".join(log[:3]))  # stock snapshot, Octopus order, shipment
     second.write_text("".join(log[3:4]))  # the watches' return
     state = tmp_path / "state"
-    assert run("replay", str(first), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state)).returncode == 0
+    assert (
+        run("replay", str(first), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state)).returncode
+        == 0
+    )
     done = run("replay", str(second), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state))
-    refunds = [json.loads(line)["value"]["params"]["refund"] for line in done.stdout.splitlines()
-               if names.REFUND_UPDATED in line]
+    refunds = [
+        json.loads(line)["value"]["params"]["refund"]
+        for line in done.stdout.splitlines()
+        if names.REFUND_UPDATED in line
+    ]
     assert [r["totals"]["cost_gross"] for r in refunds] == ["270.60"]
 
 
@@ -113,7 +129,9 @@ def test_state_folder_carries_orders_across_runs(tmp_path: Path) -> None:
         ("[defaults\n", "not valid TOML"),
     ],
 )
-def test_bad_rules_file_is_refused_with_one_line_naming_the_key(tmp_path: Path, rules: str, message: str) -> None:
+def test_bad_rules_file_is_refused_with_one_line_naming_the_key(
+    tmp_path: Path, rules: str, message: str
+) -> None:
     path = tmp_path / "rules.toml"
     path.write_text(rules)
     done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(path))
@@ -140,10 +158,17 @@ def test_hostile_records_become_dead_letters_and_the_run_goes_on(tmp_path: Path)
         {"topic": order_topic, "value": "x" * 2_000_000},
         {"topic": "unknown.topic", "value": {"a": 1}},
         {"topic": order_topic, "value": [1, 2, 3]},
-        {"topic": names.APPEASEMENT_CREATE, "value": {"appeasement": {"sales_channel_id": "S", "order_id": "1",
-                                                       "user": "u", "lines": [{"line_number": 1, "amount": "abc",
-                                                                               "reason": "r",
-                                                                               "reason_description": "d"}]}}},
+        {
+            "topic": names.APPEASEMENT_CREATE,
+            "value": {
+                "appeasement": {
+                    "sales_channel_id": "S",
+                    "order_id": "1",
+                    "user": "u",
+                    "lines": [{"line_number": 1, "amount": "abc", "reason": "r", "reason_description": "d"}],
+                }
+            },
+        },
     ]
     path = tmp_path / "hostile.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -152,6 +177,12 @@ def test_hostile_records_become_dead_letters_and_the_run_goes_on(tmp_path: Path)
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["topic"] for r in out] == [names.DEFAULT_DLQ_TOPIC] * len(lines)
     assert [r["headers"]["dlq.error.class"] for r in out] == [
-        "InvalidUtf8", "TooDeep", "SchemaValidation", "PayloadTooLarge", "UnknownMessage", "InvalidStructure",
-        "SchemaValidation"]
+        "InvalidUtf8",
+        "TooDeep",
+        "SchemaValidation",
+        "PayloadTooLarge",
+        "UnknownMessage",
+        "InvalidStructure",
+        "SchemaValidation",
+    ]
     assert out[0]["value"] == lines[0]["value"]

@@ -27,7 +27,9 @@ def price(net: str, rate: str = "10", *, taxes: Iterable[tuple[str, str]] | None
     """A MOM price for a line total of `net` with tax components [(type, rate)] (default one VAT)."""
     components = list(taxes) if taxes is not None else [("VAT", rate)]
     net_d = Decimal(net)
-    amounts = [(kind, Decimal(r), (net_d * Decimal(r) / 100).quantize(Decimal("0.01"))) for kind, r in components]
+    amounts = [
+        (kind, Decimal(r), (net_d * Decimal(r) / 100).quantize(Decimal("0.01"))) for kind, r in components
+    ]
     tax = sum((a for _, _, a in amounts), Decimal(0))
     return {
         "net_amount": str(net_d),
@@ -39,8 +41,9 @@ def price(net: str, rate: str = "10", *, taxes: Iterable[tuple[str, str]] | None
     }
 
 
-def line(number: int, sku: str, net: str, *, qty: int = 1, kind: str = "PHYSICAL", rate: str = "10",
-         **extra: Any) -> dict[str, Any]:
+def line(
+    number: int, sku: str, net: str, *, qty: int = 1, kind: str = "PHYSICAL", rate: str = "10", **extra: Any
+) -> dict[str, Any]:
     return {
         "id": f"L{number}",
         "line_number": number,
@@ -54,8 +57,14 @@ def line(number: int, sku: str, net: str, *, qty: int = 1, kind: str = "PHYSICAL
     }
 
 
-def order(order_id: str, lines: list[dict[str, Any]], *, store: str = "OCTO",
-          origin_date: str = "2026-11-01T09:00:00Z", paid: str | None = None) -> dict[str, Any]:
+def order(
+    order_id: str,
+    lines: list[dict[str, Any]],
+    *,
+    store: str = "OCTO",
+    origin_date: str = "2026-11-01T09:00:00Z",
+    paid: str | None = None,
+) -> dict[str, Any]:
     total = paid or str(sum((Decimal(ln["amount"]["gross_amount"]) for ln in lines), Decimal(0)))
     return {
         "order": {
@@ -66,22 +75,45 @@ def order(order_id: str, lines: list[dict[str, Any]], *, store: str = "OCTO",
             "origin": "WEB",
             "origin_date": origin_date,
             "customer": {"id": "C1"},
-            "addresses": [{"reference": "A1", "address_type": "billing", "first_name": "Alex",
-                           "last_name": "Example", "address1": "1 Sample St", "city": "Melbourne",
-                           "country_code": "AU", "email": "alex@example.com"}],
-            "payments": [{"reference": "PAY1", "currency": "AUD", "transactions": [
-                {"payment_method": "CARD", "amount": total, "billing_address_reference": "A1",
-                 "gateway_information": {"gateway_id": "g", "account": "a", "transaction_id": "t"}}]}],
+            "addresses": [
+                {
+                    "reference": "A1",
+                    "address_type": "billing",
+                    "first_name": "Alex",
+                    "last_name": "Example",
+                    "address1": "1 Sample St",
+                    "city": "Melbourne",
+                    "country_code": "AU",
+                    "email": "alex@example.com",
+                }
+            ],
+            "payments": [
+                {
+                    "reference": "PAY1",
+                    "currency": "AUD",
+                    "transactions": [
+                        {
+                            "payment_method": "CARD",
+                            "amount": total,
+                            "billing_address_reference": "A1",
+                            "gateway_information": {"gateway_id": "g", "account": "a", "transaction_id": "t"},
+                        }
+                    ],
+                }
+            ],
             "lines": lines,
         }
     }
 
 
-OCTOPUS = order("1234", [
-    line(1, "WE234", "75"),
-    line(2, "MS232", "246", qty=2),
-    line(3, "CD785", "25"),
-])
+OCTOPUS = order(
+    "1234",
+    [
+        line(1, "WE234", "75"),
+        line(2, "MS232", "246", qty=2),
+        line(3, "CD785", "25"),
+    ],
+)
 
 
 @dataclass
@@ -98,8 +130,9 @@ class Harness:
     def with_rules(cls, **channel: Any) -> Harness:
         return cls(rules=parse_rules({"defaults": channel}))
 
-    def send(self, name: str, params: dict[str, Any], *, message_id: str | None = None,
-             minutes: int = 1) -> Outcome:
+    def send(
+        self, name: str, params: dict[str, Any], *, message_id: str | None = None, minutes: int = 1
+    ) -> Outcome:
         self.now += timedelta(minutes=minutes)
         message_id = message_id or f"m{next(iter(self._ids))}"
         parsed = parse(name, params)
@@ -114,7 +147,9 @@ class Harness:
         self.now += timedelta(minutes=minutes)
         results = []
         for key in [k for k, o in self.orders.items() if o.held]:
-            outcome = settle_expired(self.orders[key], self.series, self.rules, self.now, everything=everything)
+            outcome = settle_expired(
+                self.orders[key], self.series, self.rules, self.now, everything=everything
+            )
             self._absorb(outcome)
             results.append(outcome)
         return results
@@ -135,18 +170,51 @@ class Harness:
     def create(self, params: dict[str, Any]) -> Outcome:
         return self.send(names.ORDER_CREATE, params)
 
-    def ship(self, order_id: str, items: list[tuple[int, int]], *, store: str = "OCTO",
-             source: str = "DEFAULT") -> Outcome:
-        return self.send(names.SHIPMENT_DONE, {"shipment": {
-            "store_id": store, "order_id": order_id, "source_id": source, "method": "std", "packages": [],
-            "items": [{"order_line_id": f"L{n}", "order_line_number": n, "quantity": q} for n, q in items]}})
+    def ship(
+        self, order_id: str, items: list[tuple[int, int]], *, store: str = "OCTO", source: str = "DEFAULT"
+    ) -> Outcome:
+        return self.send(
+            names.SHIPMENT_DONE,
+            {
+                "shipment": {
+                    "store_id": store,
+                    "order_id": order_id,
+                    "source_id": source,
+                    "method": "std",
+                    "packages": [],
+                    "items": [
+                        {"order_line_id": f"L{n}", "order_line_number": n, "quantity": q} for n, q in items
+                    ],
+                }
+            },
+        )
 
-    def ret(self, order_id: str, lines: list[dict[str, Any]], *, name: str = names.RETURN_AUTHORIZE,
-            store: str = "OCTO", **header: Any) -> Outcome:
-        full = [{"id": f"L{ln['line_number']}", "sku": "x", "reason": "R", "reason_description": "d", **ln}
-                for ln in lines]
-        return self.send(name, {"return": {"sales_channel_id": store, "order_id": order_id, "source_id": "DEFAULT",
-                                           "user": "u", "lines": full, **header}})
+    def ret(
+        self,
+        order_id: str,
+        lines: list[dict[str, Any]],
+        *,
+        name: str = names.RETURN_AUTHORIZE,
+        store: str = "OCTO",
+        **header: Any,
+    ) -> Outcome:
+        full = [
+            {"id": f"L{ln['line_number']}", "sku": "x", "reason": "R", "reason_description": "d", **ln}
+            for ln in lines
+        ]
+        return self.send(
+            name,
+            {
+                "return": {
+                    "sales_channel_id": store,
+                    "order_id": order_id,
+                    "source_id": "DEFAULT",
+                    "user": "u",
+                    "lines": full,
+                    **header,
+                }
+            },
+        )
 
     def order(self, order_id: str, store: str = "OCTO") -> OrderState:
         return self.orders[f"{store}:{order_id}"]

@@ -18,8 +18,13 @@ def test_round_half_up_not_bankers() -> None:
 
 @pytest.mark.parametrize(
     ("currency", "value", "text"),
-    [("AUD", "270.6", "270.60"), ("JPY", "1500", "1500"), ("KWD", "1.25", "1.250"), ("jpy", "1499.5", "1500"),
-     (None, "1500", "1500.00")],
+    [
+        ("AUD", "270.6", "270.60"),
+        ("JPY", "1500", "1500"),
+        ("KWD", "1.25", "1.250"),
+        ("jpy", "1499.5", "1500"),
+        (None, "1500", "1500.00"),
+    ],
 )
 def test_minor_units_and_wire_format(currency: str | None, value: str, text: str) -> None:
     assert fmt(Decimal(value), minor_units(currency)) == text

@@ -10,11 +10,21 @@ from tests.unit.harness import OCTOPUS, Harness, events, line, order, refund_lin
 
 def test_create_reserves_physical_lines_at_their_source_and_emits_stock_only() -> None:
     h = Harness.with_rules(default_source="WH")
-    outcome = h.create(order("1", [line(1, "A", "10", qty=3), line(2, "B", "5", source_location="STORE-9"),
-                                   line(3, "SHIP", "4", kind="SHIPPING")]))
+    outcome = h.create(
+        order(
+            "1",
+            [
+                line(1, "A", "10", qty=3),
+                line(2, "B", "5", source_location="STORE-9"),
+                line(3, "SHIP", "4", kind="SHIPPING"),
+            ],
+        )
+    )
     assert outcome.events == []
     assert [(m.key, m.reason, m.reserved_delta) for m in outcome.movements] == [
-        ("WH:A", "RESERVATION", 3), ("STORE-9:B", "RESERVATION", 1)]
+        ("WH:A", "RESERVATION", 3),
+        ("STORE-9:B", "RESERVATION", 1),
+    ]
     assert h.ats("WH", "A") == -3
 
 
@@ -33,7 +43,9 @@ def test_resent_create_replaces_upstream_fields_and_keeps_postsales_history() ->
     h.create(OCTOPUS)
     h.ship("1234", [(2, 2)])
     h.ret("1234", [{"line_number": 2}])
-    resent = order("1234", [line(1, "WE234", "75", qty=2), line(2, "MS232", "246", qty=2), line(3, "CD785", "25")])
+    resent = order(
+        "1234", [line(1, "WE234", "75", qty=2), line(2, "MS232", "246", qty=2), line(3, "CD785", "25")]
+    )
     h.create(resent)
     state = h.order("1234")
     assert state.lines[1].quantity == 2 and state.lines[1].reserved == 2
@@ -43,7 +55,9 @@ def test_resent_create_replaces_upstream_fields_and_keeps_postsales_history() ->
 
 def test_cancel_before_shipment_releases_and_refunds_everything() -> None:
     h = Harness()
-    h.create(order("2", [line(1, "A", "75"), line(2, "B", "50", qty=2), line(3, "SHIP", "10", kind="SHIPPING")]))
+    h.create(
+        order("2", [line(1, "A", "75"), line(2, "B", "50", qty=2), line(3, "SHIP", "10", kind="SHIPPING")])
+    )
     outcome = h.send(names.ORDER_CANCEL, {"order_id": "2", "sales_channel_id": "OCTO", "reason": "CUSTOMER"})
     refund = the_refund(outcome)
     assert refund["refund_type"] == "cancellation" and refund["document_type"] == "CREDIT_MEMO"
@@ -51,30 +65,56 @@ def test_cancel_before_shipment_releases_and_refunds_everything() -> None:
     assert set(refund_lines(refund)) == {"1", "2", "3"}
     assert h.ats("DEFAULT", "A") == 0 and h.ats("DEFAULT", "B") == 0
     assert events(outcome, names.ORDER_UPDATED)[0]["order"]["postsales"]["status"] == "FULLY_REFUNDED"
-    assert rejection(h.send(names.ORDER_CANCEL, {"order_id": "2", "sales_channel_id": "OCTO"})) == "ORDER_CANCELLED"
+    assert (
+        rejection(h.send(names.ORDER_CANCEL, {"order_id": "2", "sales_channel_id": "OCTO"}))
+        == "ORDER_CANCELLED"
+    )
 
 
 def test_cancel_after_partial_shipment_cancels_only_open_units_and_keeps_shipping() -> None:
     h = Harness()
-    h.create(order("3", [line(1, "A", "30", qty=3, rate="0"), line(2, "SHIP", "10", kind="SHIPPING", rate="0")]))
+    h.create(
+        order("3", [line(1, "A", "30", qty=3, rate="0"), line(2, "SHIP", "10", kind="SHIPPING", rate="0")])
+    )
     h.ship("3", [(1, 1)])
     refund = the_refund(h.send(names.ORDER_CANCEL, {"order_id": "3", "sales_channel_id": "OCTO"}))
     assert refund_lines(refund) == {"1": refund_lines(refund)["1"]}
     assert refund["lines"][0]["quantity"] == 2 and refund["totals"]["cost_gross"] == "20.00"
-    assert rejection(h.send(names.ORDER_CANCEL, {"order_id": "3", "sales_channel_id": "OCTO"})) == "ALREADY_SHIPPED"
+    assert (
+        rejection(h.send(names.ORDER_CANCEL, {"order_id": "3", "sales_channel_id": "OCTO"}))
+        == "ALREADY_SHIPPED"
+    )
 
 
 def test_cancel_line_partial_then_whole_line_takes_its_service_along() -> None:
     h = Harness()
-    h.create(order("4", [line(1, "A", "20", qty=2, rate="0"), line(2, "WRAP", "3", kind="SERVICE",
-                                                                      parent_line_number=1, rate="0"),
-                         line(3, "B", "7", rate="0")]))
-    first = the_refund(h.send(names.ORDER_CANCEL_LINE, {"order_id": "4", "sales_channel_id": "OCTO",
-                                                        "line_number": 1, "reason": "OOS", "quantity": 1}))
+    h.create(
+        order(
+            "4",
+            [
+                line(1, "A", "20", qty=2, rate="0"),
+                line(2, "WRAP", "3", kind="SERVICE", parent_line_number=1, rate="0"),
+                line(3, "B", "7", rate="0"),
+            ],
+        )
+    )
+    first = the_refund(
+        h.send(
+            names.ORDER_CANCEL_LINE,
+            {"order_id": "4", "sales_channel_id": "OCTO", "line_number": 1, "reason": "OOS", "quantity": 1},
+        )
+    )
     assert first["totals"]["cost_gross"] == "10.00"
-    second = the_refund(h.send(names.ORDER_CANCEL_LINE, {"order_id": "4", "sales_channel_id": "OCTO",
-                                                         "line_number": 1, "reason": "OOS"}))
-    assert refund_lines(second)["2"]["cost_gross"] == "3.00" and refund_lines(second)["1"]["cost_gross"] == "10.00"
+    second = the_refund(
+        h.send(
+            names.ORDER_CANCEL_LINE,
+            {"order_id": "4", "sales_channel_id": "OCTO", "line_number": 1, "reason": "OOS"},
+        )
+    )
+    assert (
+        refund_lines(second)["2"]["cost_gross"] == "3.00"
+        and refund_lines(second)["1"]["cost_gross"] == "10.00"
+    )
     assert h.order("4").cancelled is False
     cancel_again = {"order_id": "4", "sales_channel_id": "OCTO", "line_number": 1, "reason": "OOS"}
     assert rejection(h.send(names.ORDER_CANCEL_LINE, cancel_again)) == "NOT_ALLOWED"
@@ -84,26 +124,42 @@ def test_seed_004_reshipment_yields_child_order_and_shipment_request_without_ref
     h = Harness()
     h.create(order("12345", [line(1, "24-MB01", "34"), line(2, "24-MB04", "32.47")], store="ST1"))
     h.ship("12345", [(1, 1), (2, 1)], store="ST1")
-    seed = {"reshipment": {"sales_channel_id": "ST1", "order_id": "12345", "new_order_id": "R00000548",
-                           "new_shipping_method": "flatrate Fixed",
-                           "new_shipping_address": {"first_name": "Veronica", "last_name": "Costello",
-                                                    "company_name": "", "address1": "6146 Honey Bluff Parkway",
-                                                    "address2": "", "city": "Calder", "zip": "49628-797",
-                                                    "state": "MI"},
-                           "lines": [{"line_number": 2, "reason": "Warehouse mistake",
-                                      "reason_description": "Wrong item"}]},
-            "user": "you@youremail.com"}
+    seed = {
+        "reshipment": {
+            "sales_channel_id": "ST1",
+            "order_id": "12345",
+            "new_order_id": "R00000548",
+            "new_shipping_method": "flatrate Fixed",
+            "new_shipping_address": {
+                "first_name": "Veronica",
+                "last_name": "Costello",
+                "company_name": "",
+                "address1": "6146 Honey Bluff Parkway",
+                "address2": "",
+                "city": "Calder",
+                "zip": "49628-797",
+                "state": "MI",
+            },
+            "lines": [{"line_number": 2, "reason": "Warehouse mistake", "reason_description": "Wrong item"}],
+        },
+        "user": "you@youremail.com",
+    }
     outcome = h.send(names.RESHIPMENT_CREATE_SEED, seed)
     assert events(outcome, names.REFUND_UPDATED) == []
     (request,) = events(outcome, names.SHIPMENT_REQUESTED)
     assert request["shipment_request"]["id"] == "ST1-R00000548-01"
     items = request["shipment_request"]["items"]
     assert [(i["sku"], i["item_type"], i["status_reason"]) for i in items] == [
-        ("24-MB04", "PHYSICAL", "ITEM_PENDING_PICKING"), ("flatrate Fixed", "SHIPPING", "ITEM_PENDING_PICKING")]
+        ("24-MB04", "PHYSICAL", "ITEM_PENDING_PICKING"),
+        ("flatrate Fixed", "SHIPPING", "ITEM_PENDING_PICKING"),
+    ]
     (child,) = events(outcome, names.ORDER_CREATED)
     assert child["order"]["origin"] == "RE" and child["order"]["original_order_id"] == "12345"
     assert child["order"]["payments"][0]["transactions"][0] == {
-        **child["order"]["payments"][0]["transactions"][0], "payment_method": "ZEROPAY", "amount": 0}
+        **child["order"]["payments"][0]["transactions"][0],
+        "payment_method": "ZEROPAY",
+        "amount": 0,
+    }
     (closed,) = events(outcome, names.RETURN_UPDATED)
     assert closed["return"]["status"]["code"] == "CLOSED"
     # The reshipped unit is gone from what can be returned, and nothing was refunded.
@@ -111,22 +167,33 @@ def test_seed_004_reshipment_yields_child_order_and_shipment_request_without_ref
     assert h.order("12345", "ST1").refunded_gross == 0
     # Without new_order_id the child is R<order id>-<n>; the spec spelling is accepted too.
     h.ship("12345", [], store="ST1")
-    again = h.send(names.RESHIPMENT_CREATE, {"reshipment": {"sales_channel_id": "ST1", "order_id": "12345",
-                                                            "lines": [{"line_number": 1}]}})
+    again = h.send(
+        names.RESHIPMENT_CREATE,
+        {"reshipment": {"sales_channel_id": "ST1", "order_id": "12345", "lines": [{"line_number": 1}]}},
+    )
     assert events(again, names.ORDER_CREATED)[0]["order"]["id"] == "R12345-2"
 
 
 def test_appeasement_is_money_only_and_bounded() -> None:
     h = Harness()
     h.create(OCTOPUS)
-    appease = {"appeasement": {"sales_channel_id": "OCTO", "order_id": "1234", "user": "cs",
-                               "lines": [{"line_number": 1, "amount": "11.00", "reason": "R",
-                                          "reason_description": "scratch"}]}}
+    appease = {
+        "appeasement": {
+            "sales_channel_id": "OCTO",
+            "order_id": "1234",
+            "user": "cs",
+            "lines": [{"line_number": 1, "amount": "11.00", "reason": "R", "reason_description": "scratch"}],
+        }
+    }
     refund = the_refund(h.send(names.APPEASEMENT_CREATE, appease))
     assert refund["document_type"] == "CREDIT_MEMO" and refund["refund_type"] == "appeasement"
     assert refund_lines(refund)["1"]["cost_vat"] == "1.00" and refund["lines"][0]["restock"] is None
-    too_much = {"appeasement": {**appease["appeasement"], "lines": [
-        {"line_number": 1, "amount": "71.51", "reason": "R", "reason_description": "x"}]}}
+    too_much = {
+        "appeasement": {
+            **appease["appeasement"],
+            "lines": [{"line_number": 1, "amount": "71.51", "reason": "R", "reason_description": "x"}],
+        }
+    }
     assert rejection(h.send(names.APPEASEMENT_CREATE, too_much)) == "OVER_REFUND"
     # A later return of the unit refunds only what is left on the line.
     h.ship("1234", [(1, 1)])
@@ -175,9 +242,17 @@ def test_held_messages_past_the_deadline_are_refused_or_refunded_standalone() ->
     assert [e.params["code"] for e in late.events] == ["UNKNOWN_ORDER"]
 
     s = Harness.with_rules(unknown_order="standalone")
-    s.send(names.APPEASEMENT_CREATE, {"appeasement": {"sales_channel_id": "POS", "order_id": "99", "user": "pos",
-                                                      "lines": [{"line_number": 1, "amount": "17.00",
-                                                                 "reason": "V", "reason_description": "void"}]}})
+    s.send(
+        names.APPEASEMENT_CREATE,
+        {
+            "appeasement": {
+                "sales_channel_id": "POS",
+                "order_id": "99",
+                "user": "pos",
+                "lines": [{"line_number": 1, "amount": "17.00", "reason": "V", "reason_description": "void"}],
+            }
+        },
+    )
     s.ret("99", [{"line_number": 1}], store="POS")
     (settled,) = s.settle(everything=True)
     names_out = [e.name for e in settled.events]
@@ -191,15 +266,18 @@ def test_credit_note_numbers_are_sequential_per_store_series() -> None:
     h = Harness()
     h.create(OCTOPUS)
     h.ship("1234", [(1, 1), (2, 2), (3, 1)])
-    numbers = [the_refund(h.ret("1234", [{"line_number": n, "quantity": 1}]))["credit_note_number"]
-               for n in (1, 2, 2, 3)]
+    numbers = [
+        the_refund(h.ret("1234", [{"line_number": n, "quantity": 1}]))["credit_note_number"]
+        for n in (1, 2, 2, 3)
+    ]
     assert numbers == [f"CN-OCTO-0-{i:06d}" for i in (1, 2, 3, 4)]
 
 
 def test_snapshot_modes() -> None:
     def snap(mode: str, stock: list[tuple[str, int]]) -> dict[str, int | None]:
         snapshot = SourceSnapshot.model_validate(
-            {"source_id": "S", "mode": mode, "stock": [{"sku": s, "quantity": q} for s, q in stock]})
+            {"source_id": "S", "mode": mode, "stock": [{"sku": s, "quantity": q} for s, q in stock]}
+        )
         return {m.sku: m.set_on_hand for m in snapshot_movements(snapshot, "id", "t", ["A", "B", "C"])}
 
     assert snap("FULL", [("A", 5)]) == {"A": 5, "B": 0, "C": 0}

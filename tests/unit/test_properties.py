@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as record_label
 from hypothesis import strategies as st
 
 from domain import names
@@ -20,8 +21,10 @@ RATES = st.sampled_from(["0", "5", "10", "19", "21"])
 @st.composite
 def orders(draw: st.DrawFn) -> dict[str, Any]:
     physical = draw(st.integers(min_value=1, max_value=4))
-    lines = [line(n, f"SKU{n % 3}", draw(CENTS), qty=draw(st.integers(1, 4)), rate=draw(RATES))
-             for n in range(1, physical + 1)]
+    lines = [
+        line(n, f"SKU{n % 3}", draw(CENTS), qty=draw(st.integers(1, 4)), rate=draw(RATES))
+        for n in range(1, physical + 1)
+    ]
     if draw(st.booleans()):
         lines.append(line(physical + 1, "SHIP", draw(CENTS), kind="SHIPPING", rate=draw(RATES)))
     if draw(st.booleans()):
@@ -37,8 +40,13 @@ def orders(draw: st.DrawFn) -> dict[str, Any]:
 actions = st.lists(
     st.tuples(
         # Weighted so that shipments and returns happen before a whole-order cancel ends the story.
-        st.sampled_from(["ship"] * 4 + ["return"] * 3 + ["receive"] * 2 + ["upstream"] * 2
-                        + ["appease", "cancel_line", "cancel_return", "cancel"]),
+        st.sampled_from(
+            ["ship"] * 4
+            + ["return"] * 3
+            + ["receive"] * 2
+            + ["upstream"] * 2
+            + ["appease", "cancel_line", "cancel_return", "cancel"]
+        ),
         st.integers(1, 4),  # line number
         st.integers(1, 4),  # units
         st.integers(1, 100),  # percent of what is left (money)
@@ -48,13 +56,15 @@ actions = st.lists(
     max_size=30,
 )
 
-channel_rules = st.fixed_dictionaries({
-    "shipping_refund_rule": st.sampled_from(["onFirst", "onLast", "never"]),
-    "return_service_line": st.booleans(),
-    "return_service_order": st.booleans(),
-    "auto_approve_return": st.booleans(),
-    "refund_on": st.sampled_from(["approval", "receipt"]),
-})
+channel_rules = st.fixed_dictionaries(
+    {
+        "shipping_refund_rule": st.sampled_from(["onFirst", "onLast", "never"]),
+        "return_service_line": st.booleans(),
+        "return_service_order": st.booleans(),
+        "auto_approve_return": st.booleans(),
+        "refund_on": st.sampled_from(["approval", "receipt"]),
+    }
+)
 
 
 def _send(h: Harness, kind: str, n: int, units: int, percent: int, mode: str, flag: bool) -> None:
@@ -67,31 +77,88 @@ def _send(h: Harness, kind: str, n: int, units: int, percent: int, mode: str, fl
     elif kind == "return":
         header = {"refund_mode": "QUANTITY_ONLY"} if mode == "QUANTITY_ONLY" else {}
         quantity = units if units < 3 else None  # None: every unit not yet returned
-        h.ret("P1", [{"line_number": n, "quantity": quantity, "condition": "GOOD" if flag else "DAMAGED"}], **header)
+        h.ret(
+            "P1",
+            [{"line_number": n, "quantity": quantity, "condition": "GOOD" if flag else "DAMAGED"}],
+            **header,
+        )
     elif kind == "receive":
         open_rmas = [r.rma for r in state.returns.values() if r.is_open]
-        h.send(names.RETURN_RECEIVED, {"return": {
-            "sales_channel_id": "OCTO", "order_id": "P1", "source_id": "DEFAULT", "user": "u",
-            "rma": open_rmas[0] if open_rmas else None,
-            "lines": [{"id": "x", "line_number": n, "sku": "x", "reason": "r", "reason_description": "d"}]}})
+        h.send(
+            names.RETURN_RECEIVED,
+            {
+                "return": {
+                    "sales_channel_id": "OCTO",
+                    "order_id": "P1",
+                    "source_id": "DEFAULT",
+                    "user": "u",
+                    "rma": open_rmas[0] if open_rmas else None,
+                    "lines": [
+                        {"id": "x", "line_number": n, "sku": "x", "reason": "r", "reason_description": "d"}
+                    ],
+                }
+            },
+        )
     elif kind == "cancel_return":
         open_rmas = [r.rma for r in state.returns.values() if r.is_open]
-        h.send(names.RETURN_CANCEL, {"return": {"sales_channel_id": "OCTO", "order_id": "P1", "source_id": "D",
-                                                "rma": open_rmas[0] if open_rmas else "none"}})
+        h.send(
+            names.RETURN_CANCEL,
+            {
+                "return": {
+                    "sales_channel_id": "OCTO",
+                    "order_id": "P1",
+                    "source_id": "D",
+                    "rma": open_rmas[0] if open_rmas else "none",
+                }
+            },
+        )
     elif kind == "appease":
-        h.send(names.APPEASEMENT_CREATE, {"appeasement": {"sales_channel_id": "OCTO", "order_id": "P1", "user": "u",
-               "lines": [{"line_number": n, "amount": amount, "reason": "r", "reason_description": "d"}]}})
+        h.send(
+            names.APPEASEMENT_CREATE,
+            {
+                "appeasement": {
+                    "sales_channel_id": "OCTO",
+                    "order_id": "P1",
+                    "user": "u",
+                    "lines": [{"line_number": n, "amount": amount, "reason": "r", "reason_description": "d"}],
+                }
+            },
+        )
     elif kind == "cancel_line":
-        h.send(names.ORDER_CANCEL_LINE, {"order_id": "P1", "sales_channel_id": "OCTO", "line_number": n,
-                                         "reason": "r", "quantity": units})
+        h.send(
+            names.ORDER_CANCEL_LINE,
+            {
+                "order_id": "P1",
+                "sales_channel_id": "OCTO",
+                "line_number": n,
+                "reason": "r",
+                "quantity": units,
+            },
+        )
     elif kind == "cancel":
         h.send(names.ORDER_CANCEL, {"order_id": "P1", "sales_channel_id": "OCTO"})
     else:
-        h.send(names.REFUND_CREATE, {"refund": {
-            "client": "shop", "order_id": "P1", "store_id": "OCTO", "status": {"date": "2026-11-05"},
-            "refund_mode": mode, "lines": [{"order_line": str(n), "quantity": units, "restock": flag,
-                                            "reason_description": "d",
-                                            "payments": [{"ref": "PAY1", "details": {"cost_gross": amount}}]}]}})
+        h.send(
+            names.REFUND_CREATE,
+            {
+                "refund": {
+                    "client": "shop",
+                    "order_id": "P1",
+                    "store_id": "OCTO",
+                    "status": {"date": "2026-11-05"},
+                    "refund_mode": mode,
+                    "lines": [
+                        {
+                            "order_line": str(n),
+                            "quantity": units,
+                            "restock": flag,
+                            "reason_description": "d",
+                            "payments": [{"ref": "PAY1", "details": {"cost_gross": amount}}],
+                        }
+                    ],
+                }
+            },
+        )
 
 
 def _check_line(line_state: LineState) -> None:
@@ -111,8 +178,13 @@ def _check_order(h: Harness, state: OrderState) -> None:
     for line_state in state.lines.values():
         _check_line(line_state)
         if line_state.kind == "PHYSICAL":
-            waiting = sum(rl.quantity for r in state.returns.values() if r.status == "REQUESTED"
-                          for rl in r.lines if rl.line_number == line_state.line_number)
+            waiting = sum(
+                rl.quantity
+                for r in state.returns.values()
+                if r.status == "REQUESTED"
+                for rl in r.lines
+                if rl.line_number == line_state.line_number
+            )
             assert line_state.claimed == line_state.returned + line_state.reshipped + waiting
     assert Decimal(0) <= state.refunded_gross <= state.paid
     # What the credit notes say equals what the state booked, line by line.
@@ -143,7 +215,9 @@ def _check_order(h: Harness, state: OrderState) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(orders(), channel_rules, actions, st.booleans())
 def test_random_post_sales_sequences_keep_money_and_stock_invariants(
-    created: dict[str, Any], rules: dict[str, Any], steps: list[tuple[str, int, int, int, str, bool]],
+    created: dict[str, Any],
+    rules: dict[str, Any],
+    steps: list[tuple[str, int, int, int, str, bool]],
     ship_first: bool,
 ) -> None:
     h = Harness.with_rules(**rules)
@@ -155,7 +229,8 @@ def test_random_post_sales_sequences_keep_money_and_stock_invariants(
         _send(h, *step)
         new = h.log[before:]
         refunded = any(e.name == names.REFUND_UPDATED for e in new)
-        event(f"{step[0]} -> {'refund' if refunded else new[0].params.get('code', 'other') if new else 'nothing'}")
+        label = "refund" if refunded else new[0].params.get("code", "other") if new else "nothing"
+        record_label(f"{step[0]} -> {label}")
         _check_order(h, h.order("P1"))
 
 

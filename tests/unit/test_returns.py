@@ -44,7 +44,9 @@ def test_one_plus_one_plus_one_units_refund_3_33_then_3_34_then_3_33() -> None:
     h = Harness()
     h.create(order("9", [line(1, "SKU", "10.00", qty=3, rate="0")]))
     h.ship("9", [(1, 3)])
-    grosses = [the_refund(h.ret("9", [{"line_number": 1, "quantity": 1}]))["totals"]["cost_gross"] for _ in range(3)]
+    grosses = [
+        the_refund(h.ret("9", [{"line_number": 1, "quantity": 1}]))["totals"]["cost_gross"] for _ in range(3)
+    ]
     assert grosses == ["3.33", "3.34", "3.33"]
     assert rejection(h.ret("9", [{"line_number": 1, "quantity": 1}])) == "OVER_RETURN"
 
@@ -52,9 +54,13 @@ def test_one_plus_one_plus_one_units_refund_3_33_then_3_34_then_3_33() -> None:
 def test_tax_is_refunded_per_component_only_for_returned_units() -> None:
     h = Harness()
     two_taxes = line(1, "SKU", "100.00", qty=3, rate="0")
-    two_taxes["amount"] = {"net_amount": 100, "gross_amount": "117.00", "tax_amount": 17, "tax_rate": 17,
-                           "taxes": [{"type": "GST", "amount": 10, "rate": 10},
-                                     {"type": "PST", "amount": "7.00", "rate": 7}]}
+    two_taxes["amount"] = {
+        "net_amount": 100,
+        "gross_amount": "117.00",
+        "tax_amount": 17,
+        "tax_rate": 17,
+        "taxes": [{"type": "GST", "amount": 10, "rate": 10}, {"type": "PST", "amount": "7.00", "rate": 7}],
+    }
     h.create(order("7", [two_taxes]))
     h.ship("7", [(1, 3)])
     first = refund_lines(the_refund(h.ret("7", [{"line_number": 1, "quantity": 1}])))["1"]
@@ -66,13 +72,16 @@ def test_tax_is_refunded_per_component_only_for_returned_units() -> None:
 
 
 def rules_order() -> dict[str, object]:
-    return order("5", [
-        line(1, "A", "40"),
-        line(2, "B", "60"),
-        line(3, "WRAP", "5", kind="SERVICE", parent_line_number=2),
-        line(4, "CARD", "2", kind="SERVICE"),
-        line(5, "SHIP", "10", kind="SHIPPING"),
-    ])
+    return order(
+        "5",
+        [
+            line(1, "A", "40"),
+            line(2, "B", "60"),
+            line(3, "WRAP", "5", kind="SERVICE", parent_line_number=2),
+            line(4, "CARD", "2", kind="SERVICE"),
+            line(5, "SHIP", "10", kind="SHIPPING"),
+        ],
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,13 +111,20 @@ def test_explanations_name_the_rule() -> None:
     assert why["5"] == "shipping refunded: last line of its shipment returned (shipping_refund_rule=onLast)"
     assert "return_service_line=true" in why["3"]
     assert "returned" in why["2"]
-    ret = events(h.send(names.RETURN_AUTHORIZE, {"return": {"sales_channel_id": "OCTO", "order_id": "5",
-                 "lines": [{"line_number": 1}]}}), names.ERROR_NOTIFY)
+    ret = events(
+        h.send(
+            names.RETURN_AUTHORIZE,
+            {"return": {"sales_channel_id": "OCTO", "order_id": "5", "lines": [{"line_number": 1}]}},
+        ),
+        names.ERROR_NOTIFY,
+    )
     assert ret[0]["code"] == "OVER_RETURN"
 
 
 def test_service_lines_without_rules_are_not_refunded() -> None:
-    h = Harness.with_rules(shipping_refund_rule="never", return_service_line=False, return_service_order=False)
+    h = Harness.with_rules(
+        shipping_refund_rule="never", return_service_line=False, return_service_order=False
+    )
     h.create(rules_order())
     h.ship("5", [(1, 1), (2, 1)])
     assert set(refund_lines(the_refund(h.ret("5", [{"line_number": 2}])))) == {"2"}
@@ -136,13 +152,34 @@ def test_quantity_only_return_moves_goods_and_no_money() -> None:
 def test_refund_on_receipt_refunds_nothing_at_approval() -> None:
     h = shipped_octopus(refund_on="receipt")
     assert events(h.ret("1234", [{"line_number": 1}]), names.REFUND_UPDATED) == []
-    received = h.send(names.RETURN_RECEIVED, {"return": {
-        "sales_channel_id": "OCTO", "order_id": "1234", "source_id": "DEFAULT", "user": "u", "rma": "OCTO-1234-R01",
-        "lines": [{"id": "L1", "line_number": 1, "sku": "WE234", "reason": "R", "reason_description": "d",
-                   "condition": "DAMAGED"}]}})
+    received = h.send(
+        names.RETURN_RECEIVED,
+        {
+            "return": {
+                "sales_channel_id": "OCTO",
+                "order_id": "1234",
+                "source_id": "DEFAULT",
+                "user": "u",
+                "rma": "OCTO-1234-R01",
+                "lines": [
+                    {
+                        "id": "L1",
+                        "line_number": 1,
+                        "sku": "WE234",
+                        "reason": "R",
+                        "reason_description": "d",
+                        "condition": "DAMAGED",
+                    }
+                ],
+            }
+        },
+    )
     refund = the_refund(received)
     assert refund["lines"][0]["restock"] is False  # damaged: written off
-    assert [e["return"]["status"]["code"] for e in events(received, names.RETURN_UPDATED)] == ["RECEIVED", "CLOSED"]
+    assert [e["return"]["status"]["code"] for e in events(received, names.RETURN_UPDATED)] == [
+        "RECEIVED",
+        "CLOSED",
+    ]
     assert h.ats("DEFAULT", "WE234") == -1  # shipped out, not put back
 
 
@@ -150,10 +187,27 @@ def test_manual_approval_waits_for_receipt_and_blind_returns_open_on_receipt() -
     h = shipped_octopus(auto_approve_return=False)
     requested = h.ret("1234", [{"line_number": 1}], name=names.RETURN_REQUEST)
     assert [e["return"]["status"]["code"] for e in events(requested, names.RETURN_UPDATED)] == ["REQUESTED"]
-    blind = h.send(names.RETURN_RECEIVED, {"return": {
-        "sales_channel_id": "OCTO", "order_id": "1234", "source_id": "DEFAULT", "user": "u",
-        "lines": [{"id": "L3", "line_number": 3, "sku": "CD785", "reason": "R", "reason_description": "d",
-                   "condition": "GOOD"}]}})
+    blind = h.send(
+        names.RETURN_RECEIVED,
+        {
+            "return": {
+                "sales_channel_id": "OCTO",
+                "order_id": "1234",
+                "source_id": "DEFAULT",
+                "user": "u",
+                "lines": [
+                    {
+                        "id": "L3",
+                        "line_number": 3,
+                        "sku": "CD785",
+                        "reason": "R",
+                        "reason_description": "d",
+                        "condition": "GOOD",
+                    }
+                ],
+            }
+        },
+    )
     codes = [e["return"]["status"]["code"] for e in events(blind, names.RETURN_UPDATED)]
     assert codes == ["REQUESTED", "APPROVED", "RECEIVED", "CLOSED"]
     assert the_refund(blind)["totals"]["cost_gross"] == "27.50"
@@ -182,7 +236,9 @@ def test_line_not_shipped_duplicate_rma_and_return_not_open() -> None:
     assert rejection(h.ret("1234", [{"line_number": 2, "quantity": 2}])) == "LINE_NOT_SHIPPED"
     h.ret("1234", [{"line_number": 2}], rma="RMA-1")
     assert rejection(h.ret("1234", [{"line_number": 2}], rma="RMA-1")) == "DUPLICATE_RMA"
-    cancel = {"return": {"sales_channel_id": "OCTO", "order_id": "1234", "source_id": "DEFAULT", "rma": "RMA-1"}}
+    cancel = {
+        "return": {"sales_channel_id": "OCTO", "order_id": "1234", "source_id": "DEFAULT", "rma": "RMA-1"}
+    }
     cancelled = h.send(names.RETURN_CANCEL, cancel)
     assert events(cancelled, names.RETURN_UPDATED)[0]["return"]["status"]["code"] == "CANCELLED"
     assert rejection(h.send(names.RETURN_CANCEL, cancel)) == "RETURN_NOT_OPEN"

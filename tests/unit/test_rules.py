@@ -14,10 +14,14 @@ def test_defaults_apply_when_the_file_is_empty() -> None:
 
 
 def test_channel_tables_override_defaults_key_by_key() -> None:
-    book = parse_rules({
-        "defaults": {"auto_approve_return": False, "default_source": "WH"},
-        "sales_channels": {"ST1": {"shipping_refund_rule": "onFirst", "integration_date": date(2026, 1, 1)}},
-    })
+    book = parse_rules(
+        {
+            "defaults": {"auto_approve_return": False, "default_source": "WH"},
+            "sales_channels": {
+                "ST1": {"shipping_refund_rule": "onFirst", "integration_date": date(2026, 1, 1)}
+            },
+        }
+    )
     st1 = book.for_channel("ST1")
     assert st1.shipping_refund_rule == "onFirst"
     assert st1.auto_approve_return is False and st1.default_source == "WH"
@@ -34,8 +38,14 @@ def test_iso_string_dates_are_taken() -> None:
     ("raw", "named"),
     [
         ({"defaults": {"shiping_refund_rule": "onFirst"}}, "defaults.shiping_refund_rule"),
-        ({"sales_channels": {"ST1": {"shipping_refund_rule": "sometimes"}}}, "sales_channels.ST1.shipping_refund_rule"),
-        ({"sales_channels": {"ST1": {"auto_approve_return": "perhaps"}}}, "sales_channels.ST1.auto_approve_return"),
+        (
+            {"sales_channels": {"ST1": {"shipping_refund_rule": "sometimes"}}},
+            "sales_channels.ST1.shipping_refund_rule",
+        ),
+        (
+            {"sales_channels": {"ST1": {"auto_approve_return": "perhaps"}}},
+            "sales_channels.ST1.auto_approve_return",
+        ),
         ({"defaults": {"unknown_order_hold_minutes": -1}}, "defaults.unknown_order_hold_minutes"),
         ({"channels": {}}, "channels"),
         ({"sales_channels": {"ST1": 3}}, "sales_channels.ST1"),

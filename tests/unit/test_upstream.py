@@ -15,9 +15,19 @@ def upstream(h: Harness, lines: list[dict[str, Any]], *, order_id: str = "1234",
         details = {"cost_gross": ln.pop("gross")}
         details.update(ln.pop("details", {}))
         full.append({"reason_description": "refund", "payments": [{"ref": "PAY1", "details": details}], **ln})
-    return h.send(names.REFUND_CREATE, {"refund": {"client": "shopify", "order_id": order_id, "store_id": "OCTO",
-                                                   "status": {"date": "2026-11-05T10:00:00Z"}, "lines": full,
-                                                   **header}})
+    return h.send(
+        names.REFUND_CREATE,
+        {
+            "refund": {
+                "client": "shopify",
+                "order_id": order_id,
+                "store_id": "OCTO",
+                "status": {"date": "2026-11-05T10:00:00Z"},
+                "lines": full,
+                **header,
+            }
+        },
+    )
 
 
 def shipped() -> Harness:
@@ -38,22 +48,30 @@ def test_line_by_line_with_restock_on_and_off() -> None:
     assert h.ats("DEFAULT", "WE234") == -1  # written off: available stock unchanged by the refund
     cable = the_refund(upstream(h, [{"order_line": "3", "gross": "27.50", "restock": True}]))
     assert cable["lines"][0]["quantity"] == 1
-    updated = events(upstream_ok := h.send(names.ORDER_CANCEL, {"order_id": "1234", "sales_channel_id": "OCTO"}),
-                     names.ERROR_NOTIFY)
+    updated = events(
+        upstream_ok := h.send(names.ORDER_CANCEL, {"order_id": "1234", "sales_channel_id": "OCTO"}),
+        names.ERROR_NOTIFY,
+    )
     assert upstream_ok.status == "rejected" and updated[0]["code"] == "ALREADY_SHIPPED"
     assert h.order("1234").refunded_gross == h.order("1234").paid
 
 
 def test_unit_by_unit_derives_tax_with_cumulative_rounding() -> None:
     h = shipped()
-    first = refund_lines(the_refund(upstream(h, [{"order_line": "2", "quantity": 1, "gross": "135.30"}])))["2"]
-    second = refund_lines(the_refund(upstream(h, [{"order_line": "2", "quantity": 1, "gross": "135.30"}])))["2"]
+    first = refund_lines(the_refund(upstream(h, [{"order_line": "2", "quantity": 1, "gross": "135.30"}])))[
+        "2"
+    ]
+    second = refund_lines(the_refund(upstream(h, [{"order_line": "2", "quantity": 1, "gross": "135.30"}])))[
+        "2"
+    ]
     assert (first["cost_vat"], second["cost_vat"]) == ("12.30", "12.30")
     odd = Harness()
     odd.create(OCTOPUS)
     odd.ship("1234", [(2, 2)])
-    parts = [refund_lines(the_refund(upstream(odd, [{"order_line": "2", "quantity": 1, "gross": g}])))["2"]
-             for g in ("100.00", "170.60")]
+    parts = [
+        refund_lines(the_refund(upstream(odd, [{"order_line": "2", "quantity": 1, "gross": g}])))["2"]
+        for g in ("100.00", "170.60")
+    ]
     assert [p["cost_vat"] for p in parts] == ["9.09", "15.51"]  # 9.09 + 15.51 = 24.60 exactly
 
 
@@ -61,17 +79,26 @@ def test_tax_sent_upstream_is_kept() -> None:
     h = shipped()
     given = {"cost_net": "73.00", "cost_vat": "7.00"}
     refund = the_refund(upstream(h, [{"order_line": "1", "gross": "80.00", "details": given}]))
-    assert refund_lines(refund)["1"]["cost_vat"] == "7.00" and refund_lines(refund)["1"]["cost_net"] == "73.00"
+    assert (
+        refund_lines(refund)["1"]["cost_vat"] == "7.00" and refund_lines(refund)["1"]["cost_net"] == "73.00"
+    )
     assert "tax as sent upstream" in refund["lines"][0]["explanation"]
     too_much_tax = {"vat_detail": [{"type": "VAT", "amount": "0.51", "rate": "10"}]}
-    over = upstream(h, [{"order_line": "1", "gross": "2.50", "details": too_much_tax}], refund_mode="AMOUNT_ONLY")
+    over = upstream(
+        h, [{"order_line": "1", "gross": "2.50", "details": too_much_tax}], refund_mode="AMOUNT_ONLY"
+    )
     assert rejection(over) == "OVER_REFUND"
 
 
 def test_modes_pick_the_documents_of_seed_003() -> None:
     h = shipped()
-    goods = the_refund(upstream(h, [{"order_line": "2", "quantity": 1, "gross": "0", "restock": True}],
-                                refund_mode="QUANTITY_ONLY"))
+    goods = the_refund(
+        upstream(
+            h,
+            [{"order_line": "2", "quantity": 1, "gross": "0", "restock": True}],
+            refund_mode="QUANTITY_ONLY",
+        )
+    )
     assert goods["document_type"] == "INVENTORY_CREDIT_MEMO" and goods["totals"]["cost_gross"] == "0.00"
     assert h.ats("DEFAULT", "MS232") == -1  # shipped two from nothing, one restocked
     money = the_refund(upstream(h, [{"order_line": "2", "gross": "20.00"}], refund_mode="AMOUNT_ONLY"))

@@ -1,0 +1,313 @@
+"""End-to-end throughput and latency of the worker on the local Tansu broker, against a bare aiokafka
+consume → json → produce → commit pipe on the same broker, measured in the same run.
+
+    .venv/bin/python bench/worker_throughput.py [--orders 1000] [--out BENCHMARKS.md]
+
+Traffic: per order a create, a shipment of all lines and a return of one line (3 inbound messages, each
+producing order, return, refund and stock records). Latency of an inbound message = time from its send
+(the producer's record timestamp) to the broker timestamp of the first record it caused (matched by
+the `correlation_id` header). The baseline pipe copies each record to an output topic; its latency is
+measured the same way. Both read a backlog published before they start, then a live trickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from domain import names  # noqa: E402
+from workers.broker import LocalBroker, free_port  # noqa: E402
+from workers.codec import dumps, loads  # noqa: E402
+from workers.dev import WorkerProcess, local_env  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+from workers.topics import catalogue, create_topics  # noqa: E402
+
+
+def traffic(orders: int) -> list[tuple[str, str, bytes]]:
+    """(topic, key, value) for `orders` orders: create, ship, return one line."""
+    out: list[tuple[str, str, bytes]] = []
+    for n in range(orders):
+        order_id = f"B{n:06d}"
+        key = f"BENCH:{order_id}"
+        lines = [
+            {
+                "id": f"L{i}",
+                "line_number": i,
+                "product_type": "PHYSICAL",
+                "sku": f"SKU{(n + i) % 50}",
+                "quantity": 2,
+                "shipping_address_reference": "A1",
+                "payment_reference": "P1",
+                "amount": {
+                    "net_amount": 20,
+                    "gross_amount": "24.20",
+                    "tax_amount": "4.20",
+                    "tax_rate": 21,
+                    "taxes": [{"type": "VAT", "amount": "4.20", "rate": 21}],
+                    "currency": "EUR",
+                },
+            }
+            for i in (1, 2, 3)
+        ]
+        create = {
+            "order": {
+                "id": order_id,
+                "store": "BENCH",
+                "ip": "203.0.113.9",
+                "vat_country": "NL",
+                "origin": "WEB",
+                "origin_date": "2026-11-01T10:00:00Z",
+                "customer": {"id": "c"},
+                "addresses": [],
+                "lines": lines,
+            }
+        }
+        ship = {
+            "shipment": {
+                "store_id": "BENCH",
+                "order_id": order_id,
+                "source_id": "DEFAULT",
+                "method": "std",
+                "packages": [],
+                "items": [{"order_line_number": i, "quantity": 2} for i in (1, 2, 3)],
+            }
+        }
+        ret = {
+            "return": {
+                "sales_channel_id": "BENCH",
+                "order_id": order_id,
+                "lines": [
+                    {
+                        "id": "L2",
+                        "line_number": 2,
+                        "sku": "x",
+                        "reason": "R",
+                        "reason_description": "bench",
+                        "condition": "GOOD",
+                        "quantity": 1,
+                    }
+                ],
+            }
+        }
+        for name, params in (
+            (names.ORDER_CREATE, create),
+            (names.SHIPMENT_DONE, ship),
+            (names.RETURN_AUTHORIZE, ret),
+        ):
+            envelope = {
+                "jsonrpc": "2.0",
+                "id": f"{order_id}-{name.rsplit('.', 1)[-1]}",
+                "method": name,
+                "params": params,
+            }
+            out.append((name, key, dumps(envelope).encode()))
+    return out
+
+
+async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> dict[str, float]:
+    """Send everything, return message id -> send time (s)."""
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_kwargs())
+    await producer.start()
+    sent: dict[str, float] = {}
+    try:
+        pending = []
+        for topic, key, value in records:
+            message_id = loads(value)["id"]
+            now = time.time()
+            sent[message_id] = now
+            pending.append(await producer.send(topic, value, key=key.encode(), timestamp_ms=int(now * 1000)))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def first_outputs(
+    settings: Settings, topics: list[str], expected_ids: set[str], timeout: float
+) -> dict[str, float]:
+    """Correlation id -> broker timestamp (s) of the first output it caused."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
+    await consumer.start()
+    seen: dict[str, float] = {}
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or {0})]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        deadline = time.monotonic() + timeout
+        while len(seen) < len(expected_ids) and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    cause = dict(message.headers).get("correlation_id", b"").decode()
+                    if cause in expected_ids and cause not in seen:
+                        seen[cause] = message.timestamp / 1000
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def bare_pipe(settings: Settings, source: list[str], target: str, count: int) -> None:
+    """The baseline: consume → json → produce → commit, one record at a time, no state."""
+    consumer = AIOKafkaConsumer(
+        *source,
+        group_id=f"pipe-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        **settings.kafka_client_kwargs(),
+    )
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_client_kwargs())
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, messages in batches.items():
+                for message in messages:
+                    envelope = loads(message.value)
+                    await producer.send_and_wait(
+                        target,
+                        dumps(envelope).encode(),
+                        key=message.key,
+                        headers=[("correlation_id", envelope["id"].encode())],
+                    )
+                    done += 1
+                await consumer.commit({tp: messages[-1].offset + 1})
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+@dataclass
+class Result:
+    name: str
+    messages: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(name: str, sent: dict[str, float], first: dict[str, float]) -> Result:
+    latencies = [(first[i] - sent[i]) * 1000 for i in sent if i in first]
+    start = min(sent.values())
+    end = max(first.values()) if first else start
+    if len(first) < len(sent):
+        print(f"{name}: only {len(first)} of {len(sent)} messages produced output", file=sys.stderr)
+    return Result(name, len(first), end - start, latencies)
+
+
+def run(orders: int) -> tuple[Result, Result, dict[str, Any]]:
+    workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
+    records = traffic(orders)
+    with LocalBroker(log_dir=workdir) as broker:
+        tag = uuid.uuid4().hex[:6]
+        env = local_env(broker.bootstrap, workdir, None, free_port())
+        env.update(
+            {
+                "OMS_TOPIC_PREFIX": f"b{tag}.",
+                "OMS_CONSUMER_GROUP": f"bench-{tag}",
+                "OMS_DLQ_TOPIC": f"b{tag}.dlq",
+            }
+        )
+        settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+        asyncio.run(create_topics(settings, catalogue(settings)))
+        prefixed = [(settings.topic_for(t), k, v) for t, k, v in records]
+
+        # Baseline pipe over a copy of the same traffic.
+        pipe_in = [f"b{tag}.pipe-in"]
+        pipe_out = f"b{tag}.pipe-out"
+        from workers.topics import TopicSpec
+
+        asyncio.run(
+            create_topics(
+                settings,
+                [TopicSpec(pipe_in[0], settings.partitions, 1), TopicSpec(pipe_out, settings.partitions, 1)],
+            )
+        )
+        sent = asyncio.run(produce(settings, [(pipe_in[0], k, v) for _t, k, v in prefixed]))
+        started = time.time()
+        asyncio.run(bare_pipe(settings, pipe_in, pipe_out, len(prefixed)))
+        first = asyncio.run(first_outputs(settings, [pipe_out], set(sent), 60))
+        sent_from_start = {i: max(t, started) for i, t in sent.items()}
+        baseline = measure("bare aiokafka pipe", sent_from_start, first)
+
+        # The worker, same backlog shape.
+        sent = asyncio.run(produce(settings, prefixed))
+        worker = WorkerProcess(env, workdir / "worker.log").start()
+        try:
+            worker.wait_ready()
+            started = time.time()
+            outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
+            first = asyncio.run(first_outputs(settings, outputs, set(sent), 600))
+        finally:
+            worker.stop()
+        sent_from_start = {i: max(t, started) for i, t in sent.items()}
+        worker_result = measure("oms-postsales worker", sent_from_start, first)
+    info = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "orders": orders,
+        "messages": len(records),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return worker_result, baseline, info
+
+
+def report(worker: Result, baseline: Result, info: dict[str, Any]) -> str:
+    def row(r: Result) -> str:
+        return (
+            f"| {r.name} | {r.messages} | {r.seconds:.2f} | {r.rate:,.0f} "
+            f"| {statistics.median(r.latencies_ms):.0f} | {r.pct(0.99):.0f} |"
+        )
+
+    return "\n".join(
+        [
+            f"Run {info['when']}, Python {info['python']} on {info['machine']}, {info['orders']} orders = "
+            f"{info['messages']} inbound messages, 4 partitions, local Tansu broker (memory), "
+            "one worker process.",
+            "",
+            "| pipeline | messages | seconds | msgs/s | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|",
+            row(worker),
+            row(baseline),
+            "",
+            f"Worker / baseline throughput: {worker.rate / baseline.rate:.2f}.",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=1000)
+    args = parser.parse_args()
+    worker, baseline, info = run(args.orders)
+    print(report(worker, baseline, info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""`oms-postsales dev`: a local Tansu broker, the topics, and a worker process, with no Docker; with
+`--demo`, the bundled message log goes through Kafka and the outputs are summarised and checked against
+what `replay` says they must be."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from domain import names
+from workers.broker import LocalBroker, free_port
+from workers.codec import InboundRecord, dumps, loads
+from workers.pipeline import Pipeline
+from workers.replay import read_records, replay
+from workers.rules_file import load_rules
+from workers.settings import Settings
+from workers.topics import catalogue, create_topics
+
+READY_TIMEOUT = 60.0
+
+
+def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) -> dict[str, str]:
+    """Settings for a worker on the local broker: memory tables, one record per producer batch (Tansu's
+    end offsets are wrong for multi-record batches, BROKER.md), short sessions and settle ticks."""
+    env = {
+        "OMS_BOOTSTRAP_SERVERS": bootstrap,
+        "OMS_STORE": "memory://",
+        "OMS_DATA_DIR": str(workdir / "data"),
+        "OMS_WEB_HOST": "127.0.0.1",
+        "OMS_WEB_PORT": str(web_port),
+        "OMS_PRODUCER_MAX_BATCH_BYTES": "1",
+        "OMS_SESSION_TIMEOUT_SECONDS": "6",
+        "OMS_SETTLE_INTERVAL_SECONDS": "5",
+        "OMS_LOG_LEVEL": "WARNING",
+    }
+    if rules is not None:
+        env["OMS_RULES_FILE"] = str(rules)
+    return env
+
+
+class WorkerProcess:
+    """`oms-postsales worker` as a child process, stopped by its PID."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.web_port = int(env["OMS_WEB_PORT"])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "workers", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as response:
+                return response.status, loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, loads(error.read() or b"{}")
+
+    def handled(self) -> int:
+        """Inbound records the worker has finished (outputs delivered), from its /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+        return int(
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("oms_records_total{")
+            )
+        )
+
+    def wait_handled(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.handled() < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker handled {self.handled()} of {count} records; see {self.log_path}")
+            time.sleep(0.01)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early; see {self.log_path}")
+            try:
+                status, _body = self.get("/ready")
+                if status == 200:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def keyed(records: list[InboundRecord], pipeline: Pipeline) -> list[InboundRecord]:
+    """Give every record the key a real producer gives it (DESIGN §3)."""
+    return [
+        InboundRecord(r.topic, r.value, pipeline.key_for(r), r.headers, r.partition, r.offset, r.timestamp)
+        for r in records
+    ]
+
+
+async def publish(
+    settings: Settings, records: list[InboundRecord], after_each: Callable[[int], None] | None = None
+) -> None:
+    """Send the records in order. `after_each(n)` runs once the n-th is acknowledged: the demo waits
+    there until the worker handled it, since Kafka keeps no order across topics and the log's order
+    (shipment before return) is what the example means."""
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **settings.kafka_client_kwargs())
+    await producer.start()
+    try:
+        for number, record in enumerate(records, start=1):
+            timestamp = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
+            await producer.send_and_wait(
+                record.topic,
+                record.value,
+                key=record.key.encode("utf-8") if record.key is not None else None,
+                headers=[(k, v.encode("utf-8")) for k, v in record.headers.items()],
+                timestamp_ms=timestamp,
+            )
+            if after_each is not None:
+                await asyncio.to_thread(after_each, number)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Collected:
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self) -> Counter[str]:
+        return Counter(r["topic"] for r in self.records)
+
+
+async def collect(settings: Settings, topics: list[str], expected: int, timeout: float) -> Collected:
+    """Read the output topics from the start until `expected` records arrived (or the time is up).
+
+    Partitions are assigned by hand and read from offset 0: no group join, and no reliance on the local
+    broker's end offsets (BROKER.md)."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
+    await consumer.start()
+    found = Collected()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or {0})
+        ]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, 0)
+        deadline = time.monotonic() + timeout
+        while len(found.records) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batches.items():
+                for message in messages:
+                    value = message.value or b""
+                    found.records.append(
+                        {
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "key": message.key.decode() if message.key is not None else None,
+                            "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
+                            "value": value.decode("utf-8", "surrogateescape")
+                            if tp.topic == settings.dlq_topic
+                            else loads(value),
+                        }
+                    )
+    finally:
+        await consumer.stop()
+    return found
+
+
+def expected_outputs(log: Path, rules: Path | None, partitions: int, now: datetime) -> list[dict[str, Any]]:
+    """What replay emits for the log stamped `now` on a worker of `partitions` partitions; held
+    messages are not settled, since their deadline is still ahead when the demo ends."""
+    stamp = int(now.timestamp() * 1000)
+    lines = [
+        dumps({**loads(line), "timestamp": stamp}) for line in log.read_text("utf-8").splitlines() if line
+    ]
+    out = io.StringIO()
+    replay(iter(lines), out, load_rules(rules), partitions=partitions, settle_at_end=False)
+    return [loads(line) for line in out.getvalue().splitlines()]
+
+
+def stamped(log: Path, now: datetime) -> list[InboundRecord]:
+    """The example log as records of now: holds then wait their real deadline, as in production."""
+    with log.open(encoding="utf-8") as lines:
+        return [
+            InboundRecord(r.topic, r.value, r.key, r.headers, r.partition, r.offset, now)
+            for r in read_records(iter(lines), str(log))
+        ]
+
+
+def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dlq: str) -> tuple[str, bool]:
+    lines = []
+    have, want = found.count(), Counter(r["topic"] for r in expected)
+    ok = have == want
+    lines.append(
+        f"outputs: {sum(have.values())} of {sum(want.values())} expected in {elapsed:.1f}s "
+        f"({'match replay' if ok else 'DIFFER from replay'})"
+    )
+    for topic in sorted(set(have) | set(want)):
+        mark = "" if have[topic] == want[topic] else f"   (replay: {want[topic]})"
+        lines.append(f"  {have[topic]:4d}  {topic}{mark}")
+    refunds = [r["value"]["params"]["refund"] for r in found.records if r["topic"] == names.REFUND_UPDATED]
+    if refunds:
+        lines.append("credit notes:")
+    for refund in refunds:
+        totals = refund["totals"]
+        flag = "  standalone" if refund["standalone"] else ""
+        lines.append(
+            f"  {refund['credit_note_number']:<20} {refund['sales_channel_id']}:{refund['order_id']:<20} "
+            f"{refund['refund_type']:<12} {refund['document_type']:<22} {totals['cost_gross']:>9} "
+            f"(net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
+        )
+    rejections = [r for r in found.records if r["topic"] == names.ERROR_NOTIFY]
+    if rejections:
+        lines.append("rejections:")
+    for record in rejections:
+        params = record["value"]["params"]
+        lines.append(f"  {record['key']:<28} {params['code']:<18} {params['message']}")
+    dead = [r for r in found.records if r["topic"] == dlq]
+    if dead:
+        lines.append("dead letters:")
+    for record in dead:
+        headers = record["headers"]
+        lines.append(
+            f"  {headers['dlq.error.class']:<18} {headers['dlq.original.topic']}"
+            f"@{headers['dlq.original.partition']}:{headers['dlq.original.offset']}  "
+            f"{headers['dlq.error.message'][:80]}"
+        )
+    return "\n".join(lines), ok
+
+
+def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with LocalBroker(log_dir=workdir) as broker:
+        web_port = free_port()
+        env = local_env(broker.bootstrap, workdir, rules, web_port)
+        settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+        report = asyncio.run(create_topics(settings, catalogue(settings)))
+        echo(
+            f"broker  127.0.0.1:{broker.port} (Tansu, pid {broker.pid}); {len(report.created)} topics created"
+        )
+        worker = WorkerProcess(env, workdir / "worker.log").start()
+        try:
+            worker.wait_ready()
+            assert worker.process is not None
+            echo(
+                f"worker  pid {worker.process.pid}, http://127.0.0.1:{web_port}/ready /health /metrics; "
+                f"log {worker.log_path}"
+            )
+            if demo is None:
+                echo("running; Ctrl-C stops the worker and the broker")
+                while worker.process.poll() is None:
+                    time.sleep(0.5)
+                return worker.process.returncode or 0
+            now = datetime.now(UTC)
+            expected = expected_outputs(demo, rules, settings.partitions, now)
+            pipeline = Pipeline(load_rules(rules))
+            records = keyed(stamped(demo, now), pipeline)
+            started = time.monotonic()
+            before = worker.handled()
+            asyncio.run(publish(settings, records, lambda n: worker.wait_handled(before + n)))
+            echo(f"published {len(records)} records from {demo}")
+            outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
+            found = asyncio.run(collect(settings, outputs, len(expected), timeout=45.0))
+            text, ok = summary(found, expected, time.monotonic() - started, settings.dlq_topic)
+            echo(text)
+            return 0 if ok else 1
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            code = worker.stop()
+            echo(f"stopped worker (exit {code}) and broker")

@@ -1,0 +1,194 @@
+"""The topics the worker reads and writes, and creating / checking them on the broker.
+
+Topics are created explicitly with their partition counts: brokers that auto-create (Tansu always
+does, with 4 partitions) would otherwise pick a count for us, and a partition count cannot be
+changed afterwards without remapping keys (Tansu cannot add partitions at all, BROKER.md).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from domain import names
+from workers.settings import Settings
+
+# Stock movements re-keyed "<source>:<sku>" between the order agent and the stock agent (DESIGN §8).
+STOCK_MOVEMENTS = "oms-postsales.stock-movements"
+# Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
+# tables can only be written while handling a record of the same partition, so the timer sends records.
+TICKS = "oms-postsales.settle-ticks"
+# faust tables of the worker (workers/app.py) -> whether they follow the internal stock partitions.
+TABLES = {"orders": False, "series": False, "waiting": False, "source-skus": False, "stock": True}
+COMPACT = MappingProxyType({"cleanup.policy": "compact"})
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """faust's changelog name for a table: "<app id>-<table>-changelog"."""
+    return f"{settings.consumer_group}-{table}-changelog"
+
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class CreateReport:
+    created: tuple[str, ...]
+    existed: tuple[str, ...]
+
+
+class TopicError(RuntimeError):
+    """The broker's topics do not match what the worker needs."""
+
+
+def order_keyed_topics(settings: Settings) -> list[str]:
+    """Inbound topics keyed "<sales channel>:<order id>": they must be co-partitioned."""
+    return _unique(settings.topic_for(m) for m in names.ORDER_INBOUND)
+
+
+def copartitioned_topics(settings: Settings) -> list[str]:
+    """What the order agent reads and writes together: order topics, ticks and the order tables."""
+    tables = [changelog_topic(settings, table) for table, stock in TABLES.items() if not stock]
+    return [*order_keyed_topics(settings), settings.topic_prefix + TICKS, *tables]
+
+
+def catalogue(settings: Settings) -> list[TopicSpec]:
+    """Every topic the worker needs, once each, in a stable order."""
+    wanted: list[tuple[str, int]] = [
+        *((settings.topic_for(m), settings.partitions) for m in names.INBOUND),
+        *((settings.topic_for(m), settings.partitions) for m in names.OUTBOUND),
+        (settings.topic_prefix + STOCK_MOVEMENTS, settings.internal_partitions),
+        (settings.topic_prefix + TICKS, settings.partitions),
+        (settings.dlq_topic, settings.partitions),
+    ]
+    changelogs = {
+        changelog_topic(settings, table): settings.internal_partitions if stock else settings.partitions
+        for table, stock in TABLES.items()
+    }
+    wanted.extend(changelogs.items())
+    specs: dict[str, TopicSpec] = {}
+    for name, partitions in wanted:
+        # topic_map may send several messages to one topic; that is fine unless the counts clash.
+        known = specs.get(name)
+        if known is None:
+            config = COMPACT if name in changelogs else MappingProxyType({})
+            specs[name] = TopicSpec(name, partitions, settings.replication_factor, config)
+        elif known.partitions != partitions:
+            raise TopicError(
+                f"topic {name!r} is wanted with {known.partitions} and with {partitions} partitions; "
+                "check OMS_TOPIC_MAP, OMS_PARTITIONS and OMS_INTERNAL_PARTITIONS"
+            )
+    return list(specs.values())
+
+
+async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> CreateReport:
+    """Create the missing topics; accept existing ones whose partition count is right.
+
+    Raises TopicError naming every existing topic whose partition count differs, after creating
+    the missing ones (creation is idempotent, so a re-run after the fix is safe).
+    """
+    wanted = {spec.name: spec for spec in specs}
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        counts = _partition_counts(await admin.describe_topics())
+        missing = [spec for name, spec in wanted.items() if name not in counts]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics([_new_topic(spec) for spec in missing])
+            failures = []
+            for name, code, message in _topic_errors(response):
+                if code == 0:
+                    created.append(name)
+                elif code != _TOPIC_ALREADY_EXISTS:  # another worker won the race: fine
+                    failures.append(f"{name}: error {code} {message or ''}".strip())
+            if failures:
+                raise TopicError("could not create topics: " + "; ".join(failures))
+            counts = _partition_counts(await admin.describe_topics())
+    finally:
+        await admin.close()
+    wrong = {
+        name: (spec.partitions, counts[name])
+        for name, spec in wanted.items()
+        if name in counts and counts[name] != spec.partitions
+    }
+    if wrong:
+        raise TopicError(
+            "existing topics have another partition count than configured: "
+            + ", ".join(f"{n} has {have} (wanted {want})" for n, (want, have) in sorted(wrong.items()))
+        )
+    created_set = set(created)
+    return CreateReport(
+        created=tuple(n for n in wanted if n in created_set),
+        existed=tuple(n for n in wanted if n not in created_set),
+    )
+
+
+async def describe_partitions(settings: Settings, topic_names: Iterable[str]) -> dict[str, int]:
+    """Partition count per topic; topics that do not exist are left out."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        # Metadata for all topics, filtered here: naming topics in a Metadata request asks the
+        # broker to auto-create the missing ones, which would hide exactly what we look for.
+        counts = _partition_counts(await admin.describe_topics())
+    finally:
+        await admin.close()
+    return {name: counts[name] for name in topic_names if name in counts}
+
+
+def check_copartitioning(counts: Mapping[str, int]) -> str | None:
+    """An operator-facing error when the given co-partitioned topics differ in partition count."""
+    by_count: defaultdict[int, list[str]] = defaultdict(list)
+    for name, count in counts.items():
+        by_count[count].append(name)
+    if len(by_count) <= 1:
+        return None
+    # The most common count is likely the intended one; list the odd ones out first.
+    groups = sorted(by_count.items(), key=lambda item: (len(item[1]), item[0]))
+    lines = [f"  {count} partitions: {', '.join(sorted(topics))}" for count, topics in groups]
+    return (
+        "The order-keyed inbound topics must all have the same partition count (they are "
+        "co-partitioned: one order's messages must land in the same partition number), but they "
+        "differ:\n" + "\n".join(lines) + "\nRecreate the odd topics with the same count as the "
+        "others (and OMS_PARTITIONS to match); adding partitions remaps keys."
+    )
+
+
+def _new_topic(spec: TopicSpec) -> NewTopic:
+    return NewTopic(
+        name=spec.name,
+        num_partitions=spec.partitions,
+        replication_factor=spec.replication,
+        topic_configs=dict(spec.config),
+    )
+
+
+def _partition_counts(topics: list[dict[str, Any]]) -> dict[str, int]:
+    return {t["topic"]: len(t["partitions"]) for t in topics if t.get("error_code", 0) == 0}
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    errors = []
+    for entry in response.topic_errors:
+        # v0 answers (topic, error_code); v1 and later add error_message.
+        name, code, *rest = entry
+        errors.append((name, code, rest[0] if rest else None))
+    return errors
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
