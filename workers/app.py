@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -32,7 +32,7 @@ from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import iso
 from workers import metrics
-from workers.codec import InboundRecord, OutboundRecord, dumps, loads
+from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.pipeline import Pipeline, Processed, Stores, Topics
 from workers.settings import Settings
 from workers.topics import STOCK_MOVEMENTS, TICKS, order_keyed_topics
@@ -104,11 +104,13 @@ class Runtime:
         self.app = app
         self.settings = settings
         partitions = settings.partitions
-        self.orders_table = app.Table("orders", partitions=partitions)
-        self.series_table = app.Table("series", partitions=partitions)
-        self.waiting_table = app.Table("waiting", partitions=partitions)
-        self.stock_table = app.Table("stock", partitions=settings.internal_partitions)
-        self.skus_table = app.Table("source-skus", partitions=partitions)
+        self.orders_table = app.Table("orders", key_type=str, value_type=str, partitions=partitions)
+        self.series_table = app.Table("series", key_type=str, value_type=str, partitions=partitions)
+        self.waiting_table = app.Table("waiting", key_type=str, value_type=str, partitions=partitions)
+        self.stock_table = app.Table(
+            "stock", key_type=str, value_type=str, partitions=settings.internal_partitions
+        )
+        self.skus_table = app.Table("source-skus", key_type=str, value_type=str, partitions=partitions)
         self.stores = Stores(
             orders=TableMap(self.orders_table, TypeAdapter(OrderState)),
             stock=TableMap(self.stock_table, TypeAdapter(StockItem)),
@@ -200,6 +202,20 @@ class Runtime:
             await self.deliver([record])
         self.stores.stock[movement.key] = item
 
+    async def guarded(self, handler: Callable[[Any], Awaitable[None]], message: Any) -> None:
+        """An exception escaping an agent makes faust skip the record and commit past it: lost without a
+        trace. A failure that is not the input's fault is logged and the record dead-lettered instead."""
+        try:
+            await handler(message)
+        except Exception as exc:
+            log.exception(
+                "record.failed", topic=message.topic, partition=message.partition, offset=message.offset
+            )
+            error = DecodeError("InternalError", f"{type(exc).__name__} while processing; see the worker log")
+            dead = dead_letter(inbound(message), error, self.settings.dlq_topic, datetime.now(UTC))
+            await self.deliver([dead])
+            metrics.DEAD_LETTERS.labels("InternalError").inc()
+
     async def tick(self) -> None:
         payload = dumps({"now": iso(datetime.now(UTC))}).encode("utf-8")
         for partition in range(self.settings.partitions):
@@ -254,15 +270,15 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
 
     async def orders(stream: Any) -> None:
         async for event in stream.events():
-            await runtime.handle_order_event(event.message)
+            await runtime.guarded(runtime.handle_order_event, event.message)
 
     async def sources(stream: Any) -> None:
         async for event in stream.events():
-            await runtime.handle_snapshot_event(event.message)
+            await runtime.guarded(runtime.handle_snapshot_event, event.message)
 
     async def stock(stream: Any) -> None:
         async for event in stream.events():
-            await runtime.handle_movement_event(event.message)
+            await runtime.guarded(runtime.handle_movement_event, event.message)
 
     app.agent(order_topics, name="orders")(orders)
     app.agent(snapshot_topic, name="sources")(sources)

@@ -187,6 +187,7 @@ async def collect(settings: Settings, topics: list[str], expected: int, timeout:
                         {
                             "topic": tp.topic,
                             "partition": tp.partition,
+                            "offset": message.offset,
                             "key": message.key.decode() if message.key is not None else None,
                             "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
                             "value": value.decode("utf-8", "surrogateescape")
@@ -261,6 +262,41 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
     return "\n".join(lines), ok
 
 
+def through_kafka(
+    settings: Settings, worker: WorkerProcess, log: Path, rules: Path | None, timeout: float = 45.0
+) -> tuple[Collected, list[dict[str, Any]]]:
+    """Publish a message log to a running worker, in order, and read back everything it emitted, next to
+    what replay says it must emit. Topics carry `settings.topic_prefix`."""
+    now = datetime.now(UTC)
+    expected = [
+        {
+            **r,
+            "topic": settings.dlq_topic
+            if r["topic"] == names.DEFAULT_DLQ_TOPIC
+            else settings.topic_prefix + r["topic"],
+        }
+        for r in expected_outputs(log, rules, settings.partitions, now)
+    ]
+    pipeline = Pipeline(load_rules(rules))
+    records = [
+        InboundRecord(
+            settings.topic_prefix + r.topic, r.value, r.key, r.headers, r.partition, r.offset, r.timestamp
+        )
+        for r in keyed(stamped(log, now), pipeline)
+    ]
+    before = worker.handled()
+    outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
+    earlier = {_where(r) for r in asyncio.run(collect(settings, outputs, 10**9, timeout=1.0)).records}
+    asyncio.run(publish(settings, records, lambda n: worker.wait_handled(before + n)))
+    found = asyncio.run(collect(settings, outputs, len(earlier) + len(expected), timeout))
+    found.records = [r for r in found.records if _where(r) not in earlier]
+    return found, expected
+
+
+def _where(record: dict[str, Any]) -> tuple[str, int, int]:
+    return record["topic"], record["partition"], record["offset"]
+
+
 def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     with LocalBroker(log_dir=workdir) as broker:
@@ -284,16 +320,9 @@ def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
                 while worker.process.poll() is None:
                     time.sleep(0.5)
                 return worker.process.returncode or 0
-            now = datetime.now(UTC)
-            expected = expected_outputs(demo, rules, settings.partitions, now)
-            pipeline = Pipeline(load_rules(rules))
-            records = keyed(stamped(demo, now), pipeline)
             started = time.monotonic()
-            before = worker.handled()
-            asyncio.run(publish(settings, records, lambda n: worker.wait_handled(before + n)))
-            echo(f"published {len(records)} records from {demo}")
-            outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
-            found = asyncio.run(collect(settings, outputs, len(expected), timeout=45.0))
+            found, expected = through_kafka(settings, worker, demo, rules)
+            echo(f"published {demo}")
             text, ok = summary(found, expected, time.monotonic() - started, settings.dlq_topic)
             echo(text)
             return 0 if ok else 1

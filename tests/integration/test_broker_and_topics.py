@@ -1,0 +1,179 @@
+"""The local broker, the topic catalogue and a plain aiokafka round trip against it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from domain import names
+from workers.broker import HOST, BrokerError, LocalBroker, pid_exists, probe
+from workers.settings import Settings
+from workers.topics import (
+    STOCK_MOVEMENTS,
+    TABLES,
+    TICKS,
+    TopicError,
+    TopicSpec,
+    catalogue,
+    changelog_topic,
+    check_copartitioning,
+    create_topics,
+    describe_partitions,
+    order_keyed_topics,
+)
+
+pytestmark = pytest.mark.integration
+
+MakeSettings = Callable[..., Settings]
+
+
+async def test_broker_answers_kafka_requests(broker: LocalBroker, make_settings: MakeSettings) -> None:
+    assert broker.is_running()
+    probe(HOST, broker.port)
+    admin = AIOKafkaAdminClient(**make_settings().kafka_client_kwargs())
+    await admin.start()
+    try:
+        assert isinstance(await admin.list_topics(), list)
+    finally:
+        await admin.close()
+
+
+async def test_create_topics_creates_the_catalogue_and_is_idempotent(make_settings: MakeSettings) -> None:
+    # Counts other than Tansu's auto-create default of 4, so auto-created topics would show.
+    settings = make_settings(partitions=3, internal_partitions=2)
+    specs = catalogue(settings)
+    wanted = {spec.name: spec.partitions for spec in specs}
+    # + stock movements, settle ticks, the DLQ, and one compacted changelog per faust table.
+    assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 3 + len(TABLES)
+    assert wanted[settings.topic_prefix + STOCK_MOVEMENTS] == 2
+    assert wanted[settings.topic_prefix + TICKS] == 3
+    assert wanted[settings.dlq_topic] == 3
+    assert (
+        wanted[changelog_topic(settings, "orders")] == 3 and wanted[changelog_topic(settings, "stock")] == 2
+    )
+    assert all(
+        spec.config == {"cleanup.policy": "compact"} for spec in specs if spec.name.endswith("-changelog")
+    )
+
+    first = await create_topics(settings, specs)
+    assert sorted(first.created) == sorted(wanted)
+    assert first.existed == ()
+    assert await describe_partitions(settings, wanted) == wanted
+
+    second = await create_topics(settings, specs)
+    assert second.created == ()
+    assert sorted(second.existed) == sorted(wanted)
+    assert await describe_partitions(settings, wanted) == wanted
+
+
+async def test_describe_partitions_does_not_auto_create(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    ghost = settings.topic_for(names.ORDER_CREATE)
+    assert await describe_partitions(settings, [ghost]) == {}
+    assert await describe_partitions(settings, [ghost]) == {}
+
+
+async def test_produce_consume_round_trip_with_key_and_headers(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    topic = settings.topic_for(names.ORDER_CREATE)
+    await create_topics(settings, [TopicSpec(topic, settings.partitions, 1)])
+    headers = [("message-name", names.ORDER_CREATE.encode()), ("empty", b"")]
+
+    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b'{"order":{}}', key=b"web:1001", headers=headers)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        **settings.kafka_client_kwargs(),
+        group_id=settings.consumer_group + settings.topic_prefix,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    try:
+        received: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            received = [record for records in batches.values() for record in records]
+        assert len(received) == 1, "nothing consumed within 30 s"
+        record = received[0]
+        assert (record.key, record.value) == (b"web:1001", b'{"order":{}}')
+        assert list(record.headers) == headers
+        assert (record.partition, record.offset) == (sent.partition, sent.offset)
+
+        tp = TopicPartition(topic, record.partition)
+        await consumer.commit({tp: record.offset + 1})
+        assert await consumer.committed(tp) == record.offset + 1
+    finally:
+        await consumer.stop()
+
+
+async def test_copartitioning_mismatch_on_the_broker_is_named(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    odd = settings.topic_for(names.RETURN_RECEIVED)
+    await create_topics(settings, [TopicSpec(odd, settings.partitions + 2, 1)])
+
+    with pytest.raises(TopicError, match=rf"{odd} has 6 \(wanted 4\)"):
+        await create_topics(settings, catalogue(settings))
+
+    order_topics = order_keyed_topics(settings)
+    counts = await describe_partitions(settings, order_topics)
+    assert set(counts) == set(order_topics)
+    message = check_copartitioning(counts)
+    assert message is not None
+    assert f"6 partitions: {odd}" in message
+    assert "4 partitions: " in message
+    assert all(topic in message for topic in order_topics)
+    assert check_copartitioning({t: n for t, n in counts.items() if t != odd}) is None
+
+
+def test_stop_ends_the_process(tmp_path: Path) -> None:
+    local = LocalBroker(tmp_path)
+    with local:
+        pid = local.pid
+        assert pid is not None and pid_exists(pid)
+        probe(HOST, local.port)
+    assert not pid_exists(pid)
+    assert not local.is_running()
+    assert local.stop() is None
+
+
+def test_a_port_in_use_is_refused(broker: LocalBroker, tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="already in use"):
+        LocalBroker(tmp_path, port=broker.port).start()
+
+
+def test_tansu_exiting_zero_on_a_taken_port_is_an_error(tmp_path: Path) -> None:
+    # Bound but not listening: the pre-check's connect is refused, so Tansu itself hits the busy
+    # port, panics and exits with status 0.
+    with socket.socket() as holder:
+        holder.bind((HOST, 0))
+        local = LocalBroker(tmp_path, port=holder.getsockname()[1])
+        with pytest.raises(BrokerError, match="exited with status 0") as info:
+            local.start()
+    assert "AddrInUse" in str(info.value)
+    assert not local.is_running()
+
+
+async def test_pause_and_resume(broker: LocalBroker) -> None:
+    broker.pause()
+    try:
+        with pytest.raises(OSError):
+            await asyncio.to_thread(probe, HOST, broker.port, 0.5)
+    finally:
+        broker.resume()
+    probe(HOST, broker.port)
