@@ -84,7 +84,9 @@ def traffic(orders: int) -> list[tuple[str, str, bytes]]:
                 "source_id": "DEFAULT",
                 "method": "std",
                 "packages": [],
-                "items": [{"order_line_number": i, "quantity": 2} for i in (1, 2, 3)],
+                "items": [
+                    {"order_line_id": f"L{i}", "order_line_number": i, "quantity": 2} for i in (1, 2, 3)
+                ],
             }
         }
         ret = {

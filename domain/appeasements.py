@@ -9,37 +9,54 @@ from domain.commands import Appeasement
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
 from domain.outcome import Refused, Work
-from domain.refunds import CreditNote, RefundLine, amount_taxes, book, issue
-from domain.state import LineState
+from domain.refunds import (
+    CreditNote,
+    RefundLine,
+    amount_taxes,
+    book,
+    check_upstream_number,
+    issue,
+    remember_upstream_number,
+    standalone_line,
+)
 
 
-def _check_number(work: Work, number: str | None) -> None:
-    if number is not None and number in work.order.credit_notes:
-        raise Refused(
-            "DUPLICATE_REFUND", f"credit note {number} is already used on order {work.order.order_id}"
-        )
-
-
-def appease(work: Work, cmd: Appeasement) -> None:
-    state = work.order
-    _check_number(work, cmd.credit_note_number)
-    places = work.places
-    note = CreditNote(
+def _note(work: Work, cmd: Appeasement, *, standalone: bool) -> CreditNote:
+    check_upstream_number(work, cmd.credit_note_number)
+    date = cmd.credit_note_date[:10] if cmd.credit_note_date else None
+    return CreditNote(
         "appeasement",
         "CREDIT_MEMO",
         "AMOUNT_ONLY",
         user=cmd.user,
+        standalone=standalone,
         credit_note_number=cmd.credit_note_number,
-        credit_note_date=_date(cmd.credit_note_date),
+        credit_note_date=date,
     )
+
+
+def _positive(work: Work, line_number: int, amount: object) -> Decimal:
+    value = quantize(to_decimal(amount), work.places)
+    if value <= 0:
+        raise Refused("NOT_ALLOWED", f"line {line_number}: an appeasement must be a positive amount")
+    return value
+
+
+def _issue(work: Work, cmd: Appeasement, note: CreditNote) -> None:
+    remember_upstream_number(work, cmd.credit_note_number)
+    issue(work, note)
+
+
+def appease(work: Work, cmd: Appeasement) -> None:
+    state = work.order
+    note = _note(work, cmd, standalone=False)
+    places = work.places
     asked: dict[int, Decimal] = {}
     for request in cmd.lines:
         line = state.lines.get(request.line_number)
         if line is None:
             raise Refused("UNKNOWN_LINE", f"order {state.order_id} has no line {request.line_number}")
-        amount = quantize(to_decimal(request.amount), places)
-        if amount <= 0:
-            raise Refused("NOT_ALLOWED", f"line {line.line_number}: an appeasement must be a positive amount")
+        amount = _positive(work, line.line_number, request.amount)
         already = asked.get(line.line_number, ZERO)
         if amount + already > line.remaining_gross:
             raise Refused(
@@ -66,52 +83,21 @@ def appease(work: Work, cmd: Appeasement) -> None:
             f"appeasement {fmt(note.gross, places)} exceeds the {fmt(state.refundable, places)} "
             f"left refundable on order {state.order_id}",
         )
-    issue(work, note)
+    _issue(work, cmd, note)
     emit_order(work)
-
-
-def _date(value: str | None) -> str | None:
-    return value[:10] if value else None
 
 
 def standalone_appeasement(work: Work, cmd: Appeasement) -> None:
     """A refund with only the negative transaction, flagged as having no known original order."""
-    _check_number(work, cmd.credit_note_number)
-    places = work.places
-    note = CreditNote(
-        "appeasement",
-        "CREDIT_MEMO",
-        "AMOUNT_ONLY",
-        user=cmd.user,
-        standalone=True,
-        credit_note_number=cmd.credit_note_number,
-        credit_note_date=_date(cmd.credit_note_date),
-    )
+    note = _note(work, cmd, standalone=True)
     for request in cmd.lines:
-        amount = quantize(to_decimal(request.amount), places)
-        if amount <= 0:
-            raise Refused(
-                "NOT_ALLOWED", f"line {request.line_number}: an appeasement must be a positive amount"
-            )
-        placeholder = LineState(
-            line_number=request.line_number,
-            kind="OTHER",
-            product_type="UNKNOWN",
-            sku="",
-            quantity=1,
-            gross=amount,
-            source="",
-            payment_reference=None,
-        )
+        amount = _positive(work, request.line_number, request.amount)
         note.lines.append(
-            RefundLine(
-                placeholder,
-                0,
+            standalone_line(
+                request.line_number,
                 amount,
-                [],
-                "standalone refund: the original order never arrived (unknown_order=standalone)",
                 reason=request.reason,
                 reason_description=request.reason_description,
             )
         )
-    issue(work, note)
+    _issue(work, cmd, note)

@@ -66,47 +66,21 @@ def _return_cancel(work: Work, cmd: BaseModel) -> None:
     orders.emit_order(work)
 
 
-def _cancel(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, OrderCancel)
-    orders.cancel_order(work, cmd)
-
-
-def _cancel_line(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, OrderCancelLine)
-    orders.cancel_line(work, cmd)
-
-
-def _ship(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, ShipmentDone)
-    orders.ship(work, cmd)
-
-
-def _reship(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, ReshipmentCreate)
-    reship(work, cmd.reshipment, cmd.user)
-
-
-def _appease(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, AppeasementCreate)
-    appeasements.appease(work, cmd.appeasement)
-
-
-def _standalone_appeasement(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, AppeasementCreate)
-    appeasements.standalone_appeasement(work, cmd.appeasement)
-
-
-def _upstream_refund(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, RefundCreate)
-    upstream.refund(work, cmd.refund)
-
-
-def _standalone_refund(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, RefundCreate)
-    upstream.standalone_refund(work, cmd.refund)
-
-
 Apply = Callable[[Work, BaseModel], None]
+
+
+def _unwrap(kind: type[BaseModel], field: str | None, apply: Callable[[Work, Any], None]) -> Apply:
+    """Adapt a domain function taking the command (or one of its members) to the registry's shape."""
+
+    def applied(work: Work, cmd: BaseModel) -> None:
+        assert isinstance(cmd, kind)
+        apply(work, getattr(cmd, field) if field else cmd)
+
+    return applied
+
+
+def _reship(work: Work, cmd: ReshipmentCreate) -> None:
+    reship(work, cmd.reshipment, cmd.user)
 
 
 @dataclass(frozen=True)
@@ -126,12 +100,20 @@ def _return_key(cmd: ReturnCommand) -> tuple[str | None, str]:
 
 
 ROUTES: dict[str, Route] = {
-    names.ORDER_CANCEL: Route(OrderCancel, lambda c: (c.sales_channel_id, c.order_id), _cancel),
-    names.ORDER_CANCEL_LINE: Route(OrderCancelLine, lambda c: (c.sales_channel_id, c.order_id), _cancel_line),
+    names.ORDER_CANCEL: Route(
+        OrderCancel,
+        lambda c: (c.sales_channel_id, c.order_id),
+        _unwrap(OrderCancel, None, orders.cancel_order),
+    ),
+    names.ORDER_CANCEL_LINE: Route(
+        OrderCancelLine,
+        lambda c: (c.sales_channel_id, c.order_id),
+        _unwrap(OrderCancelLine, None, orders.cancel_line),
+    ),
     names.SHIPMENT_DONE: Route(
         ShipmentDone,
         lambda c: (c.shipment.store_id, c.shipment.order_id),
-        _ship,
+        _unwrap(ShipmentDone, None, orders.ship),
         time=lambda c: c.shipment.shipment_date,
     ),
     names.RETURN_AUTHORIZE: Route(
@@ -141,22 +123,26 @@ ROUTES: dict[str, Route] = {
     names.RETURN_RECEIVED: Route(ReturnCommand, _return_key, _received, time=lambda c: c.return_.origin_date),
     names.RETURN_CANCEL: Route(ReturnCommand, _return_key, _return_cancel),
     names.RESHIPMENT_CREATE: Route(
-        ReshipmentCreate, lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id), _reship
+        ReshipmentCreate,
+        lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
+        _unwrap(ReshipmentCreate, None, _reship),
     ),
     names.RESHIPMENT_CREATE_SEED: Route(
-        ReshipmentCreate, lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id), _reship
+        ReshipmentCreate,
+        lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
+        _unwrap(ReshipmentCreate, None, _reship),
     ),
     names.APPEASEMENT_CREATE: Route(
         AppeasementCreate,
         lambda c: (c.appeasement.sales_channel_id, c.appeasement.order_id),
-        _appease,
-        standalone=_standalone_appeasement,
+        _unwrap(AppeasementCreate, "appeasement", appeasements.appease),
+        standalone=_unwrap(AppeasementCreate, "appeasement", appeasements.standalone_appeasement),
         time=lambda c: c.appeasement.origin_date or c.appeasement.credit_note_date,
     ),
     names.REFUND_CREATE: Route(
         RefundCreate,
         lambda c: (c.refund.sales_channel_id or c.refund.store_id, c.refund.order_id),
-        _upstream_refund,
+        _unwrap(RefundCreate, "refund", upstream.refund),
         time=lambda c: c.refund.status.date,
     ),
 }

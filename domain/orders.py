@@ -158,15 +158,7 @@ def cancel_order(work: Work, cmd: OrderCancel) -> None:
             cancelled.append((line, units, f"{units} unshipped unit(s) cancelled with the order"))
     if not cancelled:
         raise Refused("ALREADY_SHIPPED", f"order {state.order_id}: every unit is shipped, nothing to cancel")
-    for line, _units, _why in list(cancelled):
-        for service in _dependants_open(state, line):
-            if line.cancelled == line.quantity:
-                units = _uncancelled(service)
-                _cancel_units(work, service, units)
-                cancelled.append((service, units, f"service of cancelled line {line.line_number}"))
-    _finish_cancel(work, cancelled)
-    _cancellation(work, cancelled, cmd.reason, cmd.user)
-    emit_order(work)
+    _settle_cancel(work, cancelled, cmd.reason, cmd.user)
 
 
 def cancel_line(work: Work, cmd: OrderCancelLine) -> None:
@@ -188,14 +180,26 @@ def cancel_line(work: Work, cmd: OrderCancelLine) -> None:
             f"line {line.line_number}: {units} unit(s) to cancel, only {open_units} not shipped",
         )
     _cancel_units(work, line, units)
-    cancelled = [(line, units, f"{units} unit(s) cancelled before shipment ({cmd.reason})")]
-    if line.cancelled == line.quantity:
-        for service in _dependants_open(state, line):
-            service_units = _uncancelled(service)
-            _cancel_units(work, service, service_units)
-            cancelled.append((service, service_units, f"service of cancelled line {line.line_number}"))
+    _settle_cancel(
+        work,
+        [(line, units, f"{units} unit(s) cancelled before shipment ({cmd.reason})")],
+        cmd.reason,
+        cmd.user,
+    )
+
+
+def _settle_cancel(
+    work: Work, cancelled: list[tuple[LineState, int, str]], reason: str | None, user: str | None
+) -> None:
+    """Services follow a fully cancelled parent, the rest follows a fully cancelled order; then refund."""
+    for line, _units, _why in list(cancelled):
+        if line.kind == "PHYSICAL" and line.cancelled == line.quantity:
+            for service in _dependants_open(work.order, line):
+                units = _uncancelled(service)
+                _cancel_units(work, service, units)
+                cancelled.append((service, units, f"service of cancelled line {line.line_number}"))
     _finish_cancel(work, cancelled)
-    _cancellation(work, cancelled, cmd.reason, cmd.user)
+    _cancellation(work, cancelled, reason, user)
     emit_order(work)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from domain import names
 from domain.money import ZERO, fmt, prorate_step, quantize
-from domain.outcome import Work
+from domain.outcome import Refused, Work
 from domain.state import LineState, Transaction
 
 RefundType = Literal["return", "appeasement", "cancellation"]
@@ -107,6 +107,42 @@ def unit_refund_line(work: Work, line: LineState, units: int, explanation: str, 
     refund = RefundLine(line, units, gross, taxes, explanation, **details)
     book(line, refund, units_refunded=units, amount_only=False)
     return refund
+
+
+def check_upstream_number(work: Work, number: str | None) -> None:
+    """A credit note number sent by upstream is used once per store (within this partition's series)."""
+    if number is None:
+        return
+    store = work.order.store or work.order.sales_channel
+    used_by = work.series_for(store).upstream_numbers.get(number)
+    if number in work.order.credit_notes or (used_by is not None and used_by != work.meta.message_id):
+        raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
+
+
+def remember_upstream_number(work: Work, number: str | None) -> None:
+    if number is None:
+        return
+    series = work.series_for(work.order.store or work.order.sales_channel)
+    series.upstream_numbers[number] = work.meta.message_id
+    series.trim()
+
+
+def standalone_line(
+    line_number: int, gross: Decimal, *, units: int = 0, ref: str | None = None, **details: Any
+) -> RefundLine:
+    """A refund line for an order that never arrived: the amount as sent, no tax known."""
+    placeholder = LineState(
+        line_number=line_number,
+        kind="OTHER",
+        product_type="UNKNOWN",
+        sku="",
+        quantity=1,
+        gross=gross,
+        source="",
+        payment_reference=ref,
+    )
+    explanation = "standalone refund: the original order never arrived (unknown_order=standalone)"
+    return RefundLine(placeholder, units, gross, [], explanation, **details)
 
 
 def _payment_ref(work: Work, line: LineState) -> str:

@@ -17,7 +17,16 @@ from domain.commands import RefundLine as UpstreamLine
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
 from domain.outcome import Refused, Work
-from domain.refunds import CreditNote, RefundLine, amount_taxes, book, issue
+from domain.refunds import (
+    CreditNote,
+    RefundLine,
+    amount_taxes,
+    book,
+    check_upstream_number,
+    issue,
+    remember_upstream_number,
+    standalone_line,
+)
 from domain.state import LineState
 
 
@@ -25,24 +34,6 @@ from domain.state import LineState
 class Split:
     cancelled: int
     returned: int
-
-
-def check_number(work: Work, number: str | None) -> None:
-    """An upstream credit note number is used once per store (within this partition's series)."""
-    if number is None:
-        return
-    store = work.order.store or work.order.sales_channel
-    used_by = work.series_for(store).upstream_numbers.get(number)
-    if number in work.order.credit_notes or (used_by is not None and used_by != work.meta.message_id):
-        raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
-
-
-def remember_number(work: Work, number: str | None) -> None:
-    if number is None:
-        return
-    series = work.series_for(work.order.store or work.order.sales_channel)
-    series.upstream_numbers[number] = work.meta.message_id
-    series.trim()
 
 
 def _line(work: Work, order_line: str) -> LineState:
@@ -108,7 +99,7 @@ def _given_taxes(line: LineState, request: UpstreamLine, gross: Decimal, places:
 
 def refund(work: Work, cmd: Refund) -> None:
     state = work.order
-    check_number(work, cmd.credit_note_number)
+    check_upstream_number(work, cmd.credit_note_number)
     places = work.places
     mode = cmd.refund_mode or "QUANTITY_AND_AMOUNT"
     moves_goods, moves_money = mode != "AMOUNT_ONLY", mode != "QUANTITY_ONLY"
@@ -174,7 +165,7 @@ def refund(work: Work, cmd: Refund) -> None:
             "OVER_REFUND",
             f"refund {fmt(note.gross, places)} exceeds the {fmt(state.refundable, places)} left on the order",
         )
-    remember_number(work, cmd.credit_note_number)
+    remember_upstream_number(work, cmd.credit_note_number)
     issue(work, note)
     emit_order(work)
 
@@ -215,7 +206,7 @@ def _explain(mode: str, split: Split, restock: bool | None, tax_given: bool, mon
 
 def standalone_refund(work: Work, cmd: Refund) -> None:
     """The order never arrived: a refund with only the negative transaction, amounts as sent."""
-    check_number(work, cmd.credit_note_number)
+    check_upstream_number(work, cmd.credit_note_number)
     places = work.places
     note = CreditNote(
         "return",
@@ -229,26 +220,17 @@ def standalone_refund(work: Work, cmd: Refund) -> None:
     )
     for request in cmd.lines:
         gross = quantize(sum((to_decimal(p.details.cost_gross) for p in request.payments), ZERO), places)
-        placeholder = LineState(
-            line_number=int(request.order_line) if request.order_line.strip().isdigit() else 0,
-            kind="OTHER",
-            product_type="UNKNOWN",
-            sku="",
-            quantity=1,
-            gross=gross,
-            source="",
-            payment_reference=request.payments[0].ref if request.payments else None,
-        )
+        number = int(request.order_line) if request.order_line.strip().isdigit() else 0
+        ref = request.payments[0].ref if request.payments else None
         note.lines.append(
-            RefundLine(
-                placeholder,
-                request.quantity or 0,
+            standalone_line(
+                number,
                 gross,
-                [],
-                "standalone refund: the original order never arrived (unknown_order=standalone)",
+                units=request.quantity or 0,
+                ref=ref,
                 reason=request.reason,
                 reason_description=request.reason_description,
             )
         )
-    remember_number(work, cmd.credit_note_number)
+    remember_upstream_number(work, cmd.credit_note_number)
     issue(work, note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -186,3 +187,29 @@ def test_hostile_records_become_dead_letters_and_the_run_goes_on(tmp_path: Path)
         "SchemaValidation",
     ]
     assert out[0]["value"] == lines[0]["value"]
+
+
+def test_config_show_masks_secrets() -> None:
+    env = {
+        **os.environ,
+        "OMS_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "OMS_SASL_MECHANISM": "PLAIN",
+        "OMS_SASL_USERNAME": "svc",
+        "OMS_SASL_PASSWORD": "hunter2-very-secret",
+    }
+    done = subprocess.run(
+        [CLI, "config", "show"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["sasl_username"] == "svc" and shown["sasl_password"] == "**********"
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_bad_settings_name_the_variable_not_the_value() -> None:
+    env = {**os.environ, "OMS_PARTITIONS": "many", "OMS_SASL_PASSWORD": "hunter2-very-secret"}
+    done = subprocess.run(
+        [CLI, "config", "show"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 2 and "OMS_PARTITIONS" in done.stderr
+    assert "hunter2" not in done.stderr and "many" not in done.stderr

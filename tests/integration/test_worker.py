@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,7 +24,7 @@ from workers.broker import LocalBroker, free_port
 from workers.codec import InboundRecord, dumps
 from workers.dev import WorkerProcess, collect, local_env, publish, through_kafka
 from workers.settings import Settings
-from workers.topics import catalogue, create_topics
+from workers.topics import TopicSpec, catalogue, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +40,21 @@ class Live:
     worker: WorkerProcess
     workdir: Path
     now: datetime
+    rules: Path
 
     def outputs(self) -> list[str]:
         return [self.settings.topic_for(n) for n in names.OUTBOUND] + [self.settings.dlq_topic]
 
     def read(self, expected: int, timeout: float = 45.0) -> list[dict[str, Any]]:
         return asyncio.run(collect(self.settings, self.outputs(), expected, timeout)).records
+
+    def seen(self) -> set[tuple[str, int, int]]:
+        """Where every output so far is (records of several partitions come back in no fixed order)."""
+        return {(r["topic"], r["partition"], r["offset"]) for r in self.read(10**9, timeout=2)}
+
+    def new(self, seen: set[tuple[str, int, int]], count: int, timeout: float = 45.0) -> list[dict[str, Any]]:
+        records = self.read(len(seen) + count, timeout)
+        return [r for r in records if (r["topic"], r["partition"], r["offset"]) not in seen]
 
     def restart(self) -> None:
         assert self.worker.stop() == 0, "SIGTERM must stop the worker cleanly (exit 0)"
@@ -52,19 +65,24 @@ class Live:
 @pytest.fixture(scope="module")
 def live(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     workdir = tmp_path_factory.mktemp("worker")
-    env = local_env(broker.bootstrap, workdir, RULES, free_port())
+    rules = workdir / "rules.toml"
+    # A channel that gives up on unknown orders at once, to see the settle ticks work.
+    rules.write_text(RULES.read_text() + "\n[sales_channels.FAST]\nunknown_order_hold_minutes = 0\n")
+    env = local_env(broker.bootstrap, workdir, rules, free_port())
     tag = uuid.uuid4().hex[:8]
     env.update(
         {"OMS_TOPIC_PREFIX": f"w{tag}.", "OMS_CONSUMER_GROUP": f"oms-{tag}", "OMS_DLQ_TOPIC": f"w{tag}.dlq"}
     )
     settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
     asyncio.run(create_topics(settings, catalogue(settings)))
-    worker = WorkerProcess(env, workdir / "worker.log").start()
+    live = Live(
+        settings, env, WorkerProcess(env, workdir / "worker.log").start(), workdir, datetime.now(UTC), rules
+    )
     try:
-        worker.wait_ready()
-        yield Live(settings, env, worker, workdir, datetime.now(UTC))
+        live.worker.wait_ready()
+        yield live
     finally:
-        worker.stop()
+        live.worker.stop()  # the worker of the moment: a test may have restarted it
 
 
 def normalised(records: list[dict[str, Any]], dlq: str) -> dict[tuple[str, str | None], list[Any]]:
@@ -86,7 +104,7 @@ def normalised(records: list[dict[str, Any]], dlq: str) -> dict[tuple[str, str |
 
 
 def test_the_example_log_through_kafka_equals_replay(live: Live) -> None:
-    found, expected = through_kafka(live.settings, live.worker, LOG, RULES)
+    found, expected = through_kafka(live.settings, live.worker, LOG, live.rules)
     assert len(found.records) == len(expected)
     # Per topic and key: the same records, in the same order, with the same ids, as replay.
     assert normalised(found.records, live.settings.dlq_topic) == normalised(expected, live.settings.dlq_topic)
@@ -114,7 +132,7 @@ def _appeasement(order_id: str, amount: str) -> dict[str, Any]:
 
 
 def test_redelivery_emits_nothing_and_bad_records_go_to_the_dlq(live: Live) -> None:
-    before = len(live.read(10**6, timeout=3))
+    seen = live.seen()
     _send(live, names.APPEASEMENT_CREATE, _appeasement("1234", "1.00"), "it-appease-1", "OCTO:1234")
     _send(live, names.APPEASEMENT_CREATE, _appeasement("1234", "1.00"), "it-appease-1", "OCTO:1234")
     bad = InboundRecord(
@@ -128,12 +146,11 @@ def test_redelivery_emits_nothing_and_bad_records_go_to_the_dlq(live: Live) -> N
     )
     asyncio.run(publish(live.settings, [bad]))
     _send(live, names.APPEASEMENT_CREATE, _appeasement("1234", "2.00"), "it-appease-2", "OCTO:1234")
-    found = live.read(before + 5)
-    new = found[before:]
-    assert len(found) == before + 5, [r["topic"] for r in new]
+    new = live.new(seen, 5)
+    assert len(new) == 5, [r["topic"] for r in new]
     refunds = [
         r["value"]["params"]["refund"]["totals"]["cost_gross"]
-        for r in new
+        for r in sorted(new, key=lambda r: r["offset"])
         if r["topic"].endswith(names.REFUND_UPDATED)
     ]
     assert refunds == ["1.00", "2.00"]
@@ -144,16 +161,63 @@ def test_redelivery_emits_nothing_and_bad_records_go_to_the_dlq(live: Live) -> N
 
 
 def test_restart_resumes_from_committed_offsets_with_tables_intact(live: Live) -> None:
-    before = len(live.read(10**6, timeout=3))
+    seen = live.seen()
+    handled = live.worker.handled()
     live.restart()
     # Nothing is re-processed after a clean stop …
-    assert len(live.read(10**6, timeout=5)) == before
+    assert live.seen() == seen and live.worker.handled() == 0 < handled
     # … and the order table survived: the next credit note follows the earlier ones.
     _send(live, names.APPEASEMENT_CREATE, _appeasement("1234", "0.50"), "it-appease-3", "OCTO:1234")
-    found = live.read(before + 2)
-    refund = next(r for r in found[before:] if r["topic"].endswith(names.REFUND_UPDATED))
+    found = live.new(seen, 2)
+    refund = next(r for r in found if r["topic"].endswith(names.REFUND_UPDATED))
     totals = refund["value"]["params"]["refund"]
-    order = next(r for r in found[before:] if r["topic"].endswith(names.ORDER_UPDATED))
+    order = next(r for r in found if r["topic"].endswith(names.ORDER_UPDATED))
     ledger = order["value"]["params"]["order"]["postsales"]["transactions"]
     assert totals["totals"]["cost_gross"] == "0.50"
     assert [t["amount"] for t in ledger if t["type"] == "REFUND"][-3:] == ["-1.00", "-2.00", "-0.50"]
+
+
+def test_a_message_for_an_order_that_never_comes_is_refused_by_the_settle_tick(live: Live) -> None:
+    seen = live.seen()
+    params = {
+        "return": {
+            "sales_channel_id": "FAST",
+            "order_id": "never",
+            "lines": [{"id": "L1", "line_number": 1, "sku": "x", "reason": "R", "reason_description": "d"}],
+        }
+    }
+    _send(live, names.RETURN_AUTHORIZE, params, "it-never-1", "FAST:never")
+    (refused,) = [r for r in live.new(seen, 1, timeout=60) if r["topic"].endswith(names.ERROR_NOTIFY)]
+    assert refused["value"]["params"]["code"] == "UNKNOWN_ORDER" and refused["key"] == "FAST:never"
+
+
+def test_health_ready_and_metrics(live: Live) -> None:
+    status, body = live.worker.get("/health")
+    assert status == 200 and body["status"] == "ok"
+    status, body = live.worker.get("/ready")
+    assert status == 200 and body["ready"] is True and body["partitions_assigned"] > 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{live.worker.web_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "oms_records_total{" in text and "oms_processing_seconds_bucket{" in text
+    assert live.worker.handled() > 0
+
+
+def test_worker_refuses_copartitioned_topics_with_different_partition_counts(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    env = local_env(broker.bootstrap, tmp_path, None, free_port())
+    env.update({"OMS_TOPIC_PREFIX": f"m{tag}.", "OMS_CONSUMER_GROUP": f"oms-{tag}"})
+    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+    odd = settings.topic_for(names.RETURN_RECEIVED)
+    asyncio.run(create_topics(settings, [TopicSpec(odd, 2, 1)]))
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "worker"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert odd in done.stderr and "2" in done.stderr
