@@ -35,13 +35,13 @@ from workers.broker import LocalBroker, free_port  # noqa: E402
 from workers.codec import dumps, loads  # noqa: E402
 from workers.dev import WorkerProcess, local_env  # noqa: E402
 from workers.settings import Settings  # noqa: E402
-from workers.topics import catalogue, create_topics  # noqa: E402
+from workers.topics import TopicSpec, catalogue, create_topics  # noqa: E402
 
 
-def traffic(orders: int) -> list[tuple[str, str, bytes]]:
+def traffic(orders: int, start: int = 0) -> list[tuple[str, str, bytes]]:
     """(topic, key, value) for `orders` orders: create, ship, return one line."""
     out: list[tuple[str, str, bytes]] = []
-    for n in range(orders):
+    for n in range(start, start + orders):
         order_id = f"B{n:06d}"
         key = f"BENCH:{order_id}"
         lines = [
@@ -121,8 +121,10 @@ def traffic(orders: int) -> list[tuple[str, str, bytes]]:
     return out
 
 
-async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> dict[str, float]:
-    """Send everything, return message id -> send time (s)."""
+async def produce(
+    settings: Settings, records: list[tuple[str, str, bytes]], pace: float = 0.0
+) -> dict[str, float]:
+    """Send everything (every `pace` seconds one record, or as fast as possible); id -> send time (s)."""
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_kwargs())
     await producer.start()
     sent: dict[str, float] = {}
@@ -133,6 +135,10 @@ async def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> 
             now = time.time()
             sent[message_id] = now
             pending.append(await producer.send(topic, value, key=key.encode(), timestamp_ms=int(now * 1000)))
+            if pace:
+                await asyncio.gather(*pending)
+                pending.clear()
+                await asyncio.sleep(pace)
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
@@ -163,10 +169,10 @@ async def first_outputs(
     return seen
 
 
-async def bare_pipe(settings: Settings, source: list[str], target: str, count: int) -> None:
-    """The baseline: consume → json → produce → commit, one record at a time, no state."""
+async def bare_pipe(settings: Settings, source: str, target: str, count: int) -> None:
+    """The baseline: consume → json → produce (acknowledged) → commit, one record at a time, no state."""
     consumer = AIOKafkaConsumer(
-        *source,
+        source,
         group_id=f"pipe-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -179,7 +185,7 @@ async def bare_pipe(settings: Settings, source: list[str], target: str, count: i
     done = 0
     try:
         while done < count:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            batches = await consumer.getmany(timeout_ms=100, max_records=500)
             for tp, messages in batches.items():
                 for message in messages:
                     envelope = loads(message.value)
@@ -212,18 +218,22 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(name: str, sent: dict[str, float], first: dict[str, float]) -> Result:
-    latencies = [(first[i] - sent[i]) * 1000 for i in sent if i in first]
-    start = min(sent.values())
-    end = max(first.values()) if first else start
-    if len(first) < len(sent):
-        print(f"{name}: only {len(first)} of {len(sent)} messages produced output", file=sys.stderr)
-    return Result(name, len(first), end - start, latencies)
+def drain_seconds(started: float, first: dict[str, float], ids: set[str]) -> float:
+    missing = ids - set(first)
+    if missing:
+        print(f"{len(missing)} of {len(ids)} messages produced no output", file=sys.stderr)
+    return max(first[i] for i in ids if i in first) - started
 
 
-def run(orders: int) -> tuple[Result, Result, dict[str, Any]]:
+def latencies(sent: dict[str, float], first: dict[str, float]) -> list[float]:
+    return [(first[i] - sent[i]) * 1000 for i in sent if i in first]
+
+
+def run(orders: int, paced: int, pace: float) -> tuple[Result, Result, dict[str, Any]]:
+    """Each pipeline: drain a backlog of `orders` orders (throughput), then `paced` orders sent one
+    message every `pace` seconds (latency, with no queue in front)."""
     workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
-    records = traffic(orders)
+    backlog, trickle = traffic(orders), traffic(paced, start=orders)
     with LocalBroker(log_dir=workdir) as broker:
         tag = uuid.uuid4().hex[:6]
         env = local_env(broker.bootstrap, workdir, None, free_port())
@@ -235,63 +245,65 @@ def run(orders: int) -> tuple[Result, Result, dict[str, Any]]:
             }
         )
         settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-        asyncio.run(create_topics(settings, catalogue(settings)))
-        prefixed = [(settings.topic_for(t), k, v) for t, k, v in records]
+        pipe_in, pipe_out = f"b{tag}.pipe-in", f"b{tag}.pipe-out"
+        specs = [TopicSpec(pipe_in, settings.partitions, 1), TopicSpec(pipe_out, settings.partitions, 1)]
+        asyncio.run(create_topics(settings, [*catalogue(settings), *specs]))
 
-        # Baseline pipe over a copy of the same traffic.
-        pipe_in = [f"b{tag}.pipe-in"]
-        pipe_out = f"b{tag}.pipe-out"
-        from workers.topics import TopicSpec
+        async def baseline_run() -> tuple[float, dict[str, float], dict[str, float]]:
+            sent = await produce(settings, [(pipe_in, k, v) for _t, k, v in backlog])
+            started = time.time()
+            pipe = asyncio.create_task(bare_pipe(settings, pipe_in, pipe_out, len(backlog) + len(trickle)))
+            drained = await first_outputs(settings, [pipe_out], set(sent), 300)
+            paced_sent = await produce(settings, [(pipe_in, k, v) for _t, k, v in trickle], pace)
+            paced_first = await first_outputs(settings, [pipe_out], set(paced_sent), 60)
+            await pipe
+            return drain_seconds(started, drained, set(sent)), paced_sent, paced_first
 
-        asyncio.run(
-            create_topics(
-                settings,
-                [TopicSpec(pipe_in[0], settings.partitions, 1), TopicSpec(pipe_out, settings.partitions, 1)],
-            )
-        )
-        sent = asyncio.run(produce(settings, [(pipe_in[0], k, v) for _t, k, v in prefixed]))
-        started = time.time()
-        asyncio.run(bare_pipe(settings, pipe_in, pipe_out, len(prefixed)))
-        first = asyncio.run(first_outputs(settings, [pipe_out], set(sent), 60))
-        sent_from_start = {i: max(t, started) for i, t in sent.items()}
-        baseline = measure("bare aiokafka pipe", sent_from_start, first)
+        seconds, paced_sent, paced_first = asyncio.run(baseline_run())
+        baseline = Result("bare aiokafka pipe", len(backlog), seconds, latencies(paced_sent, paced_first))
 
-        # The worker, same backlog shape.
-        sent = asyncio.run(produce(settings, prefixed))
+        outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
+        sent = asyncio.run(produce(settings, [(settings.topic_for(t), k, v) for t, k, v in backlog]))
         worker = WorkerProcess(env, workdir / "worker.log").start()
         try:
             worker.wait_ready()
             started = time.time()
-            outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
-            first = asyncio.run(first_outputs(settings, outputs, set(sent), 600))
+            drained = asyncio.run(first_outputs(settings, outputs, set(sent), 900))
+            seconds = drain_seconds(started, drained, set(sent))
+            paced_sent = asyncio.run(
+                produce(settings, [(settings.topic_for(t), k, v) for t, k, v in trickle], pace)
+            )
+            paced_first = asyncio.run(first_outputs(settings, outputs, set(paced_sent), 60))
         finally:
             worker.stop()
-        sent_from_start = {i: max(t, started) for i, t in sent.items()}
-        worker_result = measure("oms-postsales worker", sent_from_start, first)
+        result = Result("oms-postsales worker", len(backlog), seconds, latencies(paced_sent, paced_first))
     info = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "orders": orders,
-        "messages": len(records),
+        "messages": len(backlog),
+        "paced": len(trickle),
+        "pace": pace,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return worker_result, baseline, info
+    return result, baseline, info
 
 
 def report(worker: Result, baseline: Result, info: dict[str, Any]) -> str:
     def row(r: Result) -> str:
         return (
             f"| {r.name} | {r.messages} | {r.seconds:.2f} | {r.rate:,.0f} "
-            f"| {statistics.median(r.latencies_ms):.0f} | {r.pct(0.99):.0f} |"
+            f"| {statistics.median(r.latencies_ms):.1f} | {r.pct(0.99):.1f} |"
         )
 
     return "\n".join(
         [
-            f"Run {info['when']}, Python {info['python']} on {info['machine']}, {info['orders']} orders = "
-            f"{info['messages']} inbound messages, 4 partitions, local Tansu broker (memory), "
-            "one worker process.",
+            f"Run {info['when']}, Python {info['python']} on {info['machine']}: backlog of {info['orders']} "
+            f"orders = {info['messages']} inbound messages; latency over {info['paced']} messages sent one "
+            f"every {info['pace'] * 1000:.0f} ms; 4 partitions, local Tansu broker (memory), "
+            "one process each.",
             "",
-            "| pipeline | messages | seconds | msgs/s | p50 ms | p99 ms |",
+            "| pipeline | backlog messages | drain seconds | msgs/s | p50 latency ms | p99 latency ms |",
             "|---|---|---|---|---|---|",
             row(worker),
             row(baseline),
@@ -305,9 +317,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--orders", type=int, default=1000, help="backlog orders (3 messages each)")
+    parser.add_argument("--paced", type=int, default=100, help="orders sent paced, for latency")
+    parser.add_argument("--pace", type=float, default=0.02, help="seconds between paced messages")
     args = parser.parse_args()
-    worker, baseline, info = run(args.orders)
+    worker, baseline, info = run(args.orders, args.paced, args.pace)
     print(report(worker, baseline, info))
 
 

@@ -168,7 +168,7 @@ class Runtime:
                 else:
                     keys.pop(order.key, None)
             self.waiting[slot] = list(keys)
-            metrics.HELD.labels(str(partition)).set(sum(len(self.stores.orders[k].held) for k in keys))
+            metrics.WAITING.labels(str(partition)).set(len(keys))
 
     async def handle_order_event(self, message: Any) -> None:
         self.last_record = time.monotonic()

@@ -33,8 +33,11 @@ PROCESSING = Histogram(
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-HELD = Gauge(
-    "oms_held_messages", "Messages waiting for their order, by partition", ["partition"], registry=REGISTRY
+WAITING = Gauge(
+    "oms_orders_waiting",
+    "Unknown orders that messages are held for, by partition",
+    ["partition"],
+    registry=REGISTRY,
 )
 LAG = Gauge(
     "oms_consumer_lag",
