@@ -1,4 +1,9 @@
-"""Compiled JSON Schema validators, one per message, built once; a failure names its JSON pointer."""
+"""Compiled JSON Schema validators, one per message, built once; a failure names its JSON pointer.
+
+Two validators per schema: jsonschema-rs (compiled, ~60x faster here) answers "valid?" for every record,
+and the pure-Python jsonschema, whose error reports pick the most relevant failure, explains the rare
+record that is not. Contract tests check that both agree on every example.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import simplejson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -29,22 +35,34 @@ def pointer(path: Any) -> str:
 class Validators:
     def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
         self._by_name: dict[str, Draft202012Validator] = {}
+        self._fast: dict[str, Any] = {}
         self.ids: dict[str, str] = {}
         for path in sorted(schema_dir.glob("*.json")):
             schema = simplejson.loads(path.read_text(encoding="utf-8"))
             Draft202012Validator.check_schema(schema)
             name = path.name.removesuffix(".json")
             self._by_name[name] = Draft202012Validator(schema)
+            self._fast[name] = jsonschema_rs.validator_for(schema)
             self.ids[name] = str(schema.get("$id", name))
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
     def check(self, name: str, instance: Any) -> SchemaFailure | None:
+        if self._fast[name].is_valid(instance):
+            return None
+        # The two validators agree on every contract example; should they ever differ, refuse.
+        return self.explain(name, instance) or SchemaFailure("", "refused by the compiled validator")
+
+    def explain(self, name: str, instance: Any) -> SchemaFailure | None:
+        """The rich report (pure-Python jsonschema); None when that validator finds nothing wrong."""
         error: ValidationError | None = best_match(self._by_name[name].iter_errors(instance))
         if error is None:
             return None
         return SchemaFailure(pointer(error.absolute_path), _short(error.message))
+
+    def fast_valid(self, name: str, instance: Any) -> bool:
+        return bool(self._fast[name].is_valid(instance))
 
 
 def _short(message: str, limit: int = 300) -> str:

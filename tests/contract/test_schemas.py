@@ -90,6 +90,7 @@ def test_every_message_has_a_schema(name: str) -> None:
 def test_every_inbound_message_has_a_valid_example(name: str) -> None:
     assert name in EXAMPLES, f"examples/message-log.jsonl has no valid {name}"
     assert VALIDATORS.check(name, EXAMPLES[name]) is None
+    assert VALIDATORS.explain(name, EXAMPLES[name]) is None
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -161,6 +162,8 @@ def test_invalid_inbound_examples_are_refused_at_the_right_place(
     failure = VALIDATORS.check(name, document)
     assert failure is not None
     assert failure.pointer == pointer, failure
+    # The compiled fast path and the explaining validator agree.
+    assert VALIDATORS.fast_valid(name, document) is False and VALIDATORS.explain(name, document) is not None
 
 
 LOOSE = [
@@ -182,6 +185,7 @@ def test_what_real_producers_send_is_accepted(name: str, path: str, value: Any) 
     document = copy.deepcopy(EXAMPLES[name])
     _set(path, value)(document)
     assert VALIDATORS.check(name, document) is None
+    assert VALIDATORS.explain(name, document) is None
 
 
 def test_seed_004_reshipment_example_is_valid_verbatim() -> None:
