@@ -229,7 +229,7 @@ def latencies(sent: dict[str, float], first: dict[str, float]) -> list[float]:
     return [(first[i] - sent[i]) * 1000 for i in sent if i in first]
 
 
-def run(orders: int, paced: int, pace: float) -> tuple[Result, Result, dict[str, Any]]:
+def run(orders: int, paced: int, pace: float, batch_bytes: int) -> tuple[Result, Result, dict[str, Any]]:
     """Each pipeline: drain a backlog of `orders` orders (throughput), then `paced` orders sent one
     message every `pace` seconds (latency, with no queue in front)."""
     workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
@@ -242,6 +242,7 @@ def run(orders: int, paced: int, pace: float) -> tuple[Result, Result, dict[str,
                 "OMS_TOPIC_PREFIX": f"b{tag}.",
                 "OMS_CONSUMER_GROUP": f"bench-{tag}",
                 "OMS_DLQ_TOPIC": f"b{tag}.dlq",
+                "OMS_PRODUCER_MAX_BATCH_BYTES": str(batch_bytes),
             }
         )
         settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
@@ -278,6 +279,7 @@ def run(orders: int, paced: int, pace: float) -> tuple[Result, Result, dict[str,
             worker.stop()
         result = Result("oms-postsales worker", len(backlog), seconds, latencies(paced_sent, paced_first))
     info = {
+        "batch_bytes": batch_bytes,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "orders": orders,
@@ -301,7 +303,7 @@ def report(worker: Result, baseline: Result, info: dict[str, Any]) -> str:
             f"Run {info['when']}, Python {info['python']} on {info['machine']}: backlog of {info['orders']} "
             f"orders = {info['messages']} inbound messages; latency over {info['paced']} messages sent one "
             f"every {info['pace'] * 1000:.0f} ms; 4 partitions, local Tansu broker (memory), "
-            "one process each.",
+            f"one process each; worker producer batch {info['batch_bytes']} bytes.",
             "",
             "| pipeline | backlog messages | drain seconds | msgs/s | p50 latency ms | p99 latency ms |",
             "|---|---|---|---|---|---|",
@@ -320,8 +322,14 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1000, help="backlog orders (3 messages each)")
     parser.add_argument("--paced", type=int, default=100, help="orders sent paced, for latency")
     parser.add_argument("--pace", type=float, default=0.02, help="seconds between paced messages")
+    parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=1,
+        help="worker producer batch size; 1 is what table recovery on Tansu needs",
+    )
     args = parser.parse_args()
-    worker, baseline, info = run(args.orders, args.paced, args.pace)
+    worker, baseline, info = run(args.orders, args.paced, args.pace, args.batch_bytes)
     print(report(worker, baseline, info))
 
 

@@ -140,7 +140,9 @@ class Work:
         name = f"{store}-{self.meta.partition}"
         if name not in self.series:
             current = self._series_in.get(name)
-            self.series[name] = current.model_copy(deep=True) if current else Series(name=name)
+            self.series[name] = (
+                Series.model_validate_json(current.model_dump_json()) if current else Series(name=name)
+            )
         return self.series[name]
 
     def next_credit_note(self, store: str) -> str:

@@ -17,7 +17,8 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
     current = item or StockItem(source_id=movement.source_id, sku=movement.sku)
     if movement.movement_id in current.applied:
         return current, None
-    new = current.model_copy(deep=True)
+    # Only the applied-id list is mutable below: copy it, not the whole model through deepcopy.
+    new = current.model_copy(update={"applied": list(current.applied)})
     before = new.available_to_sell
     if movement.set_on_hand is not None:
         new.on_hand = movement.set_on_hand

@@ -38,8 +38,9 @@ class Validators:
         self._fast: dict[str, Any] = {}
         self.ids: dict[str, str] = {}
         for path in sorted(schema_dir.glob("*.json")):
+            # The schemas themselves are checked against the metaschema by the contract tests, not at
+            # every start (that check alone costs a second).
             schema = simplejson.loads(path.read_text(encoding="utf-8"))
-            Draft202012Validator.check_schema(schema)
             name = path.name.removesuffix(".json")
             self._by_name[name] = Draft202012Validator(schema)
             self._fast[name] = jsonschema_rs.validator_for(schema)
