@@ -28,7 +28,7 @@ from domain.commands import (
     ReturnCommand,
     ShipmentDone,
 )
-from domain.outcome import MessageMeta, Outcome, Refused, Work, rejection_event
+from domain.outcome import Layered, MessageMeta, Outcome, Refused, Work, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
 from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState, Series
@@ -250,7 +250,7 @@ def _create(
     assert outcome.order is not None
     held, outcome.order.held = outcome.order.held, []
     for message in held:
-        settled = _replay_held(message, outcome.order, {**series, **outcome.series}, book, meta.partition)
+        settled = _replay_held(message, outcome.order, Layered(series, outcome.series), book, meta.partition)
         outcome.extend(settled)
         if settled.order is not None:
             outcome.order = settled.order
@@ -326,7 +326,7 @@ def settle_expired(
                 command,
                 message.params_json,
                 current,
-                {**series, **total.series},
+                Layered(series, total.series),
                 rules,
                 meta,
             )

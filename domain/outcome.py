@@ -4,7 +4,7 @@ state that a handler changes (a private copy, so a refused message leaves the st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -89,6 +89,23 @@ class Outcome:
         self.series.update(other.series)
         self.events.extend(other.events)
         self.movements.extend(other.movements)
+
+
+class Layered(Mapping[str, Series]):
+    """Series as stored, with changes not stored yet on top. Lookups only: a store may be a partitioned
+    table that cannot be listed or copied whole."""
+
+    def __init__(self, base: Mapping[str, Series], changes: Mapping[str, Series]) -> None:
+        self._base, self._changes = base, changes
+
+    def __getitem__(self, name: str) -> Series:
+        return self._changes[name] if name in self._changes else self._base[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._base, *self._changes})
+
+    def __len__(self) -> int:
+        return len({*self._base, *self._changes})
 
 
 class Work:

@@ -6,7 +6,7 @@ the worker), so both runners share this code and give the same outputs for the s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from domain import names
 from domain.commands import StockUpdate
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, MessageMeta, Movement, Outcome
+from domain.outcome import Event, Layered, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.stock import apply_movement, snapshot_movements
@@ -216,7 +216,7 @@ class Pipeline:
             order = self.stores.orders.get(key)
             if order is None or not order.held:
                 continue
-            view = _Overlay(self.stores.series, total.series)
+            view = Layered(self.stores.series, total.series)
             at = self.partition_of(key, partition)
             outcome = settle_expired(order, view, self.rules, moment, at, everything=everything)
             if outcome.order is None:
@@ -277,22 +277,6 @@ class Pipeline:
 
     def _count(self, status: str) -> None:
         self.counts[status] += 1
-
-
-class _Overlay(Mapping[str, Series]):
-    """Series as stored, with the changes of this batch on top (settling several orders at once)."""
-
-    def __init__(self, base: Mapping[str, Series], changes: Mapping[str, Series]) -> None:
-        self._base, self._changes = base, changes
-
-    def __getitem__(self, name: str) -> Series:
-        return self._changes[name] if name in self._changes else self._base[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({*self._base, *self._changes})
-
-    def __len__(self) -> int:
-        return len({*self._base, *self._changes})
 
 
 def partition_for(key: str, partitions: int) -> int:

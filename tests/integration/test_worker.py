@@ -62,13 +62,18 @@ class Live:
         self.worker.wait_ready()
 
 
-@pytest.fixture(scope="module")
-def live(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["memory://", "rocksdb://"])
+def live(
+    broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Live]:
+    """A worker per table store: memory (tests, dev) and RocksDB (production), whose tables are
+    partitioned on disk, so a lookup outside the record's partition would show up here."""
     workdir = tmp_path_factory.mktemp("worker")
     rules = workdir / "rules.toml"
     # A channel that gives up on unknown orders at once, to see the settle ticks work.
     rules.write_text(RULES.read_text() + "\n[sales_channels.FAST]\nunknown_order_hold_minutes = 0\n")
     env = local_env(broker.bootstrap, workdir, rules, free_port())
+    env["OMS_STORE"] = request.param
     tag = uuid.uuid4().hex[:8]
     env.update(
         {"OMS_TOPIC_PREFIX": f"w{tag}.", "OMS_CONSUMER_GROUP": f"oms-{tag}", "OMS_DLQ_TOPIC": f"w{tag}.dlq"}
