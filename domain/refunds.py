@@ -68,6 +68,9 @@ def unit_amounts(line: LineState, units: int, places: int) -> tuple[Decimal, lis
     """
     before, after = line.refunded_units, min(line.refunded_units + units, line.quantity)
     gross_step = prorate_step(line.gross, before, after, line.quantity, places)
+    if after == line.quantity:
+        # The last units take what is left, whatever rounding earlier refunds of other kinds used.
+        return _remainder(line, gross_step)
     gross = _capped(gross_step, line.remaining_gross)
     taxes: list[Decimal] = []
     for index, tax in enumerate(line.taxes):
@@ -76,11 +79,19 @@ def unit_amounts(line: LineState, units: int, places: int) -> tuple[Decimal, lis
     return gross, taxes, gross < gross_step
 
 
+def _remainder(line: LineState, gross_step: Decimal) -> tuple[Decimal, list[Decimal], bool]:
+    taxes = [max(ZERO, line.remaining_tax(index)) for index in range(len(line.taxes))]
+    gross = max(ZERO, line.remaining_gross)
+    return gross, taxes, gross < gross_step
+
+
 def amount_taxes(line: LineState, gross: Decimal, places: int) -> list[Decimal]:
     """Tax per component for a money-only refund of `gross` on the line: each component's share of the
     line, with the same cumulative rounding over all money-only refunds of the line."""
     if line.gross <= 0:
         return [ZERO for _ in line.taxes]
+    if gross == line.remaining_gross:
+        return [max(ZERO, line.remaining_tax(index)) for index in range(len(line.taxes))]
     before, after = line.amount_only_gross, line.amount_only_gross + gross
     taxes = []
     for index, tax in enumerate(line.taxes):

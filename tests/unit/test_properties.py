@@ -11,6 +11,7 @@ from hypothesis import event as record_label
 from hypothesis import strategies as st
 
 from domain import names
+from domain.money import prorate_step
 from domain.state import LineState, OrderState
 from tests.unit.harness import Harness, line, order
 
@@ -195,7 +196,9 @@ def _check_order(h: Harness, state: OrderState) -> None:
             refund = event.params["refund"]
             numbers.append(refund["credit_note_number"])
             for ln in refund["lines"]:
-                per_line[ln["order_line"]] += Decimal(ln["payments"][0]["details"]["cost_gross"])
+                details = ln["payments"][0]["details"]
+                per_line[ln["order_line"]] += Decimal(details["cost_gross"])
+                assert Decimal(details["cost_net"]) >= 0, details  # never more tax than money
     for line_state in state.lines.values():
         assert per_line[str(line_state.line_number)] == line_state.refunded_gross
     assert numbers == [f"CN-OCTO-0-{i:06d}" for i in range(1, len(numbers) + 1)]  # gap-free
@@ -254,4 +257,73 @@ def test_refunds_of_a_line_returned_in_random_chunks_sum_exactly_to_the_line(
         assert line_state.refunded_gross == line_state.gross
         assert line_state.refunded_tax == [tax.amount for tax in line_state.taxes]
     assert state.refunded_gross == state.paid
+    _check_order(h, state)
+
+
+@settings(max_examples=150, deadline=None)
+@given(orders(), st.data())
+def test_mixed_upstream_refunds_and_returns_sum_exactly_and_never_exceed_what_was_paid(
+    created: dict[str, Any], data: st.DataObject
+) -> None:
+    """Each line refunded in random chunks, each chunk either a return or an upstream refund whose gross
+    is the chunk's pro-rata share (what a storefront computes) and whose tax the worker derives."""
+    h = Harness.with_rules(shipping_refund_rule="never", return_service_line=False)
+    h.create(created)
+    physical = [ln for ln in created["order"]["lines"] if ln["product_type"] == "PHYSICAL"]
+    h.ship("P1", [(ln["line_number"], ln["quantity"]) for ln in physical])
+    for ln in physical:
+        left, done = ln["quantity"], 0
+        gross = Decimal(ln["amount"]["gross_amount"])
+        while left:
+            chunk = data.draw(st.integers(1, left))
+            share = prorate_step(gross, done, done + chunk, ln["quantity"], 2)
+            if data.draw(st.booleans()):
+                outcome = h.ret("P1", [{"line_number": ln["line_number"], "quantity": chunk}])
+            else:
+                outcome = h.send(
+                    names.REFUND_CREATE,
+                    {
+                        "refund": {
+                            "client": "shop",
+                            "order_id": "P1",
+                            "store_id": "OCTO",
+                            "status": {"date": "2026-11-05"},
+                            "lines": [
+                                {
+                                    "order_line": str(ln["line_number"]),
+                                    "quantity": chunk,
+                                    "reason_description": "d",
+                                    "payments": [{"ref": "PAY1", "details": {"cost_gross": str(share)}}],
+                                }
+                            ],
+                        }
+                    },
+                )
+            assert outcome.status == "applied", outcome.events[0].params if outcome.events else outcome
+            left, done = left - chunk, done + chunk
+        overpay = h.send(
+            names.APPEASEMENT_CREATE,
+            {
+                "appeasement": {
+                    "sales_channel_id": "OCTO",
+                    "order_id": "P1",
+                    "user": "u",
+                    "lines": [
+                        {
+                            "line_number": ln["line_number"],
+                            "amount": "0.01",
+                            "reason": "r",
+                            "reason_description": "d",
+                        }
+                    ],
+                }
+            },
+        )
+        assert overpay.status == "rejected"  # nothing is left to refund on the line
+    state = h.order("P1")
+    for line_state in state.lines.values():
+        if line_state.kind == "PHYSICAL":
+            assert line_state.refunded_gross == line_state.gross
+            assert line_state.refunded_tax == [tax.amount for tax in line_state.taxes]
+    assert state.refunded_gross <= state.paid
     _check_order(h, state)
