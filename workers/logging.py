@@ -9,6 +9,8 @@ from typing import TextIO
 
 import structlog
 
+PAYLOAD_LOGGING_LIBRARIES = ("aiokafka", "faust", "mode")
+
 
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     numeric = logging.getLevelName(level.upper())
@@ -46,3 +48,7 @@ def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # At DEBUG, aiokafka's producer and faust's topics log every record's key and value: the orders,
+    # with names and addresses. Their debug output never reaches our logs.
+    for library in PAYLOAD_LOGGING_LIBRARIES:
+        logging.getLogger(library).setLevel(max(numeric, logging.INFO))
