@@ -66,8 +66,12 @@ class LocalBroker:
         binary: str | None = None,
         start_timeout: float = 15.0,
         stop_timeout: float = 10.0,
+        advertised_port: int | None = None,
     ) -> None:
+        """`advertised_port`: what clients are told to connect to, when a proxy (TLS) fronts the
+        broker there; clients then bootstrap through the proxy."""
         self.log_dir = Path(log_dir)
+        self._advertised_port = advertised_port
         self._requested_port = port
         self._binary = binary
         self._start_timeout = start_timeout
@@ -85,7 +89,7 @@ class LocalBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{HOST}:{self._advertised_port or self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -160,6 +164,7 @@ class LocalBroker:
 
     def _spawn(self, binary: str, port: int) -> None:
         url = f"tcp://{HOST}:{port}"
+        advertised = f"tcp://{HOST}:{self._advertised_port or port}"
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [
@@ -168,7 +173,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -195,7 +200,7 @@ class LocalBroker:
                     f"{HOST}:{port}; log {self.log_path}:\n{self.log_tail()}"
                 )
             try:
-                probe(HOST, port, timeout=1.0)
+                probe(HOST, port, timeout=1.0, advertised_port=self._advertised_port)
             except (OSError, BrokerError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.02)
@@ -242,7 +247,7 @@ def _ensure_unused(port: int) -> None:
         raise BrokerError(f"{HOST}:{port} is already in use")
 
 
-def probe(host: str, port: int, timeout: float = 2.0) -> None:
+def probe(host: str, port: int, timeout: float = 2.0, advertised_port: int | None = None) -> None:
     """One Kafka round trip: ApiVersions, then Metadata, checking the broker advertises host:port.
 
     Raw requests rather than an aiokafka client keep this synchronous and dependency-free, and a
@@ -264,8 +269,9 @@ def probe(host: str, port: int, timeout: float = 2.0) -> None:
             (node_port,) = struct.unpack_from(">i", body, offset)
             offset += 4
             advertised.append((name, node_port))
-        if (host, port) not in advertised:
-            raise BrokerError(f"the broker advertises {advertised}, not {host}:{port}")
+        expected = (host, advertised_port or port)
+        if expected not in advertised:
+            raise BrokerError(f"the broker advertises {advertised}, not {expected[0]}:{expected[1]}")
 
 
 def _request(sock: socket.socket, api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
