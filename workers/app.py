@@ -119,7 +119,12 @@ class Runtime:
         )
         self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, TypeAdapter(list[str]))
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
-        self.pipeline = Pipeline(rules, stores=self.stores, topics=Topics(mapping, settings.dlq_topic))
+        self.pipeline = Pipeline(
+            rules,
+            stores=self.stores,
+            topics=Topics(mapping, settings.dlq_topic),
+            max_record_bytes=settings.max_record_bytes,
+        )
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS
         self.ticks_topic = settings.topic_prefix + TICKS
         self.delivering_ok = True

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
 from workers.broker import LocalBroker, free_port
-from workers.codec import InboundRecord, dumps, loads
+from workers.codec import MAX_RECORD_BYTES, InboundRecord, dumps, loads
 from workers.pipeline import Pipeline
 from workers.replay import read_records, replay
 from workers.rules_file import load_rules
@@ -200,7 +200,9 @@ async def collect(settings: Settings, topics: list[str], expected: int, timeout:
     return found
 
 
-def expected_outputs(log: Path, rules: Path | None, partitions: int, now: datetime) -> list[dict[str, Any]]:
+def expected_outputs(
+    log: Path, rules: Path | None, partitions: int, now: datetime, max_record_bytes: int = MAX_RECORD_BYTES
+) -> list[dict[str, Any]]:
     """What replay emits for the log stamped `now` on a worker of `partitions` partitions; held
     messages are not settled, since their deadline is still ahead when the demo ends."""
     stamp = int(now.timestamp() * 1000)
@@ -208,7 +210,14 @@ def expected_outputs(log: Path, rules: Path | None, partitions: int, now: dateti
         dumps({**loads(line), "timestamp": stamp}) for line in log.read_text("utf-8").splitlines() if line
     ]
     out = io.StringIO()
-    replay(iter(lines), out, load_rules(rules), partitions=partitions, settle_at_end=False)
+    replay(
+        iter(lines),
+        out,
+        load_rules(rules),
+        partitions=partitions,
+        settle_at_end=False,
+        max_record_bytes=max_record_bytes,
+    )
     return [loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -275,9 +284,9 @@ def through_kafka(
             if r["topic"] == names.DEFAULT_DLQ_TOPIC
             else settings.topic_prefix + r["topic"],
         }
-        for r in expected_outputs(log, rules, settings.partitions, now)
+        for r in expected_outputs(log, rules, settings.partitions, now, settings.max_record_bytes)
     ]
-    pipeline = Pipeline(load_rules(rules))
+    pipeline = Pipeline(load_rules(rules), max_record_bytes=settings.max_record_bytes)
     records = [
         InboundRecord(
             settings.topic_prefix + r.topic, r.value, r.key, r.headers, r.partition, r.offset, r.timestamp

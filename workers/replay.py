@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import parse_time
-from workers.codec import InboundRecord, OutboundRecord, dumps, loads
+from workers.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
 from workers.pipeline import Pipeline, Processed, Stores, Topics
 
 
@@ -120,9 +120,12 @@ def replay(
     topics: Topics | None = None,
     partitions: int = 1,
     settle_at_end: bool = True,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> ReplaySummary:
     """`partitions` numbers credit notes per partition as a worker on that many partitions would."""
-    pipeline = Pipeline(rules, stores=stores, topics=topics, now=now, partitions=partitions)
+    pipeline = Pipeline(
+        rules, stores=stores, topics=topics, now=now, partitions=partitions, max_record_bytes=max_record_bytes
+    )
     dlq = pipeline.topics.dlq
     records = emitted = 0
 

@@ -213,3 +213,23 @@ def test_bad_settings_name_the_variable_not_the_value() -> None:
     )
     assert done.returncode == 2 and "OMS_PARTITIONS" in done.stderr
     assert "hunter2" not in done.stderr and "many" not in done.stderr
+
+
+def test_thousands_of_hostile_records_replay_without_a_crash(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from hostile import hostile_log
+
+    records = hostile_log(2000, seed=3)
+    path = tmp_path / "hostile.jsonl"
+    with path.open("w", encoding="utf-8", errors="surrogateescape") as out:
+        out.writelines(json.dumps(record) + "\n" for record in records)
+    done = run("replay", str(path), "--rules", str(EXAMPLES / "rules.toml"), "--log-level", "ERROR")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    dead = [r for r in out if r["topic"] == names.DEFAULT_DLQ_TOPIC]
+    undecodable = sum(1 for r in records if isinstance(r["value"], str))
+    assert len(dead) >= undecodable > 200
+    assert all(
+        r["headers"]["dlq.error.class"] and r["headers"]["dlq.original.offset"].isdigit() for r in dead
+    )
+    assert "replayed 2031 records" in done.stderr

@@ -1,0 +1,71 @@
+"""Hostile input through the live worker, interleaved with the example traffic: every record ends as
+output equal to replay's (dead letters and rejections included) and the worker stays ready.
+
+The count is reduced here (HOSTILE_BAD, default 100); the full run is documented in the README:
+`.venv/bin/python bench/hostile.py --bad 10000 --out /tmp/hostile.jsonl`, then this test with
+HOSTILE_BAD=10000."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from domain import names
+from tests.integration.test_worker import normalised
+from workers.broker import LocalBroker, free_port
+from workers.dev import WorkerProcess, local_env, through_kafka
+from workers.settings import Settings
+from workers.topics import catalogue, create_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from hostile import hostile_log  # noqa: E402
+
+RULES = ROOT / "examples" / "rules.toml"
+LIMIT = 65_536  # below the client's 1 MiB request limit, so oversized records can be published at all
+
+pytestmark = pytest.mark.integration
+
+
+def test_hostile_records_through_the_worker_equal_replay(broker: LocalBroker, tmp_path: Path) -> None:
+    bad = int(os.environ.get("HOSTILE_BAD", "100"))
+    records = hostile_log(bad, seed=11, oversize=LIMIT + 1)
+    log = tmp_path / "hostile.jsonl"
+    with log.open("w", encoding="utf-8", errors="surrogateescape") as out:
+        out.writelines(json.dumps(record) + "\n" for record in records)
+    tag = uuid.uuid4().hex[:8]
+    env = local_env(broker.bootstrap, tmp_path, RULES, free_port())
+    env.update(
+        {
+            "OMS_TOPIC_PREFIX": f"h{tag}.",
+            "OMS_CONSUMER_GROUP": f"oms-{tag}",
+            "OMS_DLQ_TOPIC": f"h{tag}.dlq",
+            "OMS_MAX_RECORD_BYTES": str(LIMIT),
+        }
+    )
+    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+    asyncio.run(create_topics(settings, catalogue(settings)))
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+        found, expected = through_kafka(settings, worker, log, RULES, timeout=120)
+        assert worker.get("/ready")[0] == 200 and worker.handled() == len(records)
+    finally:
+        assert worker.stop() == 0
+    assert len(found.records) == len(expected)
+    assert normalised(found.records, settings.dlq_topic) == normalised(expected, settings.dlq_topic)
+    undecodable = sum(
+        1 for r in records if isinstance(r["value"], str) or r["value"].get("method", "").endswith("teleport")
+    )
+    refused = [
+        r for r in found.records if r["topic"] in (settings.dlq_topic, settings.topic_for(names.ERROR_NOTIFY))
+    ]
+    assert len(refused) >= undecodable > 0
+    classes = {r["headers"]["dlq.error.class"] for r in found.records if r["topic"] == settings.dlq_topic}
+    assert {"InvalidUtf8", "TooDeep", "PayloadTooLarge", "SchemaValidation", "UnknownMessage"} <= classes
