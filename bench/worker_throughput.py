@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain import names  # noqa: E402
-from workers.broker import LocalBroker, free_port  # noqa: E402
+from workers.broker import LocalBroker  # noqa: E402
 from workers.codec import dumps, loads  # noqa: E402
-from workers.dev import WorkerProcess, local_env  # noqa: E402
+from workers.dev import WorkerProcess, isolated  # noqa: E402
 from workers.settings import Settings  # noqa: E402
-from workers.topics import TopicSpec, catalogue, create_topics  # noqa: E402
+from workers.topics import TopicSpec, create_topics  # noqa: E402
 
 
 def traffic(orders: int, start: int = 0) -> list[tuple[str, str, bytes]]:
@@ -235,20 +235,13 @@ def run(orders: int, paced: int, pace: float, batch_bytes: int) -> tuple[Result,
     workdir = Path(tempfile.mkdtemp(prefix="oms-bench-"))
     backlog, trickle = traffic(orders), traffic(paced, start=orders)
     with LocalBroker(log_dir=workdir) as broker:
-        tag = uuid.uuid4().hex[:6]
-        env = local_env(broker.bootstrap, workdir, None, free_port())
-        env.update(
-            {
-                "OMS_TOPIC_PREFIX": f"b{tag}.",
-                "OMS_CONSUMER_GROUP": f"bench-{tag}",
-                "OMS_DLQ_TOPIC": f"b{tag}.dlq",
-                "OMS_PRODUCER_MAX_BATCH_BYTES": str(batch_bytes),
-            }
+        env, settings = isolated(
+            broker.bootstrap, workdir, None, "b", OMS_PRODUCER_MAX_BATCH_BYTES=str(batch_bytes)
         )
-        settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-        pipe_in, pipe_out = f"b{tag}.pipe-in", f"b{tag}.pipe-out"
+        tag = settings.topic_prefix.rstrip(".")
+        pipe_in, pipe_out = f"{tag}.pipe-in", f"{tag}.pipe-out"
         specs = [TopicSpec(pipe_in, settings.partitions, 1), TopicSpec(pipe_out, settings.partitions, 1)]
-        asyncio.run(create_topics(settings, [*catalogue(settings), *specs]))
+        asyncio.run(create_topics(settings, specs))
 
         async def baseline_run() -> tuple[float, dict[str, float], dict[str, float]]:
             sent = await produce(settings, [(pipe_in, k, v) for _t, k, v in backlog])

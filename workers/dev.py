@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,30 @@ def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) 
     if rules is not None:
         env["OMS_RULES_FILE"] = str(rules)
     return env
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    return Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+
+
+def isolated(
+    bootstrap: str, workdir: Path, rules: Path | None, letter: str, **extra: str
+) -> tuple[dict[str, str], Settings]:
+    """Settings for a worker whose topics, DLQ and consumer group carry their own prefix, so several
+    can share one broker (which cannot be wiped); the topics are created."""
+    tag = f"{letter}{uuid.uuid4().hex[:8]}"
+    env = local_env(bootstrap, workdir, rules, free_port())
+    env.update(
+        {
+            "OMS_TOPIC_PREFIX": f"{tag}.",
+            "OMS_CONSUMER_GROUP": f"oms-{tag}",
+            "OMS_DLQ_TOPIC": f"{tag}.dlq",
+            **extra,
+        }
+    )
+    settings = settings_from_env(env)
+    asyncio.run(create_topics(settings, catalogue(settings)))
+    return env, settings
 
 
 class WorkerProcess:
@@ -311,7 +336,7 @@ def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
     with LocalBroker(log_dir=workdir) as broker:
         web_port = free_port()
         env = local_env(broker.bootstrap, workdir, rules, web_port)
-        settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+        settings = settings_from_env(env)
         report = asyncio.run(create_topics(settings, catalogue(settings)))
         echo(
             f"broker  127.0.0.1:{broker.port} (Tansu, pid {broker.pid}); {len(report.created)} topics created"

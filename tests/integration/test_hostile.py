@@ -7,21 +7,17 @@ HOSTILE_BAD=10000."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from domain import names
 from tests.integration.test_worker import normalised
-from workers.broker import LocalBroker, free_port
-from workers.dev import WorkerProcess, local_env, through_kafka
-from workers.settings import Settings
-from workers.topics import catalogue, create_topics
+from workers.broker import LocalBroker
+from workers.dev import WorkerProcess, isolated, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -39,18 +35,7 @@ def test_hostile_records_through_the_worker_equal_replay(broker: LocalBroker, tm
     log = tmp_path / "hostile.jsonl"
     with log.open("w", encoding="utf-8", errors="surrogateescape") as out:
         out.writelines(json.dumps(record) + "\n" for record in records)
-    tag = uuid.uuid4().hex[:8]
-    env = local_env(broker.bootstrap, tmp_path, RULES, free_port())
-    env.update(
-        {
-            "OMS_TOPIC_PREFIX": f"h{tag}.",
-            "OMS_CONSUMER_GROUP": f"oms-{tag}",
-            "OMS_DLQ_TOPIC": f"h{tag}.dlq",
-            "OMS_MAX_RECORD_BYTES": str(LIMIT),
-        }
-    )
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-    asyncio.run(create_topics(settings, catalogue(settings)))
+    env, settings = isolated(broker.bootstrap, tmp_path, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIMIT))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workers.broker import LocalBroker, free_port
-from workers.dev import WorkerProcess, local_env, through_kafka
-from workers.settings import Settings
-from workers.topics import catalogue, create_topics
+from workers.broker import LocalBroker
+from workers.dev import WorkerProcess, isolated, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
@@ -71,18 +67,7 @@ def test_replay_logs_at_debug_carry_no_personal_data() -> None:
 
 @pytest.mark.integration
 def test_live_worker_logs_at_debug_carry_no_personal_data(broker: LocalBroker, tmp_path: Path) -> None:
-    tag = uuid.uuid4().hex[:8]
-    env = local_env(broker.bootstrap, tmp_path, RULES, free_port())
-    env.update(
-        {
-            "OMS_TOPIC_PREFIX": f"p{tag}.",
-            "OMS_CONSUMER_GROUP": f"oms-{tag}",
-            "OMS_DLQ_TOPIC": f"p{tag}.dlq",
-            "OMS_LOG_LEVEL": "DEBUG",
-        }
-    )
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-    asyncio.run(create_topics(settings, catalogue(settings)))
+    env, settings = isolated(broker.bootstrap, tmp_path, RULES, "p", OMS_LOG_LEVEL="DEBUG")
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()

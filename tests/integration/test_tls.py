@@ -27,9 +27,8 @@ from domain import names
 from workers.app import _credentials
 from workers.broker import HOST, LocalBroker, free_port
 from workers.codec import InboundRecord, dumps
-from workers.dev import WorkerProcess, collect, local_env, publish
+from workers.dev import WorkerProcess, collect, isolated, publish
 from workers.settings import Settings
-from workers.topics import catalogue, create_topics
 
 pytestmark = [
     pytest.mark.integration,
@@ -163,19 +162,9 @@ def test_a_certificate_signed_by_another_ca_is_refused(tls: TlsBroker) -> None:
 
 
 def test_the_worker_runs_over_tls(tls: TlsBroker, tmp_path: Path) -> None:
-    tag = uuid.uuid4().hex[:8]
-    env = local_env(tls.broker.bootstrap, tmp_path, None, free_port())
-    env.update(
-        {
-            "OMS_SECURITY_PROTOCOL": "SSL",
-            "OMS_SSL_CAFILE": str(tls.cert),
-            "OMS_TOPIC_PREFIX": f"s{tag}.",
-            "OMS_CONSUMER_GROUP": f"oms-{tag}",
-            "OMS_DLQ_TOPIC": f"s{tag}.dlq",
-        }
+    env, settings = isolated(
+        tls.broker.bootstrap, tmp_path, None, "s", OMS_SECURITY_PROTOCOL="SSL", OMS_SSL_CAFILE=str(tls.cert)
     )
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-    asyncio.run(create_topics(settings, catalogue(settings)))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()

@@ -22,9 +22,9 @@ import pytest
 from domain import names
 from workers.broker import LocalBroker, free_port
 from workers.codec import InboundRecord, dumps
-from workers.dev import WorkerProcess, collect, local_env, publish, through_kafka
+from workers.dev import WorkerProcess, collect, isolated, local_env, publish, settings_from_env, through_kafka
 from workers.settings import Settings
-from workers.topics import TopicSpec, catalogue, create_topics
+from workers.topics import TopicSpec, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +72,7 @@ def live(
     rules = workdir / "rules.toml"
     # A channel that gives up on unknown orders at once, to see the settle ticks work.
     rules.write_text(RULES.read_text() + "\n[sales_channels.FAST]\nunknown_order_hold_minutes = 0\n")
-    env = local_env(broker.bootstrap, workdir, rules, free_port())
-    env["OMS_STORE"] = request.param
-    tag = uuid.uuid4().hex[:8]
-    env.update(
-        {"OMS_TOPIC_PREFIX": f"w{tag}.", "OMS_CONSUMER_GROUP": f"oms-{tag}", "OMS_DLQ_TOPIC": f"w{tag}.dlq"}
-    )
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-    asyncio.run(create_topics(settings, catalogue(settings)))
+    env, settings = isolated(broker.bootstrap, workdir, rules, "w", OMS_STORE=request.param)
     live = Live(
         settings, env, WorkerProcess(env, workdir / "worker.log").start(), workdir, datetime.now(UTC), rules
     )
@@ -210,10 +203,11 @@ def test_health_ready_and_metrics(live: Live) -> None:
 def test_worker_refuses_copartitioned_topics_with_different_partition_counts(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
     env = local_env(broker.bootstrap, tmp_path, None, free_port())
-    env.update({"OMS_TOPIC_PREFIX": f"m{tag}.", "OMS_CONSUMER_GROUP": f"oms-{tag}"})
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+    env.update(
+        {"OMS_TOPIC_PREFIX": f"m{uuid.uuid4().hex[:8]}.", "OMS_CONSUMER_GROUP": f"oms-{uuid.uuid4().hex}"}
+    )
+    settings = settings_from_env(env)
     odd = settings.topic_for(names.RETURN_RECEIVED)
     asyncio.run(create_topics(settings, [TopicSpec(odd, 2, 1)]))
     done = subprocess.run(
