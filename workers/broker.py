@@ -99,6 +99,10 @@ class LocalBroker:
     def log_path(self) -> Path:
         return self.log_dir / "tansu.log"
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

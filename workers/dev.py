@@ -297,7 +297,12 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
 
 
 def through_kafka(
-    settings: Settings, worker: WorkerProcess, log: Path, rules: Path | None, timeout: float = 45.0
+    settings: Settings,
+    worker: WorkerProcess,
+    log: Path,
+    rules: Path | None,
+    timeout: float = 45.0,
+    step_timeout: float = 30.0,
 ) -> tuple[Collected, list[dict[str, Any]]]:
     """Publish a message log to a running worker, in order, and read back everything it emitted, next to
     what replay says it must emit. Topics carry `settings.topic_prefix`."""
@@ -321,7 +326,7 @@ def through_kafka(
     before = worker.handled()
     outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
     earlier = {_where(r) for r in asyncio.run(collect(settings, outputs, 10**9, timeout=1.0)).records}
-    asyncio.run(publish(settings, records, lambda n: worker.wait_handled(before + n)))
+    asyncio.run(publish(settings, records, lambda n: worker.wait_handled(before + n, step_timeout)))
     found = asyncio.run(collect(settings, outputs, len(earlier) + len(expected), timeout))
     found.records = [r for r in found.records if _where(r) not in earlier]
     return found, expected

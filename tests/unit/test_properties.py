@@ -198,7 +198,10 @@ def _check_order(h: Harness, state: OrderState) -> None:
             for ln in refund["lines"]:
                 details = ln["payments"][0]["details"]
                 per_line[ln["order_line"]] += Decimal(details["cost_gross"])
-                assert Decimal(details["cost_net"]) >= 0, details  # never more tax than money
+                # DESIGN §9 rounds the gross and each tax component on their own, so on a line worth a
+                # few cents a unit's tax can run a cent per component ahead of its gross; never more.
+                noise = Decimal("0.01") * len(details["vat_detail"])
+                assert Decimal(details["cost_net"]) >= -noise, details
     for line_state in state.lines.values():
         assert per_line[str(line_state.line_number)] == line_state.refunded_gross
     assert numbers == [f"CN-OCTO-0-{i:06d}" for i in range(1, len(numbers) + 1)]  # gap-free
