@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from domain import names
 from schemas import SCHEMA_DIR
+from tests.seeds import seed_004_reshipment
 from workers.validation import Validators
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,25 +190,7 @@ def test_what_real_producers_send_is_accepted(name: str, path: str, value: Any) 
 
 
 def test_seed_004_reshipment_example_is_valid_verbatim() -> None:
-    seed = {
-        "reshipment": {
-            "sales_channel_id": "ST1",
-            "order_id": "12345",
-            "new_shipping_method": "flatrate Fixed",
-            "new_shipping_address": {
-                "first_name": "Veronica",
-                "last_name": "Costello",
-                "company_name": "",
-                "address1": "6146 Honey Bluff Parkway",
-                "address2": "",
-                "city": "Calder",
-                "zip": "49628-797",
-                "state": "MI",
-            },
-            "lines": [{"line_number": 2, "reason": "Warehouse mistake", "reason_description": "Wrong item"}],
-        },
-        "user": "you@youremail.com",
-    }
+    seed = seed_004_reshipment()
     assert VALIDATORS.check(names.RESHIPMENT_CREATE_SEED, seed) is None
 
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from domain import names
 from domain.commands import SourceSnapshot
 from domain.stock import snapshot_movements
+from tests.seeds import seed_004_reshipment
 from tests.unit.harness import OCTOPUS, Harness, events, line, order, refund_lines, rejection, the_refund
 
 
@@ -124,26 +125,7 @@ def test_seed_004_reshipment_yields_child_order_and_shipment_request_without_ref
     h = Harness()
     h.create(order("12345", [line(1, "24-MB01", "34"), line(2, "24-MB04", "32.47")], store="ST1"))
     h.ship("12345", [(1, 1), (2, 1)], store="ST1")
-    seed = {
-        "reshipment": {
-            "sales_channel_id": "ST1",
-            "order_id": "12345",
-            "new_order_id": "R00000548",
-            "new_shipping_method": "flatrate Fixed",
-            "new_shipping_address": {
-                "first_name": "Veronica",
-                "last_name": "Costello",
-                "company_name": "",
-                "address1": "6146 Honey Bluff Parkway",
-                "address2": "",
-                "city": "Calder",
-                "zip": "49628-797",
-                "state": "MI",
-            },
-            "lines": [{"line_number": 2, "reason": "Warehouse mistake", "reason_description": "Wrong item"}],
-        },
-        "user": "you@youremail.com",
-    }
+    seed = seed_004_reshipment(new_order_id="R00000548")
     outcome = h.send(names.RESHIPMENT_CREATE_SEED, seed)
     assert events(outcome, names.REFUND_UPDATED) == []
     (request,) = events(outcome, names.SHIPMENT_REQUESTED)
