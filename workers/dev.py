@@ -81,6 +81,7 @@ class WorkerProcess:
     """`oms-postsales worker` as a child process, stopped by its PID."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.overrides = env
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.web_port = int(env["OMS_WEB_PORT"])
