@@ -31,7 +31,7 @@ from domain.outcome import Movement
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import iso
-from workers import metrics
+from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.pipeline import Pipeline, Processed, Stores, Topics
 from workers.settings import Settings
@@ -241,26 +241,31 @@ class Runtime:
 
 
 def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
+    # faust 0.15.3 drops records when a worker (re)joins: see workers/faust_fixes.py.
     app = faust.App(
         settings.consumer_group,
-        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
-        broker_credentials=_credentials(settings),
-        store=settings.store,
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_max_batch_size=settings.producer_max_batch_bytes,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),
-        broker_commit_interval=settings.commit_interval_seconds,
-        table_standby_replicas=0,
-        web_enabled=True,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        processing_guarantee="at_least_once",
+        **faust_fixes.apply_to(
+            dict(
+                broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+                broker_credentials=_credentials(settings),
+                store=settings.store,
+                datadir=str(settings.data_dir),
+                topic_partitions=settings.partitions,
+                topic_replication_factor=settings.replication_factor,
+                consumer_auto_offset_reset="earliest",
+                producer_acks=-1,
+                producer_max_batch_size=settings.producer_max_batch_bytes,
+                broker_session_timeout=settings.session_timeout_seconds,
+                broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),
+                broker_commit_interval=settings.commit_interval_seconds,
+                table_standby_replicas=0,
+                web_enabled=True,
+                web_host=settings.web_host,
+                web_port=settings.web_port,
+                web_bind=settings.web_host,
+                processing_guarantee="at_least_once",
+            )
+        ),
     )
     runtime = Runtime(app, settings, rules)
     raw: dict[str, Any] = {
