@@ -130,9 +130,11 @@ def worker_command() -> None:
     except KafkaError as exc:
         fail(f"cannot reach the broker at {settings.bootstrap_servers}: {type(exc).__name__}")
     faust_app, _runtime = build_app(settings, book)
-    faust.Worker(
-        faust_app, loglevel=settings.log_level, override_logging=False, quiet=True
-    ).execute_from_commandline()
+    worker = faust.Worker(faust_app, loglevel=settings.log_level, override_logging=False, quiet=True)
+    # faust's start-up spinner writes terminal escapes (cursor show/hide) even when stdout is a log
+    # file, which breaks the first JSON line a log shipper reads.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 async def prepare_topics(settings: Settings) -> None:

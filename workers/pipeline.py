@@ -165,7 +165,7 @@ class Pipeline:
         movements = snapshot_movements(snapshot, decoded.message_id, iso(now), known)
         listed = [entry.sku for entry in snapshot.stock if entry.sku not in known]
         self._count("applied")
-        log.info("record.handled", outcome="applied", movements=len(movements))
+        log.info("record.handled", outcome="applied", events=0, movements=len(movements))
         return Processed(
             "applied",
             [],
@@ -221,6 +221,8 @@ class Pipeline:
             outcome = settle_expired(order, view, self.rules, moment, at, everything=everything)
             if outcome.order is None:
                 continue
+            structlog.contextvars.clear_contextvars()  # not the last record's: a deadline passed
+            structlog.contextvars.bind_contextvars(settled=True, key=key, partition=at)
             processed = self._finish(outcome, None)
             total.series.update(processed.series)
             total.records.extend(processed.records)
@@ -241,8 +243,15 @@ class Pipeline:
     def _finish(self, outcome: Outcome, decoded: Decoded | None) -> Processed:
         records = self._encode_all(outcome.events)
         self._count(outcome.status)
-        if outcome.status in ("rejected", "skipped", "held", "duplicate"):
-            log.info("record.handled", outcome=outcome.status, detail=outcome.detail)
+        # Every record leaves one line with its ids and what became of it (never its payload).
+        detail = {"detail": outcome.detail} if outcome.detail else {}
+        log.info(
+            "record.handled",
+            outcome=outcome.status,
+            events=len(records),
+            movements=len(outcome.movements),
+            **detail,
+        )
         return Processed(
             outcome.status,
             records,

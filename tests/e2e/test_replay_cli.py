@@ -233,3 +233,25 @@ def test_thousands_of_hostile_records_replay_without_a_crash(tmp_path: Path) -> 
         r["headers"]["dlq.error.class"] and r["headers"]["dlq.original.offset"].isdigit() for r in dead
     )
     assert "replayed 2031 records" in done.stderr
+
+
+def test_every_record_leaves_one_log_line_with_its_ids() -> None:
+    done = run(
+        "replay",
+        str(EXAMPLES / "message-log.jsonl"),
+        "--rules",
+        str(EXAMPLES / "rules.toml"),
+        "--log-level",
+        "INFO",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if '"record.' in line]
+    handled = [line for line in lines if line["event"] == "record.handled" and not line.get("settled")]
+    dead = [line for line in lines if line["event"] == "record.dead_letter"]
+    records = (EXAMPLES / "message-log.jsonl").read_text().splitlines()
+    assert len(handled) + len(dead) == len(records)
+    assert {line["offset"] for line in handled + dead} == set(range(len(records)))
+    applied = [line for line in handled if line["outcome"] == "applied"]
+    assert applied and all(line["message_id"] and "topic" in line and "events" in line for line in applied)
+    settled = [line for line in lines if line.get("settled")]  # held until a deadline, at the end
+    assert settled and all("offset" not in line and line["key"] for line in settled)

@@ -1,0 +1,503 @@
+"""Chaos run: two workers on one consumer group, killed with SIGKILL at random moments, must lose
+nothing and double no effect.
+
+    .venv/bin/python bench/chaos.py                         # 10,000 messages, 20 kills (a few minutes)
+    .venv/bin/python bench/chaos.py --messages 600 --kills 3 # the quick mode CI runs
+
+The message log (bench/chaos_traffic.py) goes through a local Tansu broker, wave by wave, to
+`--workers` worker processes on topics of `--partitions` partitions. While they work, a worker picked
+at random is sent SIGKILL each time the committed progress passes one of `--kills` random points, and
+is restarted at once. When everything is committed and every expected output has arrived, a verifier
+reads every output topic and compares it with what `replay` emits for the same log:
+
+- lost: an output replay emits that never arrived;
+- double effects: an output replay does not emit (a second credit note or stock adjustment for the
+  same cause), or one with replay's id but other content;
+- redeliveries: the same output again, same id and same content (at-least-once delivery; harmless);
+- credit note numbers: per series, gap-free and the very numbers replay gives;
+- stock: the final on hand / reserved / ATS per source and SKU equal to replay's.
+
+Exit 0 only if all of these hold. The last line reads
+`lost=0 double_effects=0 redeliveries=R kills=K messages=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
+
+from domain import names  # noqa: E402
+from workers import logging as worker_logging  # noqa: E402
+from workers.broker import LocalBroker, free_port  # noqa: E402
+from workers.codec import InboundRecord, loads  # noqa: E402
+from workers.dev import WorkerProcess, expected_outputs, isolated  # noqa: E402
+from workers.pipeline import Pipeline  # noqa: E402
+from workers.rules_file import load_rules  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+
+Output = dict[str, Any]
+CREDIT_NOTE = re.compile(r"^CN-(?P<series>.+-\d+)-(?P<number>\d{6})$")
+
+
+@dataclass
+class Options:
+    messages: int = 10_000
+    kills: int = 20
+    seed: int = 1
+    partitions: int = 4
+    workers: int = 2
+    min_gap: float = 2.0
+    wave_timeout: float = 900.0
+    workdir: Path | None = None
+
+
+@dataclass
+class Pool:
+    """The worker processes, one slot each (its own web port and data dir), killed and restarted."""
+
+    env: dict[str, str]
+    workdir: Path
+    count: int
+    slots: list[WorkerProcess] = field(default_factory=list)
+    kills: list[tuple[float, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for index in range(self.count):
+            overrides = {
+                **self.env,
+                "OMS_WEB_PORT": str(free_port()),
+                "OMS_DATA_DIR": str(self.workdir / f"data{index}"),
+            }
+            self.slots.append(WorkerProcess(overrides, self.workdir / f"worker{index}.log").start())
+        for worker in self.slots:
+            worker.wait_ready(timeout=120)
+
+    def kill(self, rng: random.Random, started: float) -> None:
+        with self.lock:
+            index = rng.randrange(self.count)
+            worker = self.slots[index]
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait()
+            self.slots[index] = WorkerProcess(worker.overrides, worker.log_path).start()
+            self.kills.append((time.monotonic() - started, index))
+
+    def stop(self) -> list[int | None]:
+        with self.lock:
+            return [worker.stop(timeout=60) for worker in self.slots]
+
+
+@dataclass
+class Progress:
+    """Offsets the group must commit before the next wave, and the kill points along the way."""
+
+    settings: Settings
+    targets: dict[TopicPartition, int] = field(default_factory=dict)
+    consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            group_id=self.settings.consumer_group,
+            enable_auto_commit=False,
+            **self.settings.kafka_client_kwargs(),
+        )
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def committed(self) -> dict[TopicPartition, int]:
+        assert self.consumer is not None
+        tps = list(self.targets)
+        values = await asyncio.gather(*(self.consumer.committed(tp) for tp in tps))
+        return {tp: value or 0 for tp, value in zip(tps, values, strict=True)}
+
+    async def done(self) -> tuple[int, int]:
+        """Records committed so far, and how many of the published ones are still uncommitted."""
+        committed = await self.committed()
+        behind = sum(max(0, self.targets[tp] - committed[tp]) for tp in self.targets)
+        return sum(committed.values()), behind
+
+
+class Killer:
+    """Sends SIGKILL to a random worker when the committed progress passes each kill point."""
+
+    def __init__(self, pool: Pool, points: list[int], min_gap: float, rng: random.Random) -> None:
+        self.pool = pool
+        self.points = sorted(points)
+        self.min_gap = min_gap
+        self.rng = rng
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    async def maybe_kill(self, progress: int) -> None:
+        if self.points and progress >= self.points[0] and time.monotonic() - self.last >= self.min_gap:
+            self.points.pop(0)
+            await asyncio.to_thread(self.pool.kill, self.rng, self.started)
+            self.last = time.monotonic()
+
+    async def finish(self) -> None:
+        while self.points:
+            await self.maybe_kill(self.points[0])
+            await asyncio.sleep(0.2)
+
+
+def wave_records(wave: Wave, settings: Settings, pipeline: Pipeline, now: datetime) -> list[InboundRecord]:
+    records = []
+    for record in wave.records:
+        inbound = InboundRecord(
+            record["topic"], json.dumps(record["value"]).encode("utf-8"), None, {}, 0, 0, now
+        )
+        key = pipeline.key_for(inbound)
+        records.append(
+            InboundRecord(settings.topic_prefix + record["topic"], inbound.value, key, {}, 0, 0, now)
+        )
+    return records
+
+
+async def publish_wave(
+    producer: AIOKafkaProducer, records: list[InboundRecord], targets: dict[TopicPartition, int]
+) -> None:
+    for start in range(0, len(records), 200):
+        futures = [
+            await producer.send(
+                r.topic,
+                r.value,
+                key=r.key.encode("utf-8") if r.key is not None else None,
+                timestamp_ms=int(r.timestamp.timestamp() * 1000) if r.timestamp else None,
+            )
+            for r in records[start : start + 200]
+        ]
+        for future in futures:
+            meta = await future
+            tp = TopicPartition(meta.topic, meta.partition)
+            targets[tp] = max(targets.get(tp, 0), meta.offset + 1)
+
+
+async def wait_committed(progress: Progress, killer: Killer, base: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        total, behind = await progress.done()
+        await killer.maybe_kill(total - base)
+        if behind == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{behind} published records still uncommitted after {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+class OutputReader:
+    """Every output topic read from offset 0 by hand-assigned partitions (no group, no end offsets)."""
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.records: list[Output] = []
+        self.consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
+        ]
+        self.consumer.assign(partitions)
+        for tp in partitions:
+            self.consumer.seek(tp, 0)
+
+    async def read(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    dead = tp.topic == self.settings.dlq_topic
+                    self.records.append(
+                        {
+                            "topic": names.DEFAULT_DLQ_TOPIC
+                            if dead
+                            else tp.topic.removeprefix(self.settings.topic_prefix),
+                            "partition": tp.partition,
+                            "offset": message.offset,
+                            "key": message.key.decode() if message.key is not None else None,
+                            "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
+                            "value": (message.value or b"").decode("utf-8", "replace")
+                            if dead
+                            else loads(message.value or b"null"),
+                        }
+                    )
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+def identity(record: Output) -> tuple[str, str]:
+    return record["topic"], record["headers"].get("message_id", json.dumps(record["value"], sort_keys=True))
+
+
+def content(record: Output) -> Any:
+    """What must be equal between a delivery and replay. A stock adjustment's levels after the change
+    depend on how movements from several order partitions interleave, so only the change is compared
+    there; the final levels are compared separately."""
+    if record["topic"] == names.STOCK_ADJUSTED:
+        return [(a["sku"], a["quantity"]) for a in record["value"]["params"]["adjustment"]["adjustments"]]
+    return record["value"]
+
+
+def final_stock(records: list[Output]) -> dict[str, tuple[int, int, int]]:
+    """The levels after the last adjustment of each source and SKU (one key, one partition: in order)."""
+    levels: dict[str, tuple[int, int, int]] = {}
+    for record in records:
+        if record["topic"] == names.STOCK_ADJUSTED:
+            for item in record["value"]["params"]["adjustment"]["adjustments"]:
+                levels[record["key"]] = (item["on_hand"], item["reserved"], item["available_to_sell"])
+    return levels
+
+
+def credit_notes(records: list[Output]) -> dict[str, dict[int, set[tuple[str, str]]]]:
+    """Per series, each number with the refund outputs that carry it."""
+    series: dict[str, dict[int, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
+    for record in records:
+        if record["topic"] == names.REFUND_UPDATED:
+            number = record["value"]["params"]["refund"]["credit_note_number"]
+            match = CREDIT_NOTE.match(number or "")
+            if match:
+                series[match["series"]][int(match["number"])].add(identity(record))
+    return series
+
+
+@dataclass
+class Verdict:
+    lost: list[tuple[str, str]] = field(default_factory=list)
+    doubled: list[tuple[str, str]] = field(default_factory=list)
+    redeliveries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.doubled and not self.problems
+
+
+def verify(found: list[Output], expected: list[Output]) -> Verdict:
+    verdict = Verdict()
+    want: dict[tuple[str, str], Any] = {}
+    for record in expected:
+        if want.setdefault(identity(record), content(record)) != content(record):
+            verdict.problems.append(f"replay itself emitted {identity(record)} twice, differently")
+    seen: dict[tuple[str, str], list[Output]] = defaultdict(list)
+    for record in found:
+        seen[identity(record)].append(record)
+    verdict.lost = sorted(set(want) - set(seen))
+    for key, records in seen.items():
+        if key not in want:
+            verdict.doubled += [key] * len(records)
+            continue
+        # Copies of one output are a redelivery only if they are identical, levels included: a
+        # movement applied twice carries the same id and change, but other levels after it.
+        good = [r for r in records if content(r) == want[key]]
+        variants = {json.dumps(r["value"], sort_keys=True) for r in good}
+        verdict.doubled += [key] * (len(records) - len(good) + max(0, len(variants) - 1))
+        verdict.redeliveries += len(good) - len(variants)
+    have_notes, want_notes = credit_notes(found), credit_notes(expected)
+    for name in sorted(set(have_notes) | set(want_notes)):
+        numbers = sorted(have_notes.get(name, {}))
+        if numbers != list(range(1, len(numbers) + 1)):
+            verdict.problems.append(f"credit note series {name} has gaps: {numbers[:5]}…")
+        if dict(have_notes.get(name, {})) != dict(want_notes.get(name, {})):
+            verdict.problems.append(f"credit note series {name} differs from replay")
+    ordered = sorted(found, key=lambda r: (r["topic"], r["partition"], r["offset"]))
+    have_stock, want_stock = final_stock(ordered), final_stock(expected)
+    for item in sorted(set(have_stock) | set(want_stock)):
+        if have_stock.get(item) != want_stock.get(item):
+            verdict.problems.append(
+                f"stock {item}: on hand/reserved/ATS {have_stock.get(item)}, replay {want_stock.get(item)}"
+            )
+    return verdict
+
+
+async def drive(
+    options: Options,
+    settings: Settings,
+    pool: Pool,
+    waves: list[Wave],
+    expected: list[Output],
+    now: datetime,
+    echo: Any,
+) -> tuple[list[Output], dict[str, float]]:
+    rng = random.Random(options.seed)
+    total = sum(len(w.records) for w in waves)
+    killer = Killer(pool, rng.sample(range(1, total), min(options.kills, total - 1)), options.min_gap, rng)
+    pipeline = Pipeline(load_rules(settings.rules_file), max_record_bytes=settings.max_record_bytes)
+    progress = Progress(settings)
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **settings.kafka_client_kwargs())
+    timings: dict[str, float] = {}
+    await progress.start()
+    await producer.start()
+    started = time.monotonic()
+    try:
+        base, _ = await progress.done()
+        for wave in waves:
+            wave_started = time.monotonic()
+            await publish_wave(producer, wave_records(wave, settings, pipeline, now), progress.targets)
+            await wait_committed(progress, killer, base, options.wave_timeout)
+            timings[wave.name] = time.monotonic() - wave_started
+            echo(
+                f"  wave {wave.name}: {len(wave.records)} records committed in {timings[wave.name]:.1f}s "
+                f"(kills so far {len(pool.kills)})"
+            )
+        await killer.finish()
+        timings["traffic"] = time.monotonic() - started
+    finally:
+        await producer.stop()
+    outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
+    reader = OutputReader(settings, outputs)
+    await reader.start()
+    want = {identity(r) for r in expected}
+    deadline = time.monotonic() + options.wave_timeout
+    try:
+        while True:  # after the last kill, whatever was redelivered must still arrive and commit
+            await reader.read(2.0)
+            _, behind = await progress.done()
+            missing = want - {identity(r) for r in reader.records}
+            if (not missing and behind == 0) or time.monotonic() > deadline:
+                break
+        await reader.read(3.0)  # late redeliveries
+    finally:
+        await reader.stop()
+        await progress.stop()
+    timings["drained"] = time.monotonic() - started
+    return reader.records, timings
+
+
+def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) -> tuple[Verdict, int]:
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="oms-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    worker_logging.configure("WARNING")
+    waves = chaos_waves(options.messages, options.seed)
+    log, rules = workdir / "chaos.jsonl", workdir / "rules.toml"
+    rules.write_text(RULES_TOML, encoding="utf-8")
+    with log.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r) + "\n" for wave in waves for r in wave.records)
+    messages = sum(len(w.records) for w in waves)
+    now = datetime.now(UTC)
+    expected = [
+        {**r, "partition": None, "offset": None}
+        for r in expected_outputs(log, rules, options.partitions, now)
+    ]
+    echo(
+        f"log {log}: {messages} messages in {len(waves)} waves "
+        f"({', '.join(f'{w.name} {len(w.records)}' for w in waves)}); replay expects {len(expected)} outputs"
+    )
+    own = broker is None
+    local = LocalBroker(log_dir=workdir) if broker is None else broker
+    if own:
+        local.start()
+    try:
+        env, settings = isolated(
+            local.bootstrap,
+            workdir,
+            rules,
+            "c",
+            OMS_PARTITIONS=str(options.partitions),
+            OMS_INTERNAL_PARTITIONS=str(options.partitions),
+        )
+        pool = Pool(env, workdir, options.workers)
+        pool.start()
+        echo(f"broker {local.bootstrap}; {options.workers} workers ready; logs {workdir}/worker*.log")
+        try:
+            found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo))
+        finally:
+            codes = pool.stop()
+    finally:
+        if own:
+            local.stop()
+    with (workdir / "outputs.jsonl").open("w", encoding="utf-8") as out:  # for a post-mortem
+        out.writelines(json.dumps(r) + "\n" for r in found)
+    verdict = verify(found, expected)
+    kills = len(pool.kills)
+    by_worker = Counter(index for _, index in pool.kills)
+    echo(
+        f"traffic {timings['traffic']:.0f}s, drained at {timings['drained']:.0f}s; waves "
+        + ", ".join(
+            f"{name} {seconds:.0f}s"
+            for name, seconds in timings.items()
+            if name not in ("traffic", "drained")
+        )
+    )
+    echo(
+        f"kills: {kills} (per worker slot {dict(sorted(by_worker.items()))}) at "
+        + ", ".join(f"{at:.0f}s" for at, _ in pool.kills)
+    )
+    echo(f"outputs: {len(found)} read, {len(expected)} expected; workers stopped with exit codes {codes}")
+    notes = credit_notes(found)
+    stock = final_stock(sorted(found, key=lambda r: (r["topic"], r["partition"], r["offset"])))
+    echo(
+        f"credit notes: {sum(len(n) for n in notes.values())} in {len(notes)} series; "
+        f"stock items: {len(stock)}"
+    )
+    for key in verdict.lost[:10]:
+        echo(f"  lost: {key}")
+    for key in verdict.doubled[:10]:
+        echo(f"  double effect: {key}")
+    for problem in verdict.problems[:20]:
+        echo(f"  {problem}")
+    if any(code != 0 for code in codes):
+        verdict.problems.append(f"a worker did not stop cleanly: {codes}")
+    echo(
+        f"lost={len(verdict.lost)} double_effects={len(verdict.doubled)} "
+        f"redeliveries={verdict.redeliveries} kills={kills} messages={messages}"
+    )
+    return verdict, kills
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = Options()
+    parser.add_argument("--messages", type=int, default=defaults.messages)
+    parser.add_argument("--kills", type=int, default=defaults.kills)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--partitions", type=int, default=defaults.partitions)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--min-gap", type=float, default=defaults.min_gap, help="seconds between kills")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    options = Options(
+        messages=args.messages,
+        kills=args.kills,
+        seed=args.seed,
+        partitions=args.partitions,
+        workers=args.workers,
+        min_gap=args.min_gap,
+        workdir=args.workdir,
+    )
+    verdict, _ = run(options)
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

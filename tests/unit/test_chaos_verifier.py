@@ -1,0 +1,103 @@
+"""The chaos verifier must see each kind of failure it reports on; otherwise a green chaos run proves
+nothing. Outputs here are hand-made in the shape the output topics carry."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from domain import names
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from chaos import verify
+
+
+def refund(message_id: str, number: str, gross: str = "10.00") -> dict[str, Any]:
+    value = {"params": {"refund": {"credit_note_number": number, "totals": {"cost_gross": gross}}}}
+    return {
+        "topic": names.REFUND_UPDATED,
+        "key": "S:1",
+        "partition": 0,
+        "offset": 0,
+        "headers": {"message_id": message_id},
+        "value": value,
+    }
+
+
+def adjusted(message_id: str, key: str, quantity: int, on_hand: int, offset: int) -> dict[str, Any]:
+    item = {
+        "sku": key.split(":")[1],
+        "quantity": quantity,
+        "on_hand": on_hand,
+        "reserved": 0,
+        "available_to_sell": on_hand,
+    }
+    return {
+        "topic": names.STOCK_ADJUSTED,
+        "key": key,
+        "partition": 1,
+        "offset": offset,
+        "headers": {"message_id": message_id},
+        "value": {"params": {"adjustment": {"adjustments": [item]}}},
+    }
+
+
+EXPECTED = [
+    refund("r1", "CN-S-0-000001"),
+    refund("r2", "CN-S-0-000002"),
+    adjusted("m1", "SRC:A", 5, 5, 0),
+    adjusted("m2", "SRC:A", -1, 4, 1),
+]
+
+
+def test_the_same_outputs_pass() -> None:
+    verdict = verify(list(EXPECTED), EXPECTED)
+    assert verdict.ok and verdict.redeliveries == 0
+
+
+def test_a_repeat_with_the_same_id_and_content_is_a_redelivery() -> None:
+    verdict = verify([*EXPECTED, refund("r2", "CN-S-0-000002")], EXPECTED)
+    assert verdict.ok and verdict.redeliveries == 1
+
+
+def test_a_missing_output_is_lost() -> None:
+    verdict = verify(EXPECTED[1:], EXPECTED)
+    assert verdict.lost == [(names.REFUND_UPDATED, "r1")] and not verdict.ok
+
+
+def test_a_second_credit_note_for_a_cause_is_a_double_effect() -> None:
+    verdict = verify([*EXPECTED, refund("r3", "CN-S-0-000003")], EXPECTED)
+    assert verdict.doubled == [(names.REFUND_UPDATED, "r3")]
+    assert any("differs from replay" in p for p in verdict.problems)
+
+
+def test_the_same_id_with_other_content_is_a_double_effect() -> None:
+    verdict = verify([*EXPECTED, refund("r2", "CN-S-0-000003", gross="20.00")], EXPECTED)
+    assert verdict.doubled == [(names.REFUND_UPDATED, "r2")] and verdict.redeliveries == 0
+
+
+def test_a_gap_in_a_credit_note_series_is_reported() -> None:
+    found = [refund("r1", "CN-S-0-000001"), refund("r2", "CN-S-0-000003"), *EXPECTED[2:]]
+    verdict = verify(found, EXPECTED)
+    assert any("has gaps" in p for p in verdict.problems)
+
+
+def test_a_movement_applied_twice_is_a_double_effect() -> None:
+    # The same id and change twice, but the levels after it differ: applied twice, not redelivered.
+    verdict = verify([*EXPECTED, adjusted("m2", "SRC:A", -1, 3, 2)], EXPECTED)
+    assert verdict.doubled == [(names.STOCK_ADJUSTED, "m2")] and verdict.redeliveries == 0
+    assert any(p.startswith("stock SRC:A") for p in verdict.problems)
+
+
+def test_a_redelivered_stock_adjustment_is_not_a_double_effect() -> None:
+    verdict = verify([*EXPECTED, adjusted("m2", "SRC:A", -1, 4, 2)], EXPECTED)
+    assert verdict.ok and verdict.redeliveries == 1
+
+
+def test_levels_in_between_may_differ_from_replay_but_not_the_final_ones() -> None:
+    # Movements of one SKU from two order partitions may interleave otherwise than in replay.
+    found = [adjusted("m2", "SRC:A", -1, -1, 0), adjusted("m1", "SRC:A", 5, 4, 1), *EXPECTED[:2]]
+    assert verify(found, EXPECTED).ok
+    found[1] = adjusted("m1", "SRC:A", 5, 6, 1)
+    assert not verify(found, EXPECTED).ok
