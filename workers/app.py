@@ -128,11 +128,15 @@ class Runtime:
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS
         self.ticks_topic = settings.topic_prefix + TICKS
         self.delivering_ok = True
+        self.delivery_since: float | None = None
+        self.broker_ok = False
+        self.broker_checked = 0.0
         self.started = time.monotonic()
         self.last_record = time.monotonic()
 
     async def deliver(self, records: list[OutboundRecord]) -> None:
         delay = RETRY_FIRST_SECONDS
+        self.delivery_since = time.monotonic()
         while True:
             try:
                 pending = [
@@ -155,6 +159,7 @@ class Runtime:
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             self.delivering_ok = True
+            self.delivery_since = None
             for record in records:
                 metrics.EMITTED.labels(record.topic).inc()
             return
@@ -226,17 +231,51 @@ class Runtime:
         for partition in range(self.settings.partitions):
             await self.app.producer.send(self.ticks_topic, b"tick", payload, partition, None, None)
 
+    async def probe_broker(self) -> None:
+        """Ask the broker for metadata over the producer's connections; a stalled broker keeps them
+        open and never answers, so only a timeout tells."""
+        client = getattr(getattr(self.app.producer, "_producer", None), "client", None)
+        try:
+            if client is None:
+                raise RuntimeError("producer not started")
+            await asyncio.wait_for(
+                client.fetch_all_metadata(), timeout=self.settings.ready_probe_timeout_seconds
+            )
+        except Exception as exc:
+            if self.broker_ok:
+                log.warning("broker.unreachable", error=type(exc).__name__)
+            self.broker_ok = False
+        else:
+            if not self.broker_ok:
+                log.info("broker.reachable")
+            self.broker_ok = True
+        self.broker_checked = time.monotonic()
+
     def ready(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         recovery = getattr(self.app.tables, "recovery", None)
         recovered = bool(recovery.completed.is_set()) if recovery is not None else False
+        pending = now - self.delivery_since if self.delivery_since is not None else 0.0
+        # A probe answer older than a few intervals counts as none: the probe itself may be hanging.
+        fresh = now - self.broker_checked <= 2 * self.settings.ready_probe_interval_seconds + (
+            self.settings.ready_probe_timeout_seconds
+        )
         checks = {
             "partitions_assigned": len(assignment),
             "recovery_done": recovered,
-            "delivering": self.delivering_ok,
+            "broker_reachable": self.broker_ok and fresh,
+            "delivering": self.delivering_ok and pending <= self.settings.ready_max_delivery_seconds,
+            "delivery_pending_seconds": round(pending, 1),
             "rebalancing": bool(self.app.rebalancing),
         }
-        ok = bool(assignment) and recovered and self.delivering_ok and not self.app.rebalancing
+        ok = (
+            bool(assignment)
+            and recovered
+            and bool(checks["broker_reachable"])
+            and bool(checks["delivering"])
+            and not self.app.rebalancing
+        )
         return ok, checks
 
 
@@ -294,6 +333,7 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
     app.agent(snapshot_topic, name="sources")(sources)
     app.agent(movements_topic, name="stock")(stock)
     app.timer(settings.settle_interval_seconds, on_leader=True)(runtime.tick)
+    app.timer(settings.ready_probe_interval_seconds)(runtime.probe_broker)
     _pages(app, runtime)
     return app, runtime
 

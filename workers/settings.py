@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     # How often held messages are checked against their deadline (wall clock in the live worker).
     settle_interval_seconds: float = Field(default=30.0, gt=0)
     max_record_bytes: int = Field(default=1_048_576, ge=1024)
+    # Readiness: the broker is asked for metadata this often, and the worker reports not ready when
+    # it does not answer within the timeout or when a delivery has been pending longer than allowed
+    # (a stalled broker often accepts the connection and never answers, so nothing raises).
+    ready_probe_interval_seconds: float = Field(default=2.0, gt=0)
+    ready_probe_timeout_seconds: float = Field(default=3.0, gt=0)
+    ready_max_delivery_seconds: float = Field(default=5.0, gt=0)
 
     # Off by default because the local Tansu broker rejects the InitProducerId handshake that
     # aiokafka sends (UnknownError -1, see BROKER.md). Turn it on for Apache Kafka.

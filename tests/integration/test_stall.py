@@ -1,7 +1,9 @@
 """A broker stall (SIGSTOP) in the middle of the traffic: the worker neither crashes nor dead-letters
 anything for the outage, and once the broker is back its outputs are exactly replay's.
 
-STALL_SECONDS (default 10 here) sets the pause; the issue's 30 s run: STALL_SECONDS=30."""
+While paused, /ready must answer 503 (broker unreachable) and /health 200; after the resume the worker
+is ready again and moving. STALL_SECONDS (default 10 here) sets the pause; the issue's 30 s run:
+`STALL_SECONDS=30 pytest -s tests/integration/test_stall.py` (prints the figures)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,19 +30,32 @@ def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) ->
     stall = float(os.environ.get("STALL_SECONDS", "10"))
     env, settings = isolated(broker.bootstrap, tmp_path, RULES, "x")
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    stalled: dict[str, float] = {}
+    seen: dict[str, Any] = {"ready": [], "health": []}
 
     def pause_mid_traffic() -> None:
         deadline = time.monotonic() + 120
         while worker.handled() < 10 and time.monotonic() < deadline:
             time.sleep(0.01)
+        seen["handled_before"] = worker.handled()
         broker.pause()
-        stalled["from"] = time.monotonic()
+        seen["from"] = time.monotonic()
         try:
-            time.sleep(stall)
+            while time.monotonic() - seen["from"] < stall:
+                status, body = worker.get("/ready")
+                seen["ready"].append((time.monotonic() - seen["from"], status, body))
+                seen["health"].append(worker.get("/health")[0])
+                time.sleep(0.5)
         finally:
             broker.resume()
-            stalled["to"] = time.monotonic()
+            seen["to"] = time.monotonic()
+        while time.monotonic() - seen["to"] < 120:
+            if "ready_again" not in seen and worker.get("/ready")[0] == 200:
+                seen["ready_again"] = time.monotonic() - seen["to"]
+            if "moving_again" not in seen and worker.handled() > seen["handled_before"]:
+                seen["moving_again"] = time.monotonic() - seen["to"]
+            if "ready_again" in seen and "moving_again" in seen:
+                return
+            time.sleep(0.1)
 
     try:
         worker.wait_ready()
@@ -47,7 +63,7 @@ def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) ->
         pauser.start()
         found, expected = through_kafka(settings, worker, LOG, RULES, timeout=120, step_timeout=stall + 120)
         pauser.join(timeout=stall + 130)
-        assert stalled["to"] - stalled["from"] >= stall
+        assert seen["to"] - seen["from"] >= stall
         assert worker.process is not None and worker.process.poll() is None  # never crashed
     finally:
         if broker.paused:  # never leave the shared broker stopped
@@ -58,4 +74,15 @@ def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) ->
         r["headers"]["dlq.error.class"] != "InternalError"
         for r in found.records
         if r["topic"] == settings.dlq_topic
+    )
+    # Not ready while the broker does not answer (the probe times out within a few seconds), alive
+    # all along (a liveness probe must not restart it), ready again once the broker is back.
+    unready = [(at, body) for at, status, body in seen["ready"] if status == 503]
+    assert unready and not unready[-1][1]["broker_reachable"], seen["ready"]
+    assert set(seen["health"]) == {200}
+    assert "ready_again" in seen and "moving_again" in seen, seen
+    print(
+        f"stall {stall:.0f}s: not ready from {unready[0][0]:.1f}s into the pause "
+        f"({len(unready)} of {len(seen['ready'])} polls 503); after resume: ready in "
+        f"{seen['ready_again']:.1f}s, next record handled in {seen['moving_again']:.1f}s"
     )
