@@ -1,6 +1,7 @@
 """Hostile input: bad records of every kind, interleaved with the example log, as a replay JSONL file.
 
     .venv/bin/python bench/hostile.py --bad 10000 --out /tmp/hostile.jsonl [--seed 7]
+    .venv/bin/python bench/hostile.py --bad 10000 --live /tmp/hostile-live   # through a live worker
 
 Kinds: random bytes, invalid UTF-8, truncated JSON, deep nesting, oversized payloads, JSON that is not
 an object, unknown message names, schema-aware mutations of the valid messages (required member
@@ -15,12 +16,28 @@ import argparse
 import copy
 import json
 import random
+import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from domain import names  # noqa: E402
+from workers.broker import LocalBroker  # noqa: E402
+from workers.dev import WorkerProcess, isolated, keyed, normalised, through_kafka  # noqa: E402
+from workers.logging import configure  # noqa: E402
+from workers.pipeline import Pipeline, partition_for  # noqa: E402
+from workers.replay import read_records  # noqa: E402
+from workers.rules_file import load_rules  # noqa: E402
+
 LOG = ROOT / "examples" / "message-log.jsonl"
+RULES = ROOT / "examples" / "rules.toml"
+# Below the client's 1 MiB request limit, so that oversized records can be published at all.
+LIVE_LIMIT = 65_536
 Record = dict[str, Any]
 
 
@@ -123,20 +140,92 @@ def hostile_log(count: int, seed: int, oversize: int = 1_048_577) -> list[Record
     return mixed
 
 
-def main() -> None:
+def write_log(records: list[Record], path: Path) -> None:
+    with path.open("w", encoding="utf-8", errors="surrogateescape") as out:
+        out.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def barriers(log: Path, rules: Path | None, partitions: int, max_record_bytes: int) -> list[bool]:
+    """For each record of the log, whether it must wait until everything before it was handled.
+
+    Kafka keeps order per partition and topic only. A record that replay dead-letters touches no state,
+    so its place does not matter; a record that touches state must not overtake, or be overtaken by,
+    another pending one of its partition on another topic (credit notes are numbered per store and
+    partition), nor any record whose stock movements could interleave with its own."""
+    pipeline = Pipeline(load_rules(rules), max_record_bytes=max_record_bytes, partitions=partitions)
+    with log.open(encoding="utf-8", errors="surrogateescape") as lines:
+        records = keyed(list(read_records(lines, str(log))), pipeline)
+    flags: list[bool] = []
+    pending: list[tuple[int | None, str, bool]] = []  # touching state, published since the last barrier
+    for record in records:
+        processed = pipeline.process(record)
+        pipeline.store(processed)
+        if processed.status == "dead_letter":
+            flags.append(False)
+            continue
+        where = partition_for(record.key, partitions) if record.key is not None else None
+        moves = bool(processed.movements)
+        clash = moves or any(
+            other_moves or where is None or at is None or (at == where and topic != record.topic)
+            for at, topic, other_moves in pending
+        )
+        flags.append(clash)
+        pending = [*([] if clash else pending), (where, record.topic, moves)]
+    return flags
+
+
+def live(bad: int, seed: int, workdir: Path) -> int:
+    """The hostile log through a live worker on a local broker; outputs compared with replay's."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure("ERROR")  # the in-process replays stay quiet; the worker logs to its own file
+    log = workdir / "hostile.jsonl"
+    write_log(hostile_log(bad, seed, oversize=LIVE_LIMIT + 1), log)
+    started = time.monotonic()
+    with LocalBroker(log_dir=workdir) as broker:
+        env, settings = isolated(broker.bootstrap, workdir, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
+        flags = barriers(log, RULES, settings.partitions, LIVE_LIMIT)
+        worker = WorkerProcess(env, workdir / "worker.log").start()
+        try:
+            worker.wait_ready()
+            found, expected = through_kafka(
+                settings, worker, log, RULES, timeout=600, barrier=lambda n: flags[n - 1]
+            )
+            ready = worker.get("/ready")[0] == 200
+            handled = worker.handled()
+        finally:
+            code = worker.stop()
+    dead = Counter(r["headers"]["dlq.error.class"] for r in found.records if r["topic"] == settings.dlq_topic)
+    rejected = sum(1 for r in found.records if r["topic"] == settings.topic_for(names.ERROR_NOTIFY))
+    same = normalised(found.records, settings.dlq_topic) == normalised(expected, settings.dlq_topic)
+    records = sum(1 for _ in log.open(encoding="utf-8", errors="surrogateescape"))
+    print(
+        f"{records} records ({bad} bad), {handled} handled, {sum(flags)} waits; "
+        f"{len(found.records)} outputs of {len(expected)} expected, "
+        f"{'equal to' if same else 'DIFFERENT from'} replay; {sum(dead.values())} dead letters "
+        f"({', '.join(f'{k} {v}' for k, v in dead.most_common())}), {rejected} rejections; "
+        f"worker ready at the end: {ready}, exit {code}; {time.monotonic() - started:.0f}s"
+    )
+    return 0 if same and ready and code == 0 and len(found.records) == len(expected) else 1
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--bad", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="write the log here (replay JSONL)")
+    parser.add_argument("--live", type=Path, metavar="WORKDIR", help="run it through a live worker")
     args = parser.parse_args()
+    if args.live is not None:
+        return live(args.bad, args.seed, args.live)
+    if args.out is None:
+        parser.error("--out or --live is needed")
     records = hostile_log(args.bad, args.seed)
-    with args.out.open("w", encoding="utf-8", errors="surrogateescape") as out:
-        for record in records:
-            out.write(json.dumps(record) + "\n")
+    write_log(records, args.out)
     print(f"{len(records)} records ({args.bad} bad) -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_worker import normalised
 from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated, through_kafka
+from workers.dev import WorkerProcess, isolated, normalised, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

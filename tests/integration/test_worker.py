@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,16 @@ import pytest
 from domain import names
 from workers.broker import LocalBroker, free_port
 from workers.codec import InboundRecord, dumps
-from workers.dev import WorkerProcess, collect, isolated, local_env, publish, settings_from_env, through_kafka
+from workers.dev import (
+    WorkerProcess,
+    collect,
+    isolated,
+    local_env,
+    normalised,
+    publish,
+    settings_from_env,
+    through_kafka,
+)
 from workers.settings import Settings
 from workers.topics import TopicSpec, create_topics
 
@@ -81,24 +89,6 @@ def live(
         yield live
     finally:
         live.worker.stop()  # the worker of the moment: a test may have restarted it
-
-
-def normalised(records: list[dict[str, Any]], dlq: str) -> dict[tuple[str, str | None], list[Any]]:
-    """Per topic and key, in order: message id and value. Dead letters have no order across partitions
-    and replay cannot know the partition, offset or key a producer gave them: compared as a sorted set."""
-    grouped: dict[tuple[str, str | None], list[Any]] = defaultdict(list)
-    for record in records:
-        headers = dict(record["headers"])
-        if record["topic"] == dlq:
-            for varying in ("dlq.original.partition", "dlq.original.offset", "dlq.original.topic"):
-                headers.pop(varying)
-            grouped[("DLQ", None)].append(json.dumps([headers, record["value"]], sort_keys=True))
-        else:
-            grouped[(record["topic"].split(".", 1)[1], record["key"])].append(
-                (headers["message_id"], record["value"])
-            )
-    grouped[("DLQ", None)].sort()
-    return dict(grouped)
 
 
 def test_the_example_log_through_kafka_equals_replay(live: Live) -> None:
