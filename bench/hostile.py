@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from domain import names  # noqa: E402
 from workers.broker import LocalBroker  # noqa: E402
-from workers.dev import WorkerProcess, isolated, keyed, normalised, through_kafka  # noqa: E402
+from workers.dev import Collected, WorkerProcess, isolated, keyed, normalised, through_kafka  # noqa: E402
 from workers.logging import configure  # noqa: E402
 from workers.pipeline import Pipeline, partition_for  # noqa: E402
 from workers.replay import read_records  # noqa: E402
 from workers.rules_file import load_rules  # noqa: E402
+from workers.settings import Settings  # noqa: E402
 
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
@@ -174,38 +176,55 @@ def barriers(log: Path, rules: Path | None, partitions: int, max_record_bytes: i
     return flags
 
 
+@dataclass
+class LiveRun:
+    settings: Settings
+    found: Collected
+    expected: list[dict[str, Any]]
+    waits: int
+    ready: bool
+    handled: int
+    exit_code: int | None
+
+
+def through_worker(broker: LocalBroker, records: list[Record], workdir: Path, timeout: float) -> LiveRun:
+    """The records through a live worker on `broker`, published with the waits `barriers` asks for."""
+    log = workdir / "hostile.jsonl"
+    write_log(records, log)
+    env, settings = isolated(broker.bootstrap, workdir, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
+    flags = barriers(log, RULES, settings.partitions, LIVE_LIMIT)
+    worker = WorkerProcess(env, workdir / "worker.log").start()
+    try:
+        worker.wait_ready()
+        found, expected = through_kafka(
+            settings, worker, log, RULES, timeout=timeout, barrier=lambda n: flags[n - 1]
+        )
+        ready, handled = worker.get("/ready")[0] == 200, worker.handled()
+    finally:
+        code = worker.stop()
+    return LiveRun(settings, found, expected, sum(flags), ready, handled, code)
+
+
 def live(bad: int, seed: int, workdir: Path) -> int:
     """The hostile log through a live worker on a local broker; outputs compared with replay's."""
     workdir.mkdir(parents=True, exist_ok=True)
     configure("ERROR")  # the in-process replays stay quiet; the worker logs to its own file
-    log = workdir / "hostile.jsonl"
-    write_log(hostile_log(bad, seed, oversize=LIVE_LIMIT + 1), log)
+    records = hostile_log(bad, seed, oversize=LIVE_LIMIT + 1)
     started = time.monotonic()
     with LocalBroker(log_dir=workdir) as broker:
-        env, settings = isolated(broker.bootstrap, workdir, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
-        flags = barriers(log, RULES, settings.partitions, LIVE_LIMIT)
-        worker = WorkerProcess(env, workdir / "worker.log").start()
-        try:
-            worker.wait_ready()
-            found, expected = through_kafka(
-                settings, worker, log, RULES, timeout=600, barrier=lambda n: flags[n - 1]
-            )
-            ready = worker.get("/ready")[0] == 200
-            handled = worker.handled()
-        finally:
-            code = worker.stop()
-    dead = Counter(r["headers"]["dlq.error.class"] for r in found.records if r["topic"] == settings.dlq_topic)
-    rejected = sum(1 for r in found.records if r["topic"] == settings.topic_for(names.ERROR_NOTIFY))
-    same = normalised(found.records, settings.dlq_topic) == normalised(expected, settings.dlq_topic)
-    records = sum(1 for _ in log.open(encoding="utf-8", errors="surrogateescape"))
+        run = through_worker(broker, records, workdir, timeout=600)
+    dlq, found = run.settings.dlq_topic, run.found.records
+    dead = Counter(r["headers"]["dlq.error.class"] for r in found if r["topic"] == dlq)
+    rejected = sum(1 for r in found if r["topic"] == run.settings.topic_for(names.ERROR_NOTIFY))
+    same = normalised(found, dlq) == normalised(run.expected, dlq) and len(found) == len(run.expected)
     print(
-        f"{records} records ({bad} bad), {handled} handled, {sum(flags)} waits; "
-        f"{len(found.records)} outputs of {len(expected)} expected, "
+        f"{len(records)} records ({bad} bad), {run.handled} handled, {run.waits} waits; "
+        f"{len(found)} outputs of {len(run.expected)} expected, "
         f"{'equal to' if same else 'DIFFERENT from'} replay; {sum(dead.values())} dead letters "
         f"({', '.join(f'{k} {v}' for k, v in dead.most_common())}), {rejected} rejections; "
-        f"worker ready at the end: {ready}, exit {code}; {time.monotonic() - started:.0f}s"
+        f"worker ready at the end: {run.ready}, exit {run.exit_code}; {time.monotonic() - started:.0f}s"
     )
-    return 0 if same and ready and code == 0 and len(found.records) == len(expected) else 1
+    return 0 if same and run.ready and run.exit_code == 0 and run.handled == len(records) else 1
 
 
 def main() -> int:

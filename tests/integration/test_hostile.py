@@ -14,35 +14,21 @@ import pytest
 
 from domain import names
 from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.dev import normalised
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from hostile import LIVE_LIMIT, barriers, hostile_log, write_log  # noqa: E402
-
-RULES = ROOT / "examples" / "rules.toml"
-LIMIT = LIVE_LIMIT  # below the client's 1 MiB request limit, so oversized records can be published at all
+from hostile import LIVE_LIMIT, hostile_log, through_worker  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 
 def test_hostile_records_through_the_worker_equal_replay(broker: LocalBroker, tmp_path: Path) -> None:
     bad = int(os.environ.get("HOSTILE_BAD", "100"))
-    records = hostile_log(bad, seed=11, oversize=LIMIT + 1)
-    log = tmp_path / "hostile.jsonl"
-    write_log(records, log)
-    env, settings = isolated(broker.bootstrap, tmp_path, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIMIT))
-    # Records that only dead-letter go out without waiting; the others wait where order matters.
-    flags = barriers(log, RULES, settings.partitions, LIMIT)
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    try:
-        worker.wait_ready()
-        found, expected = through_kafka(
-            settings, worker, log, RULES, timeout=120, barrier=lambda n: flags[n - 1]
-        )
-        assert worker.get("/ready")[0] == 200 and worker.handled() == len(records)
-    finally:
-        assert worker.stop() == 0
+    records = hostile_log(bad, seed=11, oversize=LIVE_LIMIT + 1)
+    run = through_worker(broker, records, tmp_path, timeout=120)
+    found, expected, settings = run.found, run.expected, run.settings
+    assert run.ready and run.handled == len(records) and run.exit_code == 0
     assert len(found.records) == len(expected)
     assert normalised(found.records, settings.dlq_topic) == normalised(expected, settings.dlq_topic)
     undecodable = sum(
