@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,6 +51,11 @@ def _received(work: Work, cmd: BaseModel) -> None:
     assert isinstance(cmd, ReturnCommand)
     request = cmd.return_
     existing = work.order.returns.get(request.rma) if request.rma else None
+    if existing is None and request.rma and work.may_wait:
+        # An RMA this worker has not seen: its authorization may still be on its way.
+        raise Refused(
+            "RETURN_NOT_OPEN", f"order {work.order.order_id} has no return {request.rma}", not_yet=True
+        )
     if existing is None:
         # A blind return (no RMA, or one this worker never saw): open it from what arrived.
         existing = returns.open_return(work, request, rma=request.rma)
@@ -183,8 +188,12 @@ def handle(
     meta: MessageMeta,
     *,
     fallback_channel: str | None = None,
+    retry: bool = True,
 ) -> Outcome:
-    """Apply one order message. `params_json` is the params as JSON text: kept for holds and rejections."""
+    """Apply one order message. `params_json` is the params as JSON text: kept for holds and rejections.
+
+    `retry`: after a change, try again the messages of this order that wait for one (False while
+    such a message is itself being tried, so that attempts do not nest)."""
     channel = parsed.sales_channel or fallback_channel
     if channel is None:
         refused = Refused("UNKNOWN_ORDER", f"order {parsed.order_id}: no sales channel in the message or key")
@@ -200,7 +209,21 @@ def handle(
         return _create(parsed, params_json, state, series, book, meta)
     if not state.known:
         return _hold_or_skip(parsed.name, params_json, state, series, rules, meta)
-    return _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, series, rules, meta)
+    # What waited past its window by this message's time is settled first: outcomes then depend on
+    # message times only, the same in replay and on Kafka.
+    earlier = settle_expired(state, series, book, meta.now, meta.partition)
+    if earlier.order is not None:
+        state = earlier.order
+        series = Layered(series, earlier.series)
+    outcome = _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, series, book, meta)
+    if retry and outcome.status == "applied":
+        outcome = _retry_held(outcome, series, book, meta)
+    if earlier.order is None:
+        return outcome
+    earlier.extend(outcome)
+    earlier.status, earlier.detail = outcome.status, outcome.detail
+    earlier.order = outcome.order or earlier.order
+    return earlier
 
 
 def _apply(
@@ -209,13 +232,17 @@ def _apply(
     params_json: str,
     state: OrderState,
     series: Mapping[str, Series],
-    rules: ChannelRules,
+    book: RuleBook,
     meta: MessageMeta,
 ) -> Outcome:
+    rules = book.for_channel(state.sales_channel)
     work = Work(state, series, meta, rules)
     try:
         apply(work, command)
     except Refused as refused:
+        if refused.not_yet and work.may_wait and len(state.held) < HELD_MESSAGES_MAX:
+            deadline = meta.now + timedelta(seconds=rules.reorder_window_seconds)
+            return _hold(state, params_json, meta, deadline, waits_for=refused.code)
         unchanged = state.model_copy(deep=True)
         unchanged.remember(meta.message_id)
         return Outcome(
@@ -225,6 +252,68 @@ def _apply(
             detail=refused.code,
         )
     return work.outcome()
+
+
+def _hold(
+    state: OrderState, params_json: str, meta: MessageMeta, deadline: datetime, waits_for: str | None
+) -> Outcome:
+    held = state.model_copy(deep=True)
+    held.held.append(
+        HeldMessage(
+            message_name=meta.message_name,
+            message_id=meta.message_id,
+            params_json=params_json,
+            arrived=iso(meta.now),
+            deadline=iso(deadline),
+            waits_for=waits_for,
+        )
+    )
+    why = "order unknown" if waits_for is None else f"{waits_for} yet"
+    return Outcome("held", held, detail=f"{why}; held until {iso(deadline)}")
+
+
+def _attempt(
+    message: HeldMessage,
+    state: OrderState,
+    series: Mapping[str, Series],
+    book: RuleBook,
+    partition: int,
+    *,
+    final: bool = False,
+) -> Outcome:
+    """Try a held message again, as of its arrival (or, on its last attempt, of its deadline)."""
+    at = parse_time(message.deadline if final else message.arrived)
+    assert at is not None
+    meta = MessageMeta(message.message_name, message.message_id, at, partition, final=final)
+    parsed = parse(message.message_name, json.loads(message.params_json))
+    return handle(parsed, message.params_json, state, series, book, meta, retry=False)
+
+
+def _retry_held(outcome: Outcome, series: Mapping[str, Series], book: RuleBook, meta: MessageMeta) -> Outcome:
+    """After a change, the held messages of the order, oldest first, until none applies any more."""
+    assert outcome.order is not None
+    order = outcome.order
+    window = timedelta(seconds=book.for_channel(order.sales_channel).reorder_window_seconds)
+    progress = True
+    while progress and order.held:
+        progress = False
+        for message in order.held:
+            trial = order.model_copy(update={"held": [h for h in order.held if h is not message]})
+            result = _attempt(message, trial, Layered(series, outcome.series), book, meta.partition)
+            if result.status == "held":
+                if message.waits_for is None and result.order is not None:
+                    # It waited for its order, which is here now; from now on it waits for its turn.
+                    waiting = result.order.held[-1].model_copy(update={"deadline": iso(meta.now + window)})
+                    order = order.model_copy(
+                        update={"held": [waiting if h is message else h for h in order.held]}
+                    )
+                continue
+            outcome.extend(result)
+            order = result.order or trial
+            progress = True
+            break
+    outcome.order = order
+    return outcome
 
 
 def _create(
@@ -246,26 +335,7 @@ def _create(
     work = Work(state, series, meta, rules)
     work.order.skipped_before_integration = False
     orders.create(work, parsed.command.order, order_json)
-    outcome = work.outcome()
-    assert outcome.order is not None
-    held, outcome.order.held = outcome.order.held, []
-    for message in held:
-        settled = _replay_held(message, outcome.order, Layered(series, outcome.series), book, meta.partition)
-        outcome.extend(settled)
-        if settled.order is not None:
-            outcome.order = settled.order
-    return outcome
-
-
-def _replay_held(
-    message: HeldMessage, state: OrderState, series: Mapping[str, Series], book: RuleBook, partition: int
-) -> Outcome:
-    params = json.loads(message.params_json)
-    parsed = parse(message.message_name, params)
-    arrived = parse_time(message.arrived)
-    assert arrived is not None
-    meta = MessageMeta(message.message_name, message.message_id, arrived, partition)
-    return handle(parsed, message.params_json, state, series, book, meta)
+    return _retry_held(work.outcome(), series, book, meta)
 
 
 def _hold_or_skip(
@@ -287,16 +357,7 @@ def _hold_or_skip(
         work.events.append(rejection_event(state.key, meta, params_json, refused))
         return work.outcome("rejected", refused.code)
     deadline = meta.now + timedelta(minutes=rules.unknown_order_hold_minutes)
-    work.order.held.append(
-        HeldMessage(
-            message_name=name,
-            message_id=meta.message_id,
-            params_json=params_json,
-            arrived=iso(meta.now),
-            deadline=iso(deadline),
-        )
-    )
-    return Outcome("held", work.order, detail=f"order unknown; held until {iso(deadline)}")
+    return _hold(state, params_json, meta, deadline, waits_for=None)
 
 
 def settle_expired(
@@ -308,7 +369,9 @@ def settle_expired(
     *,
     everything: bool = False,
 ) -> Outcome:
-    """Refuse (or, for messages that carry their own amounts, refund standalone) what waited too long."""
+    """The held messages whose window has passed: a message that waited for another one of its order
+    gets its last attempt (applied in its final meaning, or refused with its code); one whose order
+    never came is refused, or, for messages that carry their own amounts, refunded standalone."""
     rules = book.for_channel(state.sales_channel)
     due = [h for h in state.held if everything or (parse_time(h.deadline) or now) <= now]
     if not due:
@@ -317,34 +380,45 @@ def settle_expired(
     current.held = [h for h in state.held if h not in due]
     total = Outcome("applied", current)
     for message in due:
-        meta = MessageMeta(message.message_name, message.message_id, now, partition)
-        route = ROUTES[message.message_name]
-        if rules.unknown_order == "standalone" and route.standalone is not None:
-            command = parse(message.message_name, json.loads(message.params_json)).command
-            outcome = _apply(
-                route.standalone,
-                command,
-                message.params_json,
-                current,
-                Layered(series, total.series),
-                rules,
-                meta,
-            )
+        view = Layered(series, total.series)
+        if message.waits_for is not None and current.known:
+            outcome = _attempt(message, current, view, book, partition, final=True)
         else:
-            refused = Refused(
-                "UNKNOWN_ORDER",
-                f"order {state.order_id} of sales channel {state.sales_channel} did not arrive by "
-                f"{message.deadline}",
-            )
-            current.remember(message.message_id)
-            outcome = Outcome(
-                "rejected", current, events=[rejection_event(state.key, meta, message.params_json, refused)]
-            )
+            outcome = _order_never_came(message, current, view, book, rules, now, partition)
         total.extend(outcome)
         if outcome.order is not None:
             current = outcome.order
     total.order = current
+    if current.known and current.held and total.events:
+        at = MessageMeta("", "", now, partition)
+        total = _retry_held(total, series, book, at)
     return total
+
+
+def _order_never_came(
+    message: HeldMessage,
+    current: OrderState,
+    series: Mapping[str, Series],
+    book: RuleBook,
+    rules: ChannelRules,
+    now: datetime,
+    partition: int,
+) -> Outcome:
+    meta = MessageMeta(message.message_name, message.message_id, now, partition)
+    route = ROUTES[message.message_name]
+    if rules.unknown_order == "standalone" and route.standalone is not None:
+        command = parse(message.message_name, json.loads(message.params_json)).command
+        return _apply(route.standalone, command, message.params_json, current, series, book, meta)
+    refused = Refused(
+        "UNKNOWN_ORDER",
+        f"order {current.order_id} of sales channel {current.sales_channel} did not arrive by "
+        f"{message.deadline}",
+    )
+    rejected = current.model_copy(deep=True)
+    rejected.remember(message.message_id)
+    return Outcome(
+        "rejected", rejected, events=[rejection_event(current.key, meta, message.params_json, refused)]
+    )
 
 
 def deadline_of(state: OrderState) -> str | None:

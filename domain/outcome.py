@@ -35,10 +35,13 @@ RejectionCode = Literal[
 class Refused(Exception):
     """A well-formed message that the rules refuse; becomes an error_management.notify event."""
 
-    def __init__(self, code: RejectionCode, message: str) -> None:
+    def __init__(self, code: RejectionCode, message: str, *, not_yet: bool = False) -> None:
         super().__init__(message)
         self.code: RejectionCode = code
         self.message = message
+        # The message may become valid once another one of its order arrives (Kafka keeps no order
+        # across topics): it is held and retried until the channel's reorder window ends.
+        self.not_yet = not_yet
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class MessageMeta:
     message_id: str
     now: datetime
     partition: int = 0
+    # The last attempt of a held message: what could still be early is taken in its final meaning.
+    final: bool = False
 
 
 @dataclass
@@ -127,6 +132,11 @@ class Work:
     @property
     def now(self) -> str:
         return iso(self.meta.now)
+
+    @property
+    def may_wait(self) -> bool:
+        """Whether a message that may merely be early can still wait for its order's next messages."""
+        return not self.meta.final and self.rules.reorder_window_seconds > 0
 
     @property
     def places(self) -> int:

@@ -60,7 +60,7 @@ def claim_goods(work: Work, line_number: int, quantity: int | None, *, what: str
             raise Refused("OVER_RETURN", f"line {line_number}: nothing left to {what}")
         return quantity or units
     if line.shipped == 0:
-        raise Refused("LINE_NOT_SHIPPED", f"line {line_number} is not shipped yet")
+        raise Refused("LINE_NOT_SHIPPED", f"line {line_number} is not shipped yet", not_yet=True)
     returnable = line.returnable_units
     units = quantity if quantity is not None else returnable
     if units <= 0 or units > returnable:
@@ -70,6 +70,7 @@ def claim_goods(work: Work, line_number: int, quantity: int | None, *, what: str
                 "LINE_NOT_SHIPPED",
                 f"line {line_number}: {units} unit(s) to {what}, only {line.shipped} shipped "
                 f"and {line.claimed} already in returns",
+                not_yet=True,
             )
         raise Refused(
             "OVER_RETURN",
@@ -335,13 +336,14 @@ def find_open(work: Work, rma: str | None) -> ReturnState:
     if rma is not None:
         ret = returns.get(rma)
         if ret is None:
-            raise Refused("RETURN_NOT_OPEN", f"order {work.order.order_id} has no return {rma}")
+            raise Refused("RETURN_NOT_OPEN", f"order {work.order.order_id} has no return {rma}", not_yet=True)
         return ret
     open_returns = [ret for ret in returns.values() if ret.status in ALL_OPEN]
     if len(open_returns) != 1:
         raise Refused(
             "RETURN_NOT_OPEN",
             f"no rma given and order {work.order.order_id} has {len(open_returns)} open returns",
+            not_yet=not open_returns,
         )
     return open_returns[0]
 

@@ -27,6 +27,9 @@ class ChannelRules(BaseModel):
     integration_date: datetime | None = None
     unknown_order: Literal["reject", "standalone"] = "reject"
     unknown_order_hold_minutes: int = Field(default=60, ge=0, le=60 * 24 * 90)
+    # How long a message whose precondition is not met yet (line not shipped yet, return not opened yet)
+    # waits for the message it depends on before it is refused, or taken in its final meaning.
+    reorder_window_seconds: int = Field(default=30, ge=0, le=24 * 3600)
     # Conditions that put returned goods back on sale; any other condition writes them off.
     restock_conditions: tuple[str, ...] = ("GOOD", "NEW", "AS_NEW", "RESELLABLE", "UNOPENED")
     default_source: str = Field(default="DEFAULT", min_length=1)

@@ -132,6 +132,8 @@ class HeldMessage(Model):
     params_json: str
     arrived: str
     deadline: str
+    # None: the order is not known yet. Else the code of the precondition that is not met yet.
+    waits_for: str | None = None
 
 
 class OrderState(Model):

@@ -112,6 +112,14 @@ def refund(work: Work, cmd: Refund) -> None:
             raise Refused("NOT_ALLOWED", f"line {line.line_number} appears twice in the refund")
         seen.add(line.line_number)
         split = _split(line, request) if moves_goods else Split(0, 0)
+        if split.cancelled and work.may_wait:
+            # A refund of units not shipped yet is a cancellation, or a refund that overtook its
+            # shipment on another topic: it waits for the shipment as long as the reorder window.
+            raise Refused(
+                "LINE_NOT_SHIPPED",
+                f"line {line.line_number}: {split.cancelled} unit(s) not shipped yet",
+                not_yet=True,
+            )
         units = split.cancelled + split.returned
         gross = quantize(sum((to_decimal(p.details.cost_gross) for p in request.payments), ZERO), places)
         if gross < 0:
@@ -137,7 +145,7 @@ def refund(work: Work, cmd: Refund) -> None:
             units,
             gross,
             taxes,
-            _explain(mode, split, restock, given is not None, moves_money),
+            _explain(mode, split, restock, given is not None, moves_money, work.meta.final),
             restock=restock,
             reason=request.reason,
             reason_description=request.reason_description,
@@ -189,10 +197,13 @@ def _move_goods(work: Work, line: LineState, split: Split, restock: bool | None)
                 line.written_off += split.returned
 
 
-def _explain(mode: str, split: Split, restock: bool | None, tax_given: bool, money: bool) -> str:
+def _explain(
+    mode: str, split: Split, restock: bool | None, tax_given: bool, money: bool, waited_window: bool
+) -> str:
     parts = [f"refund decided upstream (refund_mode={mode})"]
     if split.cancelled:
-        parts.append(f"{split.cancelled} unshipped unit(s) cancelled")
+        waited = " (no shipment within the reorder window)" if waited_window else ""
+        parts.append(f"{split.cancelled} unshipped unit(s) cancelled{waited}")
     if split.returned:
         parts.append(
             f"{split.returned} shipped unit(s) returned, " + ("restocked" if restock else "written off")

@@ -207,13 +207,25 @@ def test_messages_for_an_unknown_order_wait_for_it() -> None:
     held = h.ret("77", [{"line_number": 1}])
     assert held.status == "held" and held.events == []
     created = h.create(order("77", [line(1, "A", "10")]))
-    # The return waited for the order, then was refused because nothing was shipped yet.
-    assert [e["code"] for e in events(created, names.ERROR_NOTIFY)] == ["LINE_NOT_SHIPPED"]
+    # The return waited for the order; nothing is shipped yet, so now it waits for the shipment.
+    assert events(created, names.ERROR_NOTIFY) == []
+    assert [m.waits_for for m in h.order("77").held] == ["LINE_NOT_SHIPPED"]
+    (late,) = h.settle(minutes=1)
+    assert [e.params["code"] for e in late.events] == ["LINE_NOT_SHIPPED"]
     assert h.order("77").held == []
-    h.ship("77", [(1, 1)])
-    h.ret("78", [{"line_number": 1}])
-    h.create(order("78", [line(1, "A", "10")]))
-    assert h.order("78").held == []
+    w = Harness.with_rules(reorder_window_seconds=600)
+    w.ret("78", [{"line_number": 1}])
+    w.create(order("78", [line(1, "A", "10")]))
+    shipped = w.ship("78", [(1, 1)])
+    # The shipment let the waiting return through: its return and refund follow the shipment's update.
+    assert [e.name for e in shipped.events] == [
+        names.ORDER_UPDATED,
+        names.RETURN_UPDATED,
+        names.RETURN_UPDATED,
+        names.REFUND_UPDATED,
+        names.ORDER_UPDATED,
+    ]
+    assert w.order("78").held == []
 
 
 def test_held_messages_past_the_deadline_are_refused_or_refunded_standalone() -> None:

@@ -229,7 +229,7 @@ def test_refused_returns_leave_the_order_unchanged(lines: list[dict[str, object]
 
 
 def test_line_not_shipped_duplicate_rma_and_return_not_open() -> None:
-    h = Harness.with_rules(auto_approve_return=False)
+    h = Harness.with_rules(auto_approve_return=False, reorder_window_seconds=0)
     h.create(OCTOPUS)
     assert rejection(h.ret("1234", [{"line_number": 1}])) == "LINE_NOT_SHIPPED"
     h.ship("1234", [(2, 1)])

@@ -112,14 +112,23 @@ def test_unshipped_units_are_cancelled_not_returned() -> None:
     h = Harness()
     h.create(OCTOPUS)
     h.ship("1234", [(2, 1)])
-    refund = the_refund(upstream(h, [{"order_line": "2", "gross": "270.60", "restock": True}]))
+    # Units not shipped yet: the refund waits the reorder window for a shipment, then cancels them.
+    assert upstream(h, [{"order_line": "2", "gross": "270.60", "restock": True}]).status == "held"
+    (settled,) = h.settle(minutes=1)
+    refund = the_refund(settled)
     assert refund["refund_type"] == "return"
-    assert "1 unshipped unit(s) cancelled" in refund["lines"][0]["explanation"]
+    assert (
+        refund["lines"][0]["explanation"].count(
+            "1 unshipped unit(s) cancelled (no shipment within the reorder window)"
+        )
+        == 1
+    )
     line2 = h.order("1234").lines[2]
     assert (line2.cancelled, line2.returned, line2.reserved) == (1, 1, 0)
     assert h.ats("DEFAULT", "MS232") == 0
-    only_open = the_refund(upstream(h, [{"order_line": "1", "gross": "82.50"}]))
-    assert only_open["refund_type"] == "cancellation"
+    assert upstream(h, [{"order_line": "1", "gross": "82.50"}]).status == "held"
+    (settled,) = h.settle(minutes=1)
+    assert the_refund(settled)["refund_type"] == "cancellation"
 
 
 @pytest.mark.parametrize(
