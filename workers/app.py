@@ -1,25 +1,35 @@
 """The Kafka runner: a faust-streaming app built in a function (no module-level app), running the same
 pipeline as `replay` with faust tables as the stores.
 
-Agents
-- orders: every order-keyed inbound topic, plus the settle ticks, co-partitioned by
-  "<sales channel>:<order id>", so one order's messages are handled one at a time;
-- sources: stock snapshots; their per-SKU movements go to the internal movements topic;
-- stock: the movements topic, keyed "<source>:<sku>", applied to the stock table.
+Agents (each takes records in batches: up to OMS_BATCH_MAX_RECORDS, or what came within
+OMS_BATCH_WITHIN_MS)
+- intake: every inbound topic as producers wrote them, with any key, partitioner and partition count.
+  Records that cannot be decoded or fail their schema are dead-lettered from here, with their original
+  topic, partition and offset. Every other record is forwarded, bytes and headers unchanged, to the
+  internal topic `oms-postsales.inbound`, on the partition of the key derived from its payload
+  ("<sales channel>:<order id>", a snapshot's source id) and with its original timestamp. Fetched
+  records are taken in record-timestamp order across topics (workers/ordering.py), so one order's
+  messages reach that topic in the order their producer wrote them.
+- orders: the internal topic and the settle ticks, co-partitioned with the order tables, so one
+  order's messages are handled one at a time, in order; stock movements go, one record per
+  "<source>:<sku>" per batch, to the internal movements topic;
+- stock: the movements topic, applied to the stock table, publishing adjustments.
 
-Per record, outputs are delivered (acknowledged by the broker) before the tables are written; faust
-flushes the producer before it commits offsets. A crash before the table write re-delivers the record
-and re-emits the same ids (derived ids, remembered credit note numbers); a crash after it finds the
-message id already applied and emits nothing. Delivery is at-least-once, effects exactly-once.
+Per batch, every output is delivered (acknowledged by the broker) before the tables are written, each
+changed key once, and only then are the batch's offsets committed. A crash before the table write
+re-delivers the batch, which re-emits the same ids (derived ids, remembered credit note numbers); a
+crash after it finds the message ids already applied and emits nothing. Delivery is at-least-once,
+effects exactly-once per message id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -33,18 +43,25 @@ from domain.state import OrderState, Series, StockItem
 from domain.timeutil import iso
 from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
-from workers.pipeline import Pipeline, Processed, Stores, Topics
+from workers.delivery import Delivery, Failure
+from workers.ordering import TimestampOrder, merge_by_timestamp
+from workers.overlay import BatchStores, Overlay
+from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
 from workers.settings import Settings
-from workers.topics import STOCK_MOVEMENTS, TICKS, order_keyed_topics
+from workers.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
 
 log = structlog.get_logger("oms_postsales.worker")
 
 V = TypeVar("V")
 
-# Backoff for deliveries while the broker is unreachable: transient failures are retried, never
-# dead-lettered (STACK.md), and the worker reports not-ready meanwhile.
-RETRY_FIRST_SECONDS = 0.2
-RETRY_MAX_SECONDS = 10.0
+# Headers the intake adds to a forwarded record: where the producer had put it.
+ORIGIN_TOPIC = "oms.origin.topic"
+ORIGIN_PARTITION = "oms.origin.partition"
+ORIGIN_OFFSET = "oms.origin.offset"
+ORIGIN_KEY = "oms.origin.key"
+ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_KEY)
+# A batch whose tables could not be written is handled again from scratch after this long.
+BATCH_RETRY_SECONDS = 1.0
 
 
 class TableMap(MutableMapping[str, V], Generic[V]):
@@ -81,7 +98,12 @@ def _headers(raw: Any) -> dict[str, str]:
     return headers
 
 
+def _timestamp(message: Any) -> datetime | None:
+    return datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+
+
 def inbound(message: Any) -> InboundRecord:
+    """A record as its producer wrote it."""
     return InboundRecord(
         topic=message.topic,
         value=message.value or b"",
@@ -89,20 +111,59 @@ def inbound(message: Any) -> InboundRecord:
         headers=_headers(message.headers),
         partition=message.partition,
         offset=message.offset,
-        timestamp=datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None,
+        timestamp=_timestamp(message),
     )
 
 
-def movement_record(movement: Movement, topic: str) -> OutboundRecord:
-    return OutboundRecord(topic, movement.key, {}, dumps(asdict(movement)).encode("utf-8"))
+def forwarded(record: InboundRecord, key: str, topic: str, partitions: int) -> OutboundRecord:
+    """The intake's copy of a record, on the partition of the key its payload belongs to."""
+    headers = {name: value for name, value in record.headers.items() if name not in ORIGIN_HEADERS}
+    headers[ORIGIN_TOPIC] = record.topic
+    headers[ORIGIN_PARTITION] = str(record.partition)
+    headers[ORIGIN_OFFSET] = str(record.offset)
+    if record.key is not None:
+        headers[ORIGIN_KEY] = record.key
+    stamp = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
+    return OutboundRecord(topic, key, headers, record.value, partition_for(key, partitions), stamp)
+
+
+def origin(message: Any) -> InboundRecord:
+    """A forwarded record seen as its producer wrote it: what replay reads from its log."""
+    headers = _headers(message.headers)
+    return InboundRecord(
+        topic=headers.pop(ORIGIN_TOPIC, message.topic),
+        value=message.value or b"",
+        key=headers.pop(ORIGIN_KEY, None),
+        headers={name: value for name, value in headers.items() if name not in ORIGIN_HEADERS},
+        partition=int(headers.get(ORIGIN_PARTITION, message.partition)),
+        offset=int(headers.get(ORIGIN_OFFSET, message.offset)),
+        timestamp=_timestamp(message),
+    )
+
+
+def movement_records(movements: Sequence[Movement], topic: str, partitions: int) -> list[OutboundRecord]:
+    """One record per "<source>:<sku>" with that item's movements of the batch, in order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for movement in movements:
+        grouped.setdefault(movement.key, []).append(asdict(movement))
+    return [
+        OutboundRecord(topic, key, {}, dumps(items).encode("utf-8"), partition_for(key, partitions))
+        for key, items in grouped.items()
+    ]
+
+
+def read_movements(value: bytes) -> list[Movement]:
+    data = loads(value)
+    return [Movement(**item) for item in (data if isinstance(data, list) else [data])]
 
 
 class Runtime:
-    """What the agents share: the pipeline over faust tables, delivery with retries, readiness."""
+    """What the agents share: the stores over faust tables, delivery with retries, readiness."""
 
     def __init__(self, app: faust.App, settings: Settings, rules: RuleBook) -> None:
         self.app = app
         self.settings = settings
+        self.rules = rules
         partitions = settings.partitions
         self.orders_table = app.Table("orders", key_type=str, value_type=str, partitions=partitions)
         self.series_table = app.Table("series", key_type=str, value_type=str, partitions=partitions)
@@ -119,112 +180,202 @@ class Runtime:
         )
         self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, TypeAdapter(list[str]))
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
-        self.pipeline = Pipeline(
-            rules,
-            stores=self.stores,
-            topics=Topics(mapping, settings.dlq_topic),
-            max_record_bytes=settings.max_record_bytes,
-        )
+        self.topics = Topics(mapping, settings.dlq_topic)
+        # The stages' own pipelines: the orders and stock stages swap in their batch's stores, while
+        # this one (intake routing, previews) always sees the tables.
+        self.pipeline = self._pipeline(self.stores)
+        self._orders_pipeline = self._pipeline(self.stores)
+        self._stock_pipeline = self._pipeline(self.stores)
+        self.inbound_topic = settings.topic_prefix + INBOUND
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS
         self.ticks_topic = settings.topic_prefix + TICKS
-        self.delivering_ok = True
-        self.delivery_since: float | None = None
+        self.delivery = Delivery(self._send, lambda: bool(self.app.should_stop))
         self.broker_ok = False
         self.broker_checked = 0.0
         self.started = time.monotonic()
         self.last_record = time.monotonic()
 
-    async def deliver(self, records: list[OutboundRecord]) -> None:
-        delay = RETRY_FIRST_SECONDS
-        self.delivery_since = time.monotonic()
+    def _pipeline(self, stores: Stores) -> Pipeline:
+        return Pipeline(
+            self.rules,
+            stores=stores,
+            topics=self.topics,
+            partitions=self.settings.partitions,
+            max_record_bytes=self.settings.max_record_bytes,
+        )
+
+    async def _send(self, record: OutboundRecord) -> Any:
+        return await self.app.producer.send(
+            record.topic,
+            record.key.encode("utf-8") if record.key is not None else None,
+            record.value,
+            record.partition,
+            record.timestamp_ms / 1000 if record.timestamp_ms is not None else None,
+            [(name, value.encode("utf-8")) for name, value in record.headers.items()],
+        )
+
+    # -- intake -------------------------------------------------------------------------------------
+
+    async def intake(self, events: Sequence[Any]) -> None:
+        """Forward a batch of records as producers wrote them to the partitions of their keys."""
+        self.last_record = time.monotonic()
+        started = time.perf_counter()
+        by_partition: dict[tuple[str, int], list[InboundRecord]] = {}
+        for event in events:
+            record = inbound(event.message)
+            by_partition.setdefault((record.topic, record.partition), []).append(record)
+        causes: list[InboundRecord] = []
+        outputs: list[OutboundRecord] = []
+        for _, record in merge_by_timestamp(by_partition.items(), _millis):
+            routed = self.pipeline.route(record)
+            if routed.dead is not None:
+                outputs.extend(routed.dead.records)
+                metrics.observe(record.topic, routed.dead, 0.0)
+            else:
+                assert routed.key is not None
+                outputs.append(forwarded(record, routed.key, self.inbound_topic, self.settings.partitions))
+            causes.append(record)
+        failures = await self.delivery.deliver(outputs)
+        await self._dead_letter_failures(failures, causes)
+        metrics.BATCH_SECONDS.labels("intake").observe(time.perf_counter() - started)
+
+    # -- orders -------------------------------------------------------------------------------------
+
+    async def handle_orders(self, events: Sequence[Any]) -> None:
+        self.last_record = time.monotonic()
+        started = time.perf_counter()
         while True:
             try:
-                pending = [
-                    await self.app.producer.send(
-                        record.topic,
-                        record.key.encode("utf-8") if record.key is not None else None,
-                        record.value,
-                        None,
-                        None,
-                        [(name, value.encode("utf-8")) for name, value in record.headers.items()],
-                    )
-                    for record in records
-                ]
-                for future in pending:
-                    await future
-            except Exception as exc:
-                self.delivering_ok = False
-                log.warning("delivery.retry", error=type(exc).__name__, retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            self.delivering_ok = True
-            self.delivery_since = None
-            for record in records:
-                metrics.EMITTED.labels(record.topic).inc()
-            return
+                await self._orders_batch(events, started)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Not any one record's fault (those are dead-lettered one by one): the batch is handled
+                # again from scratch, so that nothing is committed that was not stored.
+                log.exception("batch.failed", stage="orders", records=len(events))
+                await asyncio.sleep(BATCH_RETRY_SECONDS)
 
-    async def finish(self, processed: Processed, partition: int) -> None:
-        """Deliver, then store: the order that makes a crash re-deliver instead of losing."""
-        await self.deliver(processed.records)
-        await self.deliver([movement_record(m, self.movements_topic) for m in processed.movements])
-        self.pipeline.store(processed)
-        if processed.orders:
-            slot = f"p{partition}"
-            keys = dict.fromkeys(self.waiting.get(slot, []))
+    async def _orders_batch(self, events: Sequence[Any], started: float) -> None:
+        batch = BatchStores(self.stores)
+        waiting: dict[int, dict[str, None]] = {}
+        pipeline = self._orders_pipeline
+        pipeline.stores = batch.view
+        results: list[tuple[InboundRecord | None, Processed]] = []
+        slot_events: dict[int, Any] = {}
+        for event in events:
+            batch.event = event
+            message = event.message
+            partition = message.partition
+            if message.topic == self.ticks_topic:
+                record = None
+                now = datetime.fromisoformat(loads(message.value)["now"])
+                keys = self._waiting(waiting, partition)
+                processed = pipeline.settle(list(keys), now, partition=partition) if keys else None
+            else:
+                record = origin(message)
+                processed = self._process(pipeline, record)
+            slot_events[partition] = event
+            if processed is None:
+                continue
+            pipeline.store(processed)
+            slot = self._waiting(waiting, partition)
             for order in processed.orders:
                 if order.held:
-                    keys[order.key] = None
+                    slot[order.key] = None
                 else:
-                    keys.pop(order.key, None)
-            self.waiting[slot] = list(keys)
+                    slot.pop(order.key, None)
+            results.append((record, processed))
+        outputs = [output for _, processed in results for output in processed.records]
+        causes = [record for record, processed in results for _ in processed.records]
+        movements = [movement for _, processed in results for movement in processed.movements]
+        outputs += movement_records(movements, self.movements_topic, self.settings.internal_partitions)
+        failures = await self.delivery.deliver(outputs)
+        await self._dead_letter_failures(failures, causes)
+        batch.flush()
+        # Written only when it changed: most batches hold nothing back.
+        for partition, keys in waiting.items():
+            if list(keys) != self.waiting.get(f"p{partition}", []):
+                slots: Overlay[list[str]] = Overlay(self.waiting, partial(slot_events.__getitem__, partition))
+                slots[f"p{partition}"] = list(keys)
+                slots.flush()
             metrics.WAITING.labels(str(partition)).set(len(keys))
+        seconds = time.perf_counter() - started
+        metrics.BATCH_SECONDS.labels("orders").observe(seconds)
+        for record, processed in results:
+            if record is not None:
+                metrics.observe(record.topic, processed, seconds)
 
-    async def handle_order_event(self, message: Any) -> None:
-        self.last_record = time.monotonic()
-        if message.topic == self.ticks_topic:
-            now = datetime.fromisoformat(loads(message.value)["now"])
-            keys = self.waiting.get(f"p{message.partition}", [])
-            if keys:
-                await self.finish(
-                    self.pipeline.settle(keys, now, partition=message.partition), message.partition
-                )
-            return
-        record = inbound(message)
-        started = time.perf_counter()
-        processed = self.pipeline.process(record)
-        await self.finish(processed, record.partition)
-        metrics.observe(record.topic, processed, time.perf_counter() - started)
+    def _waiting(self, waiting: dict[int, dict[str, None]], partition: int) -> dict[str, None]:
+        if partition not in waiting:
+            waiting[partition] = dict.fromkeys(self.waiting.get(f"p{partition}", []))
+        return waiting[partition]
 
-    async def handle_snapshot_event(self, message: Any) -> None:
-        self.last_record = time.monotonic()
-        record = inbound(message)
-        started = time.perf_counter()
-        processed = self.pipeline.process(record)
-        await self.finish(processed, record.partition)
-        metrics.observe(record.topic, processed, time.perf_counter() - started)
-
-    async def handle_movement_event(self, message: Any) -> None:
-        self.last_record = time.monotonic()
-        movement = Movement(**loads(message.value))
-        item, record = self.pipeline.apply_movement(movement)
-        if record is not None:
-            await self.deliver([record])
-        self.stores.stock[movement.key] = item
-
-    async def guarded(self, handler: Callable[[Any], Awaitable[None]], message: Any) -> None:
-        """An exception escaping an agent makes faust skip the record and commit past it: lost without a
-        trace. A failure that is not the input's fault is logged and the record dead-lettered instead."""
+    def _process(self, pipeline: Pipeline, record: InboundRecord) -> Processed:
         try:
-            await handler(message)
+            return pipeline.process(record)
         except Exception as exc:
             log.exception(
-                "record.failed", topic=message.topic, partition=message.partition, offset=message.offset
+                "record.failed", topic=record.topic, partition=record.partition, offset=record.offset
             )
             error = DecodeError("InternalError", f"{type(exc).__name__} while processing; see the worker log")
-            dead = dead_letter(inbound(message), error, self.settings.dlq_topic, datetime.now(UTC))
-            await self.deliver([dead])
-            metrics.DEAD_LETTERS.labels("InternalError").inc()
+            dead = dead_letter(record, error, self.settings.dlq_topic, datetime.now(UTC))
+            return Processed("dead_letter", [dead], [], "InternalError")
+
+    async def _dead_letter_failures(
+        self, failures: list[Failure], causes: Sequence[InboundRecord | None]
+    ) -> None:
+        """Outputs the broker can never take: the inbound record that caused each goes to the
+        dead-letter topic with the reason (the state change it made stands; its outputs are in doubt)."""
+        if not failures:
+            return
+        dead: list[OutboundRecord] = []
+        for failure in failures:
+            cause = causes[failure.index] if failure.index < len(causes) else None
+            log.error(
+                "delivery.refused",
+                topic=failure.record.topic,
+                error=type(failure.error).__name__,
+                bytes=len(failure.record.value),
+            )
+            if cause is None or failure.record.topic == self.settings.dlq_topic:
+                continue
+            reason = (
+                f"{type(failure.error).__name__}: the broker refused an output to {failure.record.topic} "
+                f"({len(failure.record.value)} bytes)"
+            )
+            dead.append(
+                dead_letter(
+                    cause, DecodeError("DeliveryFailed", reason), self.settings.dlq_topic, datetime.now(UTC)
+                )
+            )
+            metrics.DEAD_LETTERS.labels("DeliveryFailed").inc()
+        for failure in await self.delivery.deliver(dead):
+            log.error(
+                "dead_letter.refused", error=type(failure.error).__name__, bytes=len(failure.record.value)
+            )
+
+    # -- stock --------------------------------------------------------------------------------------
+
+    async def handle_movements(self, events: Sequence[Any]) -> None:
+        self.last_record = time.monotonic()
+        started = time.perf_counter()
+        batch = BatchStores(self.stores)
+        pipeline = self._stock_pipeline
+        pipeline.stores = batch.view
+        outputs: list[OutboundRecord] = []
+        for event in events:
+            batch.event = event
+            for movement in read_movements(event.message.value):
+                item, record = pipeline.apply_movement(movement)
+                batch.stock[movement.key] = item
+                if record is not None:
+                    outputs.append(record)
+        await self.delivery.deliver(outputs)
+        batch.flush()
+        metrics.BATCH_SECONDS.labels("stock").observe(time.perf_counter() - started)
+
+    # -- timers and readiness -----------------------------------------------------------------------
 
     async def tick(self) -> None:
         payload = dumps({"now": iso(datetime.now(UTC))}).encode("utf-8")
@@ -256,7 +407,8 @@ class Runtime:
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         recovery = getattr(self.app.tables, "recovery", None)
         recovered = bool(recovery.completed.is_set()) if recovery is not None else False
-        pending = now - self.delivery_since if self.delivery_since is not None else 0.0
+        since = self.delivery.pending_since
+        pending = now - since if since is not None else 0.0
         # A probe answer older than a few intervals counts as none: the probe itself may be hanging.
         fresh = now - self.broker_checked <= 2 * self.settings.ready_probe_interval_seconds + (
             self.settings.ready_probe_timeout_seconds
@@ -265,7 +417,7 @@ class Runtime:
             "partitions_assigned": len(assignment),
             "recovery_done": recovered,
             "broker_reachable": self.broker_ok and fresh,
-            "delivering": self.delivering_ok and pending <= self.settings.ready_max_delivery_seconds,
+            "delivering": self.delivery.ok and pending <= self.settings.ready_max_delivery_seconds,
             "delivery_pending_seconds": round(pending, 1),
             "rebalancing": bool(self.app.rebalancing),
         }
@@ -277,6 +429,10 @@ class Runtime:
             and not self.app.rebalancing
         )
         return ok, checks
+
+
+def _millis(record: InboundRecord) -> float | None:
+    return record.timestamp.timestamp() * 1000 if record.timestamp else None
 
 
 def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
@@ -292,8 +448,10 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 topic_partitions=settings.partitions,
                 topic_replication_factor=settings.replication_factor,
                 consumer_auto_offset_reset="earliest",
+                ConsumerScheduler=TimestampOrder,
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,
+                producer_linger=settings.producer_linger_ms / 1000,
                 broker_session_timeout=settings.session_timeout_seconds,
                 broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),
                 broker_commit_interval=settings.commit_interval_seconds,
@@ -306,6 +464,7 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
             )
         ),
     )
+    faust_fixes.set_fetch_max_wait(app, settings.fetch_max_wait_ms)
     runtime = Runtime(app, settings, rules)
     raw: dict[str, Any] = {
         "key_type": None,
@@ -313,24 +472,27 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    order_topics = app.topic(*order_keyed_topics(settings), runtime.ticks_topic, **raw)
-    snapshot_topic = app.topic(settings.topic_for(names.STOCK_UPDATE), **raw)
+    intake_topics = app.topic(*inbound_topics(settings), **raw)
+    order_topics = app.topic(runtime.inbound_topic, runtime.ticks_topic, **raw)
     movements_topic = app.topic(runtime.movements_topic, partitions=settings.internal_partitions, **raw)
+    size, within = settings.batch_max_records, settings.batch_within_ms / 1000
+
+    # take_events acks a batch once the loop body is done with it, even when the body raised: the
+    # handlers therefore never raise for a record (they dead-letter it) and retry a failed batch.
+    async def intake(stream: Any) -> None:
+        async for events in stream.take_events(size, within):
+            await runtime.intake(events)
 
     async def orders(stream: Any) -> None:
-        async for event in stream.events():
-            await runtime.guarded(runtime.handle_order_event, event.message)
-
-    async def sources(stream: Any) -> None:
-        async for event in stream.events():
-            await runtime.guarded(runtime.handle_snapshot_event, event.message)
+        async for events in stream.take_events(size, within):
+            await runtime.handle_orders(events)
 
     async def stock(stream: Any) -> None:
-        async for event in stream.events():
-            await runtime.guarded(runtime.handle_movement_event, event.message)
+        async for events in stream.take_events(size, within):
+            await runtime.handle_movements(events)
 
+    app.agent(intake_topics, name="intake")(intake)
     app.agent(order_topics, name="orders")(orders)
-    app.agent(snapshot_topic, name="sources")(sources)
     app.agent(movements_topic, name="stock")(stock)
     app.timer(settings.settle_interval_seconds, on_leader=True)(runtime.tick)
     app.timer(settings.ready_probe_interval_seconds)(runtime.probe_broker)

@@ -45,6 +45,9 @@ class OutboundRecord:
     key: str | None
     headers: dict[str, str]
     value: bytes
+    # Set where the worker itself places a record (its repartition topic); else the producer decides.
+    partition: int | None = None
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,24 @@ class _NeverEmpty(AbstractSet[Any]):
         return True
 
 
+#: faust hard-codes the consumer's fetch wait at 1500 ms, which is the latency of a lone record on a
+#: quiet topic; the worker sets its own per app (OMS_FETCH_MAX_WAIT_MS).
+DEFAULT_FETCH_MAX_WAIT_MS = 1500
+_FETCH_WAIT_ATTRIBUTE = "_oms_fetch_max_wait_ms"
+
+
+def set_fetch_max_wait(app: faust.App, milliseconds: int) -> None:
+    setattr(app, _FETCH_WAIT_ATTRIBUTE, milliseconds)
+
+
+class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads this attribute when it starts its fetcher, after this returns.
+        consumer._fetch_max_wait_ms = getattr(self.app, _FETCH_WAIT_ATTRIBUTE, DEFAULT_FETCH_MAX_WAIT_MS)
+        return consumer
+
+
 class SeekFirstConsumer(aiokafka_driver.Consumer):
     """faust's aiokafka consumer, resuming stream partitions only after the seek to committed offsets.
 
@@ -87,6 +105,9 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
         self._held_epoch = 0  # bumped whenever partitions are held: a seek started before is stale
         self._seeked_epoch = -1
         super().__init__(*args, **kwargs)
+
+    def _new_consumer_thread(self) -> Any:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def resume_partitions(self, tps: Iterable[Any]) -> None:
         tpset = set(tps)

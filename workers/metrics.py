@@ -28,14 +28,26 @@ DEAD_LETTERS = Counter(
 REJECTIONS = Counter("oms_rejections", "Messages the rules refused, by code", ["code"], registry=REGISTRY)
 PROCESSING = Histogram(
     "oms_processing_seconds",
-    "Time to process one inbound record, delivery of its outputs included",
+    "Time from the start of an inbound record's batch until its outputs were delivered and its state stored",
     ["topic"],
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+DELIVERY_RETRIES = Counter(
+    "oms_delivery_retries",
+    "Records sent again after a transient delivery failure (broker unreachable or slow)",
+    registry=REGISTRY,
+)
+BATCH_SECONDS = Histogram(
+    "oms_batch_seconds",
+    "Time to handle one batch of a stage (intake, orders, stock), its delivery and table writes included",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 WAITING = Gauge(
     "oms_orders_waiting",
-    "Unknown orders that messages are held for, by partition",
+    "Orders with messages waiting (for the order, or for a message they depend on), by partition",
     ["partition"],
     registry=REGISTRY,
 )

@@ -63,6 +63,14 @@ class Processed:
 
 
 @dataclass(frozen=True)
+class Routed:
+    """Where the intake sends a record: to the partition of `key`, or (dead) to the dead-letter topic."""
+
+    key: str | None
+    dead: Processed | None
+
+
+@dataclass(frozen=True)
 class Topics:
     """Message name ⇄ topic, with the defaults of DESIGN §3 (topic = message name)."""
 
@@ -115,6 +123,30 @@ class Pipeline:
             return parse(decoded.name, decoded.params).key or record.key
         except (DecodeError, ValidationError, KeyError, TypeError, AttributeError):
             return record.key
+
+    def route(self, record: InboundRecord) -> Routed:
+        """The intake's decision for one record as the producer sent it: a dead letter (it cannot be
+        decoded or fails its schema), or the key its payload belongs to, whatever key it came with."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
+        )
+        try:
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            failure = self.validators.check(decoded.name, decoded.params)
+            if failure is not None:
+                raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
+        except DecodeError as error:
+            return Routed(None, self._dead(record, error))
+        try:
+            if decoded.name == names.STOCK_UPDATE:
+                key = str(StockUpdate.model_validate(decoded.params).snapshot.source_id)
+            else:
+                key = parse(decoded.name, decoded.params).key or record.key or ""
+        except ValidationError:
+            # The handling stage dead-letters it with the pointer; any partition will do.
+            key = record.key or ""
+        return Routed(key, None)
 
     def process(self, record: InboundRecord) -> Processed:
         """Handle one inbound record; stock movements are returned for the caller to route."""

@@ -77,7 +77,15 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(default=10.0, gt=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     # How often held messages are checked against their deadline (wall clock in the live worker).
-    settle_interval_seconds: float = Field(default=30.0, gt=0)
+    settle_interval_seconds: float = Field(default=5.0, gt=0)
+    # Records are handled in batches: up to this many, or what arrived within this time. Outputs of a
+    # batch are sent together and its tables written once per key before its offsets are committed.
+    batch_max_records: int = Field(default=500, ge=1, le=100_000)
+    batch_within_ms: int = Field(default=10, ge=1, le=10_000)
+    # How long a fetch waits on the broker for records to arrive (faust hard-codes 1500 ms).
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # Producer linger: records sent within this time share a request.
+    producer_linger_ms: int = Field(default=2, ge=0, le=1_000)
     max_record_bytes: int = Field(default=1_048_576, ge=1024)
     # Readiness: the broker is asked for metadata this often, and the worker reports not ready when
     # it does not answer within the timeout or when a delivery has been pending longer than allowed

@@ -18,6 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from domain import names
 from workers.settings import Settings
 
+# Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
+# whatever key, partitioner or partition count its producer used.
+INBOUND = "oms-postsales.inbound"
 # Stock movements re-keyed "<source>:<sku>" between the order agent and the stock agent (DESIGN §8).
 STOCK_MOVEMENTS = "oms-postsales.stock-movements"
 # Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
@@ -42,6 +45,8 @@ class TopicSpec:
     partitions: int
     replication: int
     config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Upstream topics may exist with any partition count: the intake reads them whatever it is.
+    any_partition_count: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,20 @@ class TopicError(RuntimeError):
 
 
 def order_keyed_topics(settings: Settings) -> list[str]:
-    """Inbound topics keyed "<sales channel>:<order id>": they must be co-partitioned."""
+    """Inbound topics about orders (upstream's own: any key, any partition count)."""
     return _unique(settings.topic_for(m) for m in names.ORDER_INBOUND)
 
 
+def inbound_topics(settings: Settings) -> list[str]:
+    """Every topic upstream writes to: what the intake reads."""
+    return _unique(settings.topic_for(m) for m in names.INBOUND)
+
+
 def copartitioned_topics(settings: Settings) -> list[str]:
-    """What the order agent reads and writes together: order topics, ticks and the order tables."""
+    """What the order agent reads and writes together: the re-keyed inbound topic, ticks and the
+    order tables' changelogs. They must have the same partition count."""
     tables = [changelog_topic(settings, table) for table, stock in TABLES.items() if not stock]
-    return [*order_keyed_topics(settings), settings.topic_prefix + TICKS, *tables]
+    return [settings.topic_prefix + INBOUND, settings.topic_prefix + TICKS, *tables]
 
 
 def catalogue(settings: Settings) -> list[TopicSpec]:
@@ -70,6 +81,7 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     wanted: list[tuple[str, int]] = [
         *((settings.topic_for(m), settings.partitions) for m in names.INBOUND),
         *((settings.topic_for(m), settings.partitions) for m in names.OUTBOUND),
+        (settings.topic_prefix + INBOUND, settings.partitions),
         (settings.topic_prefix + STOCK_MOVEMENTS, settings.internal_partitions),
         (settings.topic_prefix + TICKS, settings.partitions),
         (settings.dlq_topic, settings.partitions),
@@ -85,7 +97,8 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
         known = specs.get(name)
         if known is None:
             config = COMPACT if name in changelogs else MappingProxyType({})
-            specs[name] = TopicSpec(name, partitions, settings.replication_factor, config)
+            upstream = name in inbound_topics(settings)
+            specs[name] = TopicSpec(name, partitions, settings.replication_factor, config, upstream)
         elif known.partitions != partitions:
             raise TopicError(
                 f"topic {name!r} is wanted with {known.partitions} and with {partitions} partitions; "
@@ -123,7 +136,7 @@ async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> Creat
     wrong = {
         name: (spec.partitions, counts[name])
         for name, spec in wanted.items()
-        if name in counts and counts[name] != spec.partitions
+        if name in counts and counts[name] != spec.partitions and not spec.any_partition_count
     }
     if wrong:
         raise TopicError(
@@ -161,9 +174,11 @@ def check_copartitioning(counts: Mapping[str, int]) -> str | None:
     groups = sorted(by_count.items(), key=lambda item: (len(item[1]), item[0]))
     lines = [f"  {count} partitions: {', '.join(sorted(topics))}" for count, topics in groups]
     return (
-        "The order-keyed inbound topics must all have the same partition count (they are "
-        "co-partitioned: one order's messages must land in the same partition number), but they "
-        "differ:\n" + "\n".join(lines) + "\nRecreate the odd topics with the same count as the "
+        "The worker's re-keyed inbound topic, its ticks and its order tables' changelogs must all "
+        "have the same partition count (they are co-partitioned: one order's messages and state must "
+        "be in the same partition number), but they differ:\n"
+        + "\n".join(lines)
+        + "\nRecreate the odd topics with the same count as the "
         "others (and OMS_PARTITIONS to match); adding partitions remaps keys."
     )
 

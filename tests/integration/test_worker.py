@@ -32,7 +32,7 @@ from workers.dev import (
     through_kafka,
 )
 from workers.settings import Settings
-from workers.topics import TopicSpec, create_topics
+from workers.topics import INBOUND, TopicSpec, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def test_health_ready_and_metrics(live: Live) -> None:
     assert live.worker.handled() > 0
 
 
-def test_worker_refuses_copartitioned_topics_with_different_partition_counts(
+def test_worker_refuses_its_copartitioned_topics_with_different_partition_counts(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     env = local_env(broker.bootstrap, tmp_path, None, free_port())
@@ -198,8 +198,10 @@ def test_worker_refuses_copartitioned_topics_with_different_partition_counts(
         {"OMS_TOPIC_PREFIX": f"m{uuid.uuid4().hex[:8]}.", "OMS_CONSUMER_GROUP": f"oms-{uuid.uuid4().hex}"}
     )
     settings = settings_from_env(env)
-    odd = settings.topic_for(names.RETURN_RECEIVED)
-    asyncio.run(create_topics(settings, [TopicSpec(odd, 2, 1)]))
+    # Upstream topics may have any partition count; the worker's own re-keyed topic may not.
+    upstream = settings.topic_for(names.RETURN_RECEIVED)
+    odd = settings.topic_prefix + INBOUND
+    asyncio.run(create_topics(settings, [TopicSpec(odd, 2, 1), TopicSpec(upstream, 3, 1)]))
     done = subprocess.run(
         [sys.executable, "-m", "workers", "worker"],
         env={**os.environ, **env},
@@ -210,3 +212,4 @@ def test_worker_refuses_copartitioned_topics_with_different_partition_counts(
     )
     assert done.returncode == 2
     assert odd in done.stderr and "2" in done.stderr
+    assert upstream not in done.stderr

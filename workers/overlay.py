@@ -1,0 +1,90 @@
+"""The stores as one batch sees them: the tables underneath, this batch's changes on top.
+
+A batch reads through to the tables and keeps what it writes in memory; once its outputs are
+delivered, `flush` writes each changed key once (a faust table write is a changelog record, so a key
+touched by ten messages of a batch costs one record, not ten). A batch that fails before `flush`
+leaves the tables as they were, and its records are handled again.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Generic, TypeVar
+
+from faust.streams import _current_event
+
+from domain.state import OrderState, Series, StockItem
+from workers.pipeline import Stores
+
+V = TypeVar("V")
+
+
+class Overlay(MutableMapping[str, V], Generic[V]):
+    def __init__(self, base: MutableMapping[str, V], cause: Callable[[], Any] = lambda: None) -> None:
+        self._base = base
+        self._cause = cause
+        self.changes: dict[str, V] = {}
+        # The record whose handling changed each key: a faust table writes a key's changelog record to
+        # that record's partition, the one whose worker owns the key.
+        self.causes: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> V:
+        if key in self.changes:
+            return self.changes[key]
+        return self._base[key]
+
+    def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
+        # One lookup in the table, not two (`in` then `[]`): tables decode on every read.
+        if key in self.changes:
+            return self.changes[key]
+        return self._base.get(key, default)
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.changes[key] = value
+        self.causes[key] = self._cause()
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("the worker never deletes state within a batch")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._base, *self.changes})
+
+    def __len__(self) -> int:
+        return len({*self._base, *self.changes})
+
+    def flush(self) -> int:
+        for key, value in self.changes.items():
+            event = self.causes.get(key)
+            token = _current_event.set(weakref.ref(event) if event is not None else None)
+            try:
+                self._base[key] = value
+            finally:
+                _current_event.reset(token)
+        written = len(self.changes)
+        self.changes, self.causes = {}, {}
+        return written
+
+
+class BatchStores:
+    """Overlays over every store of the worker, flushed in the order that keeps redelivery safe."""
+
+    def __init__(self, stores: Stores) -> None:
+        # The faust event being handled; every write is attributed to it.
+        self.event: Any = None
+        cause = self._current
+        self.orders: Overlay[OrderState] = Overlay(stores.orders, cause)
+        self.series: Overlay[Series] = Overlay(stores.series, cause)
+        self.stock: Overlay[StockItem] = Overlay(stores.stock, cause)
+        self.source_skus: Overlay[list[str]] = Overlay(stores.source_skus, cause)
+        self.view = Stores(
+            orders=self.orders, stock=self.stock, series=self.series, source_skus=self.source_skus
+        )
+
+    def _current(self) -> Any:
+        return self.event
+
+    def flush(self) -> int:
+        # Series before orders: a crash in between re-delivers messages that find the numbers they
+        # took in the series and take them again, never new ones.
+        return sum(overlay.flush() for overlay in (self.series, self.source_skus, self.stock, self.orders))
