@@ -65,6 +65,12 @@ class Movement:
     on_hand_delta: int = 0
     reserved_delta: int = 0
     set_on_hand: int | None = None
+    # Where the runner's record that caused it sits ("<topic>:<partition>", offset, index among that
+    # record's movements). Movements of one origin reach a stock item in that order, so the item keeps
+    # one high-water mark per origin instead of every movement id (replay leaves these empty).
+    origin: str | None = None
+    origin_offset: int = 0
+    origin_index: int = 0
 
     @property
     def key(self) -> str:

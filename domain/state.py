@@ -176,6 +176,8 @@ class StockItem(Model):
     on_hand: int = 0
     reserved: int = 0
     applied: list[str] = Field(default_factory=list)
+    # Highest (offset, index) applied per origin of movements: see domain.outcome.Movement.
+    positions: dict[str, list[int]] = Field(default_factory=dict)
 
     @property
     def available_to_sell(self) -> int:

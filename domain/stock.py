@@ -13,18 +13,27 @@ from domain.state import StockItem
 
 
 def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockItem, Event | None]:
-    """Apply one movement once: a movement id already applied (a redelivery) changes nothing."""
+    """Apply one movement once: one already applied (a redelivery) changes nothing. Movements with an
+    origin are recognised by their position in it, others by their id among the last ones applied."""
     current = item or StockItem(source_id=movement.source_id, sku=movement.sku)
-    if movement.movement_id in current.applied:
+    position = [movement.origin_offset, movement.origin_index]
+    if movement.origin is not None:
+        seen = current.positions.get(movement.origin)
+        if seen is not None and position <= seen:
+            return current, None
+    elif movement.movement_id in current.applied:
         return current, None
-    # Only the applied-id list is mutable below: copy it, not the whole model through deepcopy.
-    new = current.model_copy(update={"applied": list(current.applied)})
+    # Only the id list and positions are mutable below: copy them, not the whole model.
+    new = current.model_copy(update={"applied": list(current.applied), "positions": dict(current.positions)})
     before = new.available_to_sell
     if movement.set_on_hand is not None:
         new.on_hand = movement.set_on_hand
     new.on_hand += movement.on_hand_delta
     new.reserved += movement.reserved_delta
-    new.remember(movement.movement_id)
+    if movement.origin is not None:
+        new.positions[movement.origin] = position
+    else:
+        new.remember(movement.movement_id)
     event = Event(
         name=names.STOCK_ADJUSTED,
         key=movement.key,

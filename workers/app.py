@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, MutableMapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -263,6 +263,7 @@ class Runtime:
         pipeline.stores = batch.view
         results: list[tuple[InboundRecord | None, Processed]] = []
         slot_events: dict[int, Any] = {}
+        positions: list[tuple[str, int, Processed]] = []
         for event in events:
             batch.event = event
             message = event.message
@@ -286,9 +287,14 @@ class Runtime:
                 else:
                     slot.pop(order.key, None)
             results.append((record, processed))
+            positions.append((f"{message.topic}:{partition}", message.offset, processed))
         outputs = [output for _, processed in results for output in processed.records]
         causes = [record for record, processed in results for _ in processed.records]
-        movements = [movement for _, processed in results for movement in processed.movements]
+        movements = [
+            replace(movement, origin=origin, origin_offset=offset, origin_index=index)
+            for origin, offset, processed in positions
+            for index, movement in enumerate(processed.movements)
+        ]
         outputs += movement_records(movements, self.movements_topic, self.settings.internal_partitions)
         failures = await self.delivery.deliver(outputs)
         await self._dead_letter_failures(failures, causes)
