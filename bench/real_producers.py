@@ -73,6 +73,7 @@ MURMUR2_TOPICS = {
     names.REFUND_CREATE,
     names.STOCK_UPDATE,
 }
+_VARIANT_NAMES = {p + t: f"{PRODUCERS[p]}, {TIMINGS[t]}" for p in PRODUCERS for t in TIMINGS}
 DELIVERY_TIMEOUT = 30.0
 OWN_NUMBER = re.compile(r"^(CN-.+-\d+)-(\d{6})$")
 
@@ -296,6 +297,7 @@ class Outcome:
     found: list[Json] = field(default_factory=list)
     differences: dict[str, list[str]] = field(default_factory=dict)
     matching: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
     series_problems: list[str] = field(default_factory=list)
     replay_refusals: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -322,6 +324,12 @@ class Outcome:
         if self.series_problems:
             lines.append("credit note series:")
             lines += [f"  {p}" for p in self.series_problems]
+        lines.append("per variant: same / runs; how the others differ")
+        for variant in dict.fromkeys(v for v, _s in self.scenarios):
+            runs = [f"{variant} {s.name}" for v, s in self.scenarios if v == variant]
+            same = sum(1 for label in runs if label in self.matching)
+            how = Counter(_coarse(self.kinds[label]) for label in runs if label in self.kinds)
+            lines.append(f"  {variant} ({_VARIANT_NAMES[variant]}): {same}/{len(runs)} same; {dict(how)}")
         codes = Counter(r["value"]["params"]["code"] for r in self.found if r["topic"] == names.ERROR_NOTIFY)
         lines.append(
             f"summary: scenarios={len(self.scenarios)} differ={len(self.differences)} "
@@ -380,7 +388,8 @@ def compare(outcome: Outcome, expected: list[Json], found: list[Json], dlq: str,
                 extra = "; ".join(describe(stream[0], v) for _i, v in b[index : index + 3])
                 details.append(f"{topic} {stream[1]}: {len(b) - index} extra from #{index + 1}: {extra}")
         if details:
-            outcome.differences[label] = details[:limit] + (
+            outcome.kinds[label] = verdict(want, have)
+            outcome.differences[label] = [outcome.kinds[label], *details[:limit]] + (
                 [f"… {len(details) - limit} more streams differ"] if len(details) > limit else []
             )
         elif label in labels:
@@ -394,6 +403,52 @@ def compare(outcome: Outcome, expected: list[Json], found: list[Json], dlq: str,
             outcome.series_problems.append(
                 f"{name}: worker's numbers are not 1..{len(live)}: {_ranges(live)}"
             )
+
+
+def verdict(want: dict[tuple[str, str | None], Stream], have: dict[tuple[str, str | None], Stream]) -> str:
+    """How a scenario differs, in a few words: refusals replay did not make, records missing or extra,
+    or only the partition in the worker's own credit note numbers."""
+    refused = Counter(
+        value["params"]["code"]
+        for (topic, _key), stream in have.items()
+        if topic == names.ERROR_NOTIFY
+        for _id, value in stream
+    ) - Counter(
+        value["params"]["code"]
+        for (topic, _key), stream in want.items()
+        if topic == names.ERROR_NOTIFY
+        for _id, value in stream
+    )
+    wanted = sum(len(v) for v in want.values())
+    got = sum(len(v) for v in have.values())
+    parts = [f"refused {code} x{n}" for code, n in sorted(refused.items())]
+    if wanted != got:
+        parts.append(f"{wanted} records in replay, {got} from the worker")
+    if not parts:
+        bare_want = {k: [(i, _unnumbered(v)) for i, v in s] for k, s in want.items()}
+        bare_have = {k: [(i, _unnumbered(v)) for i, v in s] for k, s in have.items()}
+        same_ids = all([i for i, _v in want[k]] == [i for i, _v in have.get(k, [])] for k in want)
+        if bare_want == bare_have:
+            parts.append("only the partition of credit note numbers")
+        elif same_ids:
+            parts.append("same records and ids, other values")
+        else:
+            parts.append("same number of records, other order or ids")
+    return "(" + "; ".join(parts) + ")"
+
+
+def _coarse(kind: str) -> str:
+    if "refused" in kind:
+        return "refusals replay did not make"
+    counts = re.search(r"(\d+) records in replay, (\d+) from the worker", kind)
+    if counts:
+        return "records missing" if int(counts.group(2)) < int(counts.group(1)) else "records extra"
+    return kind.strip("()")
+
+
+def _unnumbered(value: Any) -> Any:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return re.sub(r'"CN-[^"]*-\d+-######"', '"CN"', text)
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -453,19 +508,22 @@ def run_live(
     spread: float = 3.0,
     delay: float = 0.4,
     read_timeout: float = 60.0,
+    store: str = "rocksdb://",
     echo: Any = print,
 ) -> Outcome:
+    """`store`: the worker's tables. RocksDB, as in production, keeps each partition's table apart;
+    memory tables answer a lookup from any partition and hide a record read on the wrong one."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     rules = workdir / "rules.toml"
     rules.write_text(RULES, "utf-8")
     chosen = {variant: build(stories, variant) for variant in variants}
     outcome = Outcome([(variant, s) for variant, scenarios in chosen.items() for s in scenarios])
-    env, settings = isolated(bootstrap, workdir, rules, "r")
+    env, settings = isolated(bootstrap, workdir, rules, "r", OMS_STORE=store)
     worker = WorkerProcess(env, workdir / "worker.log").start()
     try:
         worker.wait_ready()
-        echo(f"worker ready (prefix {settings.topic_prefix}, {settings.partitions} partitions)")
+        echo(f"worker ready (prefix {settings.topic_prefix}, {settings.partitions} partitions, {store})")
         plans = {variant: plan(scenarios, variant, spread, delay) for variant, scenarios in chosen.items()}
         written = produce(bootstrap, settings.topic_prefix, plans)
         outcome.written = len(written)
@@ -512,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable; default all")
     parser.add_argument("--spread", type=float, default=3.0, help="seconds over which *b spreads a scenario")
     parser.add_argument("--delay", type=float, default=0.4, help="seconds *c writes a shipment late")
-    parser.add_argument("--read-timeout", type=float, default=60.0)
+    parser.add_argument("--read-timeout", type=float, default=60.0, help="seconds to wait for the outputs")
+    parser.add_argument("--store", choices=["rocksdb://", "memory://"], default="rocksdb://")
     args = parser.parse_args(argv)
     with LocalBroker(log_dir=args.workdir) as broker:
         outcome = run_live(
@@ -523,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             args.spread,
             args.delay,
             args.read_timeout,
+            args.store,
         )
     print(outcome.report())
     return 0 if outcome.ok else 1
