@@ -61,9 +61,15 @@ from workers.dev import WorkerProcess, collect, isolated  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 Json = dict[str, Any]
-PRODUCERS = {"n": "no key", "k": "keyed, crc32 + murmur2 producers"}
+PRODUCERS = {
+    "n": "no key",
+    "k": "keyed, crc32 + murmur2 producers",
+    "m": "control: keyed, murmur2 everywhere",
+}
 TIMINGS = {"a": "back to back", "b": "spread over seconds", "c": "shipment after its return"}
-VARIANTS = [p + t for p in PRODUCERS for t in TIMINGS]
+# The control producer writes what the worker has always expected; it is not an upstream's default.
+VARIANTS = [p + t for p in PRODUCERS for t in TIMINGS if p != "m"]
+CONTROLS = [f"m{t}" for t in TIMINGS]
 # Written by the murmur2 producer in the keyed variants; the rest by the default (crc32) one.
 MURMUR2_TOPICS = {
     names.ORDER_CREATE,
@@ -134,7 +140,8 @@ class Upstream:
     """The producers of one variant, librdkafka defaults except where the variant says otherwise."""
 
     def __init__(self, bootstrap: str, variant: str) -> None:
-        self.keyed = variant[0] == "k"
+        self.keyed = variant[0] in "km"
+        self.everywhere = variant[0] == "m"
         self.default = Producer({"bootstrap.servers": bootstrap})
         self.murmur2 = (
             Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
@@ -143,7 +150,8 @@ class Upstream:
         )
 
     def write(self, topic: str, step: Step, variant: str) -> Written:
-        producer = self.murmur2 if self.murmur2 is not None and step.name in MURMUR2_TOPICS else self.default
+        by_murmur2 = self.everywhere or step.name in MURMUR2_TOPICS
+        producer = self.murmur2 if self.murmur2 is not None and by_murmur2 else self.default
         key = step.key if self.keyed else None
         reports: list[tuple[KafkaError | None, Message]] = []
         producer.produce(
@@ -298,6 +306,7 @@ class Outcome:
     differences: dict[str, list[str]] = field(default_factory=dict)
     matching: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
+    read_timeout: float = 0.0
     series_problems: list[str] = field(default_factory=list)
     replay_refusals: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -311,6 +320,11 @@ class Outcome:
             f"{len(self.scenarios)} scenario runs, {self.written} records written, "
             f"{len(self.expected)} outputs predicted by replay, {len(self.found)} read, {self.elapsed:.1f}s"
         ]
+        if len(self.found) < len(self.expected):
+            lines.append(
+                f"DEADLINE: {self.read_timeout:.0f}s passed with {len(self.found)} of the "
+                f"{len(self.expected)} outputs replay predicts"
+            )
         for label in self.matching:
             lines.append(f"  same     {label}")
         for label, details in self.differences.items():
@@ -519,6 +533,7 @@ def run_live(
     rules.write_text(RULES, "utf-8")
     chosen = {variant: build(stories, variant) for variant in variants}
     outcome = Outcome([(variant, s) for variant, scenarios in chosen.items() for s in scenarios])
+    outcome.read_timeout = read_timeout
     env, settings = isolated(bootstrap, workdir, rules, "r", OMS_STORE=store)
     worker = WorkerProcess(env, workdir / "worker.log").start()
     try:
@@ -567,7 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/oms-real-producers"))
     parser.add_argument("--scenario", action="append", choices=list(STORIES), help="repeatable; default all")
-    parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable; default all")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=VARIANTS + CONTROLS,
+        help="repeatable; default all but the m* controls (keys and murmur2 on every topic)",
+    )
     parser.add_argument("--spread", type=float, default=3.0, help="seconds over which *b spreads a scenario")
     parser.add_argument("--delay", type=float, default=0.4, help="seconds *c writes a shipment late")
     parser.add_argument("--read-timeout", type=float, default=60.0, help="seconds to wait for the outputs")
