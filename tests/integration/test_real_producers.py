@@ -6,6 +6,7 @@ the order it was written. A few scenarios per variant here; `bench/real_producer
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -14,14 +15,14 @@ import pytest
 
 from domain import names
 from workers.broker import LocalBroker
-from workers.codec import loads
+from workers.codec import dumps, loads
 from workers.replay import replay
 from workers.rules_file import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from real_producers import VARIANTS, late_shipment, plan, run_live  # noqa: E402
+from real_producers import VARIANTS, Outcome, compare, late_shipment, plan, run_live  # noqa: E402
 from scenarios import DEPENDS_ON_SHIPMENT, RULES, SHIPMENT, STORIES, build, log_line  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,59 @@ def test_the_late_shipment_variant_writes_a_return_before_its_shipment() -> None
     assert late_shipment(story.steps) == written
     delays = [p.at for p in plan([story], "kc", spread=1.0, delay=0.3)]
     assert delays[roles.index(SHIPMENT)] == pytest.approx(0.3)
+
+
+def test_the_comparison_names_what_differs(tmp_path: Path) -> None:
+    """Replay's outputs against themselves match; a credit note of another partition's series, a
+    missing record and a refusal are each reported for the scenario they belong to."""
+    stories = build(["seed-000-octopus", "appeasements"], "ka")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES, "utf-8")
+    out = io.StringIO()
+    lines = [log_line(step, step.key, None) for s in stories for step in s.steps]
+    replay(iter(lines), out, load_rules(rules), partitions=4)
+    expected = [loads(line) for line in out.getvalue().splitlines()]
+
+    def verdicts(found: list[dict[str, object]]) -> Outcome:
+        outcome = Outcome([("ka", s) for s in stories])
+        compare(outcome, expected, found, names.DEFAULT_DLQ_TOPIC)
+        return outcome
+
+    same = verdicts(expected)
+    assert same.ok and same.matching == ["ka seed-000-octopus", "ka appeasements"]
+
+    refund = next(
+        i for i, r in enumerate(expected) if r["topic"] == names.REFUND_UPDATED and "ka10" in r["key"]
+    )
+    moved = loads(dumps(expected[refund]))
+    number = moved["value"]["params"]["refund"]["credit_note_number"]
+    moved["value"]["params"]["refund"]["credit_note_number"] = re.sub(r"^CN-OCTO-\d+-", "CN-OCTO-9-", number)
+    assert re.match(r"^CN-OCTO-[0-3]-00000\d$", number)
+    other = verdicts([*expected[:refund], moved, *expected[refund + 1 :]])
+    assert not other.ok and list(other.differences) == ["ka appeasements"]
+    assert other.kinds["ka appeasements"] == "(only the partition of credit note numbers)"
+    assert any("CN-OCTO-9" in p for p in other.series_problems)
+
+    missing = verdicts([r for i, r in enumerate(expected) if i != refund])
+    assert (
+        list(missing.differences) == ["ka appeasements"]
+        and "records in replay" in missing.kinds["ka appeasements"]
+    )
+
+    shipment = next(s for s in stories[0].steps if s.role == SHIPMENT)
+    refusal = {
+        "topic": names.ERROR_NOTIFY,
+        "key": shipment.key,
+        "headers": {"message_id": "x"},
+        "value": {"params": {"code": "LINE_NOT_SHIPPED", "delivery_id": shipment.message_id}},
+    }
+    refused = verdicts([*expected, refusal])
+    assert list(refused.differences) == ["ka seed-000-octopus"]
+    seed = sum(1 for r in expected if "ka00" in str(r["key"]))
+    assert (
+        refused.kinds["ka seed-000-octopus"]
+        == f"(refused LINE_NOT_SHIPPED x1; {seed} records in replay, {seed + 1} from the worker)"
+    )
 
 
 @pytest.mark.xfail(reason="issue 9 consumption loop", strict=False)
