@@ -44,7 +44,7 @@ from domain.timeutil import iso
 from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.delivery import Delivery, Failure
-from workers.ordering import TimestampOrder, merge_by_timestamp
+from workers.ordering import TimestampOrder, lifecycle_ranks, merge_by_timestamp
 from workers.overlay import BatchStores, Overlay
 from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
 from workers.settings import Settings
@@ -186,6 +186,7 @@ class Runtime:
         self.pipeline = self._pipeline(self.stores)
         self._orders_pipeline = self._pipeline(self.stores)
         self._stock_pipeline = self._pipeline(self.stores)
+        self.ranks = lifecycle_ranks(settings.topic_for)
         self.inbound_topic = settings.topic_prefix + INBOUND
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS
         self.ticks_topic = settings.topic_prefix + TICKS
@@ -226,7 +227,8 @@ class Runtime:
             by_partition.setdefault((record.topic, record.partition), []).append(record)
         causes: list[InboundRecord] = []
         outputs: list[OutboundRecord] = []
-        for _, record in merge_by_timestamp(by_partition.items(), _millis):
+        ranks = self.ranks
+        for _, record in merge_by_timestamp(by_partition.items(), _millis, lambda tp: ranks.get(tp[0], 0)):
             routed = self.pipeline.route(record)
             if routed.dead is not None:
                 outputs.extend(routed.dead.records)
@@ -454,7 +456,7 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 topic_partitions=settings.partitions,
                 topic_replication_factor=settings.replication_factor,
                 consumer_auto_offset_reset="earliest",
-                ConsumerScheduler=TimestampOrder,
+                ConsumerScheduler=TimestampOrder.with_ranks(lifecycle_ranks(settings.topic_for)),
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,
                 producer_linger=settings.producer_linger_ms / 1000,
