@@ -74,6 +74,24 @@ def merge_by_timestamp(
             heapq.heappush(heads, (_stamp(timestamp(records[position])), order, index, position))
 
 
+def ties_in_lifecycle_order(
+    records: Iterable[T], timestamp: Callable[[T], object], rank: Callable[[T], int]
+) -> Iterator[T]:
+    """replay's side of the same rule: consecutive records with one and the same timestamp are taken
+    in lifecycle order (stable), as the live merge takes them; records without a timestamp, or with
+    different ones, stay in the order of the log."""
+    run: list[T] = []
+    for record in records:
+        if run and (timestamp(record) is None or timestamp(record) != timestamp(run[0])):
+            yield from sorted(run, key=rank) if len(run) > 1 else run
+            run = []
+        if timestamp(record) is None:
+            yield record
+        else:
+            run.append(record)
+    yield from sorted(run, key=rank) if len(run) > 1 else run
+
+
 def _stamp(value: float | int | None) -> float:
     return float(value) if value is not None and value >= 0 else float("-inf")
 

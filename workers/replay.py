@@ -20,6 +20,7 @@ from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import parse_time
 from workers.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
+from workers.ordering import lifecycle_ranks, ties_in_lifecycle_order
 from workers.pipeline import Pipeline, Processed, Stores, Topics
 
 
@@ -148,7 +149,11 @@ def replay(
                 waiting.pop(order.key, None)
 
     # The whole file is read first: a broken line stops the run before anything is emitted.
-    for record in list(read_records(lines, source)):
+    ranks = lifecycle_ranks(pipeline.topics.topic)
+    ordered = ties_in_lifecycle_order(
+        list(read_records(lines, source)), lambda r: r.timestamp, lambda r: ranks.get(r.topic, 0)
+    )
+    for record in ordered:
         records += 1
         handled(pipeline.process(record))
         if waiting:

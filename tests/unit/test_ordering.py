@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import names
-from workers.ordering import lifecycle_ranks, merge_by_timestamp
+from workers.ordering import lifecycle_ranks, merge_by_timestamp, ties_in_lifecycle_order
 
 partitions = st.dictionaries(
     st.text("abc", min_size=1, max_size=2),
@@ -48,3 +48,17 @@ def test_records_without_a_timestamp_come_first_in_their_given_order() -> None:
     fetched = {"a": [(5, "a5")], "b": [(None, "b-")], "c": [(-1, "c-")]}
     merged = [r[1] for _, r in merge_by_timestamp(fetched.items(), lambda r: r[0])]
     assert merged == ["b-", "c-", "a5"]
+
+
+def test_replay_takes_a_run_of_equal_timestamps_in_lifecycle_order_and_nothing_else() -> None:
+    ranks = {"ship": 2, "create": 0, "return": 6}
+    log = [("return", 1), ("ship", 5), ("create", 5), ("return", None), ("create", 7), ("ship", 9)]
+    ordered = list(ties_in_lifecycle_order(log, lambda r: r[1], lambda r: ranks[r[0]]))
+    assert ordered == [
+        ("return", 1),
+        ("create", 5),
+        ("ship", 5),
+        ("return", None),
+        ("create", 7),
+        ("ship", 9),
+    ]
