@@ -42,7 +42,7 @@ log = structlog.get_logger("oms_postsales.worker")
 V = TypeVar("V")
 
 # Backoff for deliveries while the broker is unreachable: transient failures are retried, never
-# dead-lettered (STACK.md), and the worker reports not-ready meanwhile.
+# dead-lettered (RELIABILITY.md), and the worker reports not-ready meanwhile.
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 10.0
 
