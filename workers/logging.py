@@ -12,8 +12,9 @@ from typing import Any, TextIO
 import structlog
 
 PAYLOAD_LOGGING_LIBRARIES = ("aiokafka", "faust", "mode")
-# Client libraries whose warnings and errors repeat per retry while the broker is away.
-THROTTLED_LIBRARIES = ("aiokafka", "faust", "mode")
+# The Kafka client layers, whose warnings and errors repeat per retry while the broker is away. faust's
+# agents and tables are not throttled: their errors are distinct events that must all be seen.
+THROTTLED_LIBRARIES = ("aiokafka", "faust.transport")
 DEFAULT_REPEAT_INTERVAL = 60.0
 
 

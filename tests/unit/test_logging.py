@@ -44,6 +44,8 @@ def test_templates_and_loggers_are_throttled_separately() -> None:
     assert throttle.filter(record("aiokafka", "Unable to update metadata from %s", 1))
     assert throttle.filter(record("aiokafka.consumer.fetcher", "Unable to update metadata from %s", 1))
     assert throttle.filter(record("aiokafka", "Failed fetch messages from %s", 1))
+    assert throttle.filter(record("faust.transport.drivers.aiokafka", "Failed fetch messages from %s", 1))
+    assert not throttle.filter(record("faust.transport.drivers.aiokafka", "Failed fetch messages from %s", 2))
 
 
 def test_our_own_lines_info_lines_and_other_libraries_are_never_held() -> None:
@@ -52,6 +54,7 @@ def test_our_own_lines_info_lines_and_other_libraries_are_never_held() -> None:
         assert throttle.filter(record("oms_postsales.worker", "broker.unreachable"))
         assert throttle.filter(record("aiokafka", "Starting", level=logging.INFO))
         assert throttle.filter(record("asyncio", "Task exception was never retrieved"))
+        assert throttle.filter(record("faust.agents.agent", "Agent crashed: %r", "error"))
 
 
 @pytest.fixture
