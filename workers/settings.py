@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import socket
 import ssl
 import tempfile
 from pathlib import Path
@@ -269,7 +270,8 @@ def _check_topic_name(topic: str) -> None:
 
 def check_runtime(settings: Settings) -> None:
     """What must hold before the worker touches the broker: a writable data folder, an importable
-    table store, loadable TLS files. Raises SettingsError with one line naming the setting."""
+    table store, a free web port, loadable TLS files. Raises SettingsError with one line naming the
+    setting."""
     data_dir = settings.data_dir.expanduser()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +291,16 @@ def check_runtime(settings: Settings) -> None:
                 f"OMS_STORE=rocksdb:// needs the rocksdict package ({exc}); reinstall oms-postsales, "
                 "or set OMS_STORE=memory:// (tables rebuilt from their changelogs at every start)"
             ) from None
+    try:
+        # faust binds its web server only after the topics exist; a taken port must fail before.
+        with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.web_host, settings.web_port))
+    except OSError as exc:
+        raise SettingsError(
+            f"OMS_WEB_HOST / OMS_WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port} "
+            f"({exc.strerror or exc})"
+        ) from None
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         try:
             settings.kafka_client_kwargs()

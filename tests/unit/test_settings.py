@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -92,6 +93,16 @@ def test_check_runtime_refuses_rocksdb_without_rocksdict(
     with pytest.raises(SettingsError, match=r"OMS_STORE=rocksdb:// needs the rocksdict package"):
         check_runtime(Settings(data_dir=tmp_path))
     check_runtime(Settings(data_dir=tmp_path, store="memory://"))
+
+
+def test_check_runtime_refuses_a_web_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_runtime(Settings(data_dir=tmp_path, web_port=port))
+    check_runtime(Settings(data_dir=tmp_path, web_port=port))  # free again
 
 
 def test_check_runtime_refuses_missing_tls_files(tmp_path: Path) -> None:
