@@ -1,4 +1,5 @@
-# The worker image for docker-compose.yml: the package with RocksDB tables (faust's rocksdict store).
+# The worker image for docker-compose.yml: the package with its core dependencies (RocksDB tables
+# included). Not the [local] extra: the local development broker has no place in production.
 FROM python:3.11-slim
 
 WORKDIR /app
@@ -7,7 +8,7 @@ COPY domain ./domain
 COPY workers ./workers
 COPY schemas ./schemas
 COPY examples ./examples
-RUN pip install --no-cache-dir ".[rocksdb]" \
+RUN pip install --no-cache-dir . \
  && useradd --uid 10001 --create-home oms \
  && mkdir -p /var/lib/oms-postsales && chown oms /var/lib/oms-postsales
 

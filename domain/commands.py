@@ -1,6 +1,6 @@
 """Typed inbound commands, read from the params of a message that already passed its JSON Schema.
 
-Real producers are looser than MOM 1.0.3 (DESIGN §3): null for an absent optional field, extra members,
+Real producers are looser than MOM 1.0.3 (docs/contract.md): null for an absent optional field, extra members,
 numeric strings, and PHP's `[]` for an empty object. The models take all of that; what the schema let
 through but the domain still cannot use raises `pydantic.ValidationError`, which the worker dead-letters.
 """

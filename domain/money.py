@@ -1,4 +1,5 @@
-"""Decimal money: currency minor units, parsing without binary floats, cumulative proration (DESIGN §9)."""
+"""Decimal money: currency minor units, parsing without binary floats, cumulative proration
+(docs/contract.md, "Money and rounding")."""
 
 from __future__ import annotations
 

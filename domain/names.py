@@ -1,4 +1,4 @@
-"""Message names of the MOM 1.0.3 contract that the worker reads and writes (DESIGN §4, §5)."""
+"""Message names of the MOM 1.0.3 contract that the worker reads and writes (docs/contract.md)."""
 
 from typing import Final
 

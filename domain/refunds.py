@@ -1,4 +1,4 @@
-"""Credit notes: the amounts per line and tax component, and the refund document of DESIGN §9.
+"""Credit notes: the amounts per line and tax component, and the refund document of docs/contract.md.
 
 Every refund of a line is a step between cumulative figures, capped at what is left on the line, so the
 refunds of a line add up to exactly the line (gross and each tax component) and never beyond.

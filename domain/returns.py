@@ -1,6 +1,6 @@
 """Returns: opening an RMA (with the lines the refund-return rules bring along), approval, receipt,
 cancellation, and the reshipment's closed return. Money and stock move when the channel's `refund_on`
-says so (DESIGN §4, §6).
+says so (docs/contract.md, README "Rules per sales channel").
 """
 
 from __future__ import annotations

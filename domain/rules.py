@@ -1,4 +1,5 @@
-"""Per sales channel post-sales rules (DESIGN §6) with defaults, read from a plain mapping (the TOML file)."""
+"""Per sales channel post-sales rules (README, "Rules per sales channel") with defaults, read from a
+plain mapping (the TOML file)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Refunds decided upstream (`refund_management.create`): a Shopify / POS refund arrives with its own
-amounts per line, a "restock items" choice and a refund mode (seeds 000 and 003, DESIGN §9).
+amounts per line, a "restock items" choice and a refund mode (seeds 000 and 003, docs/contract.md).
 
 The order's status decides how it applies: units not shipped yet are cancelled (reservation released),
 shipped units are returned (restocked or written off). The worker checks the amounts against what is

@@ -1,6 +1,6 @@
 """A throw-away local Kafka-protocol broker (Tansu, memory storage) for development and tests.
 
-BROKER.md has the measured facts this follows: the listener and the advertised listener must be
+docs/local-broker.md has the measured facts this follows: the listener and the advertised listener must be
 the same host:port, a busy port makes Tansu panic yet exit with status 0, and storage is memory
 only (a stopped broker forgets everything).
 """

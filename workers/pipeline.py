@@ -72,7 +72,7 @@ class Routed:
 
 @dataclass(frozen=True)
 class Topics:
-    """Message name ⇄ topic, with the defaults of DESIGN §3 (topic = message name)."""
+    """Message name ⇄ topic, with the defaults of docs/contract.md (topic = message name)."""
 
     mapping: Mapping[str, str] = field(default_factory=dict)
     dlq: str = names.DEFAULT_DLQ_TOPIC

@@ -1,4 +1,4 @@
-"""`oms-postsales replay`: the Kafka workers' processing on a JSONL message log, with no broker (DESIGN §7).
+"""`oms-postsales replay`: the Kafka workers' processing on a JSONL message log, with no broker (README).
 
 Input line:  {"topic": "<message name>", "key": "…"?, "headers": {…}?, "timestamp": …?, "value": <JSON>}
 A JSON *string* value is the raw record text, so undecodable records replay too. Output lines have the

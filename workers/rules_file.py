@@ -1,4 +1,5 @@
-"""Reads the rules TOML file (DESIGN §7); the domain turns the mapping into a checked rule book."""
+"""Reads the rules TOML file (README, "Rules per sales channel"); the domain turns the mapping into a
+checked rule book."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def load_rules(path: Path | None) -> RuleBook:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RulesError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: not valid TOML: {exc}") from None
     try:

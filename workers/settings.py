@@ -1,12 +1,18 @@
-"""Worker configuration, read from ``OMS_*`` environment variables (DESIGN §8).
+"""Worker configuration, read from ``OMS_*`` environment variables (README "Settings").
 
 Build one :class:`Settings` at the entrypoint and pass it down; there is deliberately no
 module-level instance, so tests and tools can build their own without touching the environment.
+Every field carries a description: `oms-postsales worker --help` lists them from here.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import socket
+import ssl
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +33,21 @@ KNOWN_MESSAGES = frozenset(names.INBOUND + names.OUTBOUND)
 # the setting, instead of an InvalidTopicException from the broker later.
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _MAX_TOPIC_LEN = 249
+APP_DIR_NAME = "oms-postsales"
+
+
+class SettingsError(RuntimeError):
+    """A setting that validates but cannot be used on this machine (folder, store, certificate)."""
+
+
+def default_data_dir() -> Path:
+    """Where tables live unless OMS_DATA_DIR says otherwise: the user's state folder (XDG Base
+    Directory: $XDG_STATE_HOME, else ~/.local/state), so a worker started from any folder finds the
+    same tables and never writes into the current directory."""
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
+    return base / APP_DIR_NAME
 
 
 class Settings(BaseSettings):
@@ -42,62 +63,110 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_password: SecretStr | None = None
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka brokers, comma separated")
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (masked in output)")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM); default: the system's")
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM), with ssl_keyfile")
+    ssl_keyfile: Path | None = Field(default=None, description="client key (PEM)")
+    ssl_password: SecretStr | None = Field(default=None, description="password of the client key")
 
-    topic_prefix: str = ""
+    topic_prefix: str = Field(default="", description="prefix of every topic name (unless mapped)")
     # Message name -> topic name; a mapped name is used verbatim (the prefix is not added).
-    topic_map: dict[str, str] = Field(default_factory=dict)
-    partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    topic_map: dict[str, str] = Field(
+        default_factory=dict, description="OMS_TOPIC_MAP__<message name>=<topic>: topic of one message"
+    )
+    partitions: int = Field(default=4, ge=1, description="partitions of inbound and outbound topics")
+    replication_factor: int = Field(default=1, ge=1, description="replicas of the topics created")
     # Defaults to `partitions` (filled in by _fill_derived_defaults).
-    internal_partitions: int = Field(default=4, ge=1)
-    consumer_group: str = Field(default="oms-postsales", min_length=1)
+    internal_partitions: int = Field(
+        default=4, ge=1, description="partitions of the stock movements topic (default: partitions)"
+    )
+    consumer_group: str = Field(
+        default="oms-postsales", min_length=1, description="consumer group; also names the changelogs"
+    )
     # Defaults to topic_prefix + names.DEFAULT_DLQ_TOPIC, so a prefix namespaces the DLQ as well.
-    dlq_topic: str = names.DEFAULT_DLQ_TOPIC
-    rules_file: Path | None = None
+    dlq_topic: str = Field(
+        default=names.DEFAULT_DLQ_TOPIC, description="dead letter topic (default: prefix + oms-postsales.dlq)"
+    )
+    rules_file: Path | None = Field(default=None, description="rules per sales channel (TOML)")
 
-    store: str = Field(default="rocksdb://", pattern=r"^(rocksdb|memory)://")
-    data_dir: Path = Path("var/oms-postsales")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=1, le=65535)
-    log_level: LogLevel = "INFO"
+    store: str = Field(
+        default="rocksdb://",
+        pattern=r"^(rocksdb|memory)://",
+        description="table store: rocksdb:// (persistent) or memory:// (rebuilt from Kafka at start)",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="tables and faust state; created at start ($XDG_STATE_HOME/oms-postsales, "
+        "else ~/.local/state/oms-postsales)",
+    )
+    web_host: str = Field(default="127.0.0.1", description="address of /health /ready /metrics")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="port of /health /ready /metrics")
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # Kafka client tuning. Against the local Tansu broker the dev command sets the producer batch to
     # one record: Tansu reports wrong end offsets for multi-record batches, which breaks faust's table
-    # recovery (BROKER.md).
-    producer_max_batch_bytes: int = Field(default=16384, ge=1)
-    session_timeout_seconds: float = Field(default=10.0, gt=0)
-    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    # recovery (docs/local-broker.md).
+    producer_max_batch_bytes: int = Field(
+        default=16384, ge=1, description="producer batch size; 1 on the local broker"
+    )
+    session_timeout_seconds: float = Field(default=10.0, gt=0, description="consumer group session")
+    commit_interval_seconds: float = Field(default=1.0, gt=0, description="offset commit interval")
     # How often held messages are checked against their deadline (wall clock in the live worker).
-    settle_interval_seconds: float = Field(default=5.0, gt=0)
+    settle_interval_seconds: float = Field(
+        default=5.0, gt=0, description="how often held messages are checked against their deadline"
+    )
     # Records are handled in batches: up to this many, or what arrived within this time. Outputs of a
     # batch are sent together and its tables written once per key before its offsets are committed.
-    batch_max_records: int = Field(default=500, ge=1, le=100_000)
-    batch_within_ms: int = Field(default=10, ge=1, le=10_000)
-    # How long a fetch waits on the broker for records to arrive (faust hard-codes 1500 ms).
-    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
-    # Producer linger: records sent within this time share a request.
-    producer_linger_ms: int = Field(default=2, ge=0, le=1_000)
-    max_record_bytes: int = Field(default=1_048_576, ge=1024)
+    batch_max_records: int = Field(
+        default=500, ge=1, le=100_000, description="most records one agent handles as one batch"
+    )
+    batch_within_ms: int = Field(
+        default=10, ge=1, le=10_000, description="a batch takes what arrived within this time"
+    )
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=10_000, description="how long a fetch waits on the broker (faust's is 1500)"
+    )
+    producer_linger_ms: int = Field(
+        default=2, ge=0, le=1_000, description="records sent within this time share a request"
+    )
+    max_record_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
     # Readiness: the broker is asked for metadata this often, and the worker reports not ready when
     # it does not answer within the timeout or when a delivery has been pending longer than allowed
     # (a stalled broker often accepts the connection and never answers, so nothing raises).
-    ready_probe_interval_seconds: float = Field(default=2.0, gt=0)
-    ready_probe_timeout_seconds: float = Field(default=3.0, gt=0)
-    ready_max_delivery_seconds: float = Field(default=5.0, gt=0)
+    ready_probe_interval_seconds: float = Field(
+        default=2.0, gt=0, description="readiness: broker metadata probe interval"
+    )
+    ready_probe_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="readiness: probe answer timeout"
+    )
+    ready_max_delivery_seconds: float = Field(
+        default=5.0, gt=0, description="readiness: longest pending delivery"
+    )
+    # faust's own shutdown waits for the broker (flush, commit, leave the group) with no overall
+    # bound: with the broker gone it hung for minutes. Past this the process exits anyway; what was
+    # not committed is re-delivered to the next worker, and effects stay exactly-once.
+    shutdown_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="after SIGTERM, exit (status 1) if still stopping after this"
+    )
+    # aiokafka logs every failed reconnect (hundreds a minute while the broker is down).
+    log_repeat_interval_seconds: float = Field(
+        default=60.0, gt=0, description="the same Kafka client error is logged once per interval"
+    )
 
     # Off by default because the local Tansu broker rejects the InitProducerId handshake that
-    # aiokafka sends (UnknownError -1, see BROKER.md). Turn it on for Apache Kafka.
-    enable_idempotence: bool = False
-    producer_name: str = "oms-postsales"
+    # aiokafka sends (UnknownError -1, see docs/local-broker.md). Turn it on for Apache Kafka.
+    enable_idempotence: bool = Field(
+        default=False, description="idempotent producer (Apache Kafka; the local broker refuses it)"
+    )
+    producer_name: str = Field(default="oms-postsales", description="the producer header of emitted records")
 
     @model_validator(mode="before")
     @classmethod
@@ -211,3 +280,59 @@ def _check_topic_name(topic: str) -> None:
         raise ValueError(f"topic name {topic!r} is longer than {_MAX_TOPIC_LEN} characters")
     if not _TOPIC_CHARS.match(topic):
         raise ValueError(f"topic name {topic!r} may only contain letters, digits, '.', '_' and '-'")
+
+
+def check_runtime(settings: Settings) -> None:
+    """What must hold before the worker touches the broker: a writable data folder, an importable
+    table store, a free web port, loadable TLS files. Raises SettingsError with one line naming the
+    setting."""
+    data_dir = settings.data_dir.expanduser()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # os.access() is not enough (read-only mounts, ACLs): write a file.
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise SettingsError(
+            f"OMS_DATA_DIR {str(data_dir)!r} is not a writable folder ({exc.strerror or exc}); "
+            "set OMS_DATA_DIR to one"
+        ) from None
+    if settings.store.startswith("rocksdb://"):
+        try:
+            importlib.import_module("rocksdict")
+        except ImportError as exc:
+            raise SettingsError(
+                f"OMS_STORE=rocksdb:// needs the rocksdict package ({exc}); reinstall oms-postsales, "
+                "or set OMS_STORE=memory:// (tables rebuilt from their changelogs at every start)"
+            ) from None
+    try:
+        # faust binds its web server only after the topics exist; a taken port must fail before.
+        with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.web_host, settings.web_port))
+    except OSError as exc:
+        raise SettingsError(
+            f"OMS_WEB_HOST / OMS_WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port} "
+            f"({exc.strerror or exc})"
+        ) from None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        try:
+            settings.kafka_client_kwargs()
+        except (OSError, ssl.SSLError) as exc:
+            # The message names the files only: never the key password.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise SettingsError(
+                f"OMS_SSL_CAFILE / OMS_SSL_CERTFILE / OMS_SSL_KEYFILE: cannot load ({reason})"
+            ) from None
+
+
+def settings_help() -> str:
+    """Every setting with its environment variable and default, for `worker --help`."""
+    lines = []
+    for name, info in Settings.model_fields.items():
+        if info.default_factory is not None:
+            default = "{}" if name == "topic_map" else str(default_data_dir())
+        else:
+            default = "" if info.default is None else str(info.default)
+        lines.append(f"OMS_{name.upper()}={default}  {info.description}")
+    return "\n".join(lines)

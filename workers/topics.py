@@ -2,7 +2,7 @@
 
 Topics are created explicitly with their partition counts: brokers that auto-create (Tansu always
 does, with 4 partitions) would otherwise pick a count for us, and a partition count cannot be
-changed afterwards without remapping keys (Tansu cannot add partitions at all, BROKER.md).
+changed afterwards without remapping keys (Tansu cannot add partitions at all, docs/local-broker.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from workers.settings import Settings
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
 INBOUND = "oms-postsales.inbound"
-# Stock movements re-keyed "<source>:<sku>" between the order agent and the stock agent (DESIGN §8).
+# Stock movements re-keyed "<source>:<sku>" between the order agent and the stock agent (README, "The
+# worker on Kafka").
 STOCK_MOVEMENTS = "oms-postsales.stock-movements"
 # Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
 # tables can only be written while handling a record of the same partition, so the timer sends records.

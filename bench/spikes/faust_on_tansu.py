@@ -177,7 +177,7 @@ async def committed_total(bootstrap: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        # Tansu drops the connection when no partitions are named (BROKER.md).
+        # Tansu drops the connection when no partitions are named (docs/local-broker.md).
         tps = [TopicPartition(t, p) for t in (TOPIC_A, TOPIC_B) for p in range(PARTITIONS)]
         offsets = await admin.list_consumer_group_offsets(APP_ID, partitions=tps)
     finally:

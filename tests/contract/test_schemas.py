@@ -1,5 +1,6 @@
 """Contract tests: every schema file is sound, every message has valid and invalid examples, and the
-looseness real producers need (DESIGN §3) is accepted while what is ambiguous is refused."""
+looseness real producers need (docs/contract.md, "Wire format") is accepted while what is ambiguous
+is refused."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Transport security against a real broker. The local broker's own TLS does not work (BROKER.md), so
-TLS is terminated by stunnel in front of it, with a certificate made here. SASL cannot be exercised
-against it (every client is refused once authentication is on): its settings are checked up to the
-client arguments."""
+"""Transport security against a real broker. The local broker's own TLS does not work
+(docs/local-broker.md), so TLS is terminated by stunnel in front of it, with a certificate made here.
+SASL cannot be exercised against it (every client is refused once authentication is on): its settings
+are checked up to the client arguments."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +25,7 @@ def compose() -> dict[str, Any]:
 
 def test_services_and_their_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "topics-init", "worker", "kafka-ui"}
+    assert set(services) == {"kafka", "topics-init", "worker", "kafka-ui", "prometheus", "grafana"}
     assert services["topics-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["worker"]["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
     assert services["topics-init"]["command"] == ["topics", "create"]
@@ -54,9 +56,100 @@ def test_worker_environment_names_real_settings(compose: dict[str, Any], service
     assert settings.bootstrap_servers == "kafka:9092" and settings.enable_idempotence is True
 
 
-def test_dockerfile_installs_rocksdb_and_runs_the_worker() -> None:
+def test_kafka_keeps_its_log_on_the_mounted_volume(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in kafka["volumes"]}
+    assert log_dirs in mounts, f"KAFKA_LOG_DIRS {log_dirs} is not a mounted volume {mounts}"
+    assert mounts[log_dirs] in compose["volumes"]  # a named volume: survives `down`
+    # A formatted log dir must meet the same cluster id on every start.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", kafka["environment"]["CLUSTER_ID"])
+
+
+def test_worker_tables_are_on_a_named_volume(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    data_dir = worker["environment"]["OMS_DATA_DIR"]
+    assert worker["environment"]["OMS_STORE"] == "rocksdb://"
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in worker["volumes"]}
+    assert mounts.get(data_dir) in compose["volumes"]
+
+
+def test_the_image_is_built_once_and_reused_by_its_tag(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["worker"]
+    tag = services["worker"]["image"]
+    assert services["topics-init"]["image"] == tag
+    assert services["topics-init"].get("pull_policy") == "never"
+
+
+def test_every_published_port_is_bound_to_localhost(compose: dict[str, Any]) -> None:
+    published = [
+        (name, port) for name, service in compose["services"].items() for port in service.get("ports", [])
+    ]
+    assert len(published) == 5
+    for name, port in published:
+        assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_kafka_ui_is_the_maintained_image(compose: dict[str, Any]) -> None:
+    image = compose["services"]["kafka-ui"]["image"]
+    assert image.startswith("ghcr.io/kafbat/kafka-ui:")
+    assert not image.endswith(":latest")
+
+
+def mounted(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository path of the service's bind mounts."""
+    binds = {}
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            binds[target] = ROOT / source
+    return binds
+
+
+def test_prometheus_scrapes_the_worker(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    config_path = mounted(prometheus)["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_path.read_text())
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    ]
+    port = compose["services"]["worker"]["environment"]["OMS_WEB_PORT"]
+    assert f"worker:{port}" in targets
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
+
+
+def test_grafana_is_provisioned_with_prometheus_and_a_dashboard(compose: dict[str, Any]) -> None:
+    binds = mounted(compose["services"]["grafana"])
+    provisioning = binds["/etc/grafana/provisioning"]
+    sources = [
+        source
+        for path in sorted((provisioning / "datasources").glob("*.y*ml"))
+        for source in yaml.safe_load(path.read_text())["datasources"]
+    ]
+    assert any(s["type"] == "prometheus" and s["url"] == "http://prometheus:9090" for s in sources)
+    providers = [
+        provider
+        for path in sorted((provisioning / "dashboards").glob("*.y*ml"))
+        for provider in yaml.safe_load(path.read_text())["providers"]
+    ]
+    (dashboards_in_container,) = {p["options"]["path"] for p in providers}
+    dashboards = sorted(binds[dashboards_in_container].glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        panels = json.loads(path.read_text())["panels"]
+        assert panels and all(t["expr"] for p in panels for t in p.get("targets", []))
+
+
+def test_dockerfile_installs_the_package_without_the_local_broker_and_runs_the_worker() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'pip install --no-cache-dir ".[rocksdb]"' in dockerfile
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert installs == ["RUN pip install --no-cache-dir . \\"]
+    assert "calfkit" not in dockerfile  # the local broker stays out of the image
     assert 'ENTRYPOINT ["oms-postsales"]' in dockerfile and 'CMD ["worker"]' in dockerfile
 
 

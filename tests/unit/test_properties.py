@@ -198,7 +198,7 @@ def _check_order(h: Harness, state: OrderState) -> None:
             for ln in refund["lines"]:
                 details = ln["payments"][0]["details"]
                 per_line[ln["order_line"]] += Decimal(details["cost_gross"])
-                # DESIGN §9 rounds the gross and each tax component on their own, so on a line worth a
+                # docs/contract.md rounds the gross and each tax component on their own, so on a line worth a
                 # few cents a unit's tax can run a cent per component ahead of its gross; never more.
                 noise = Decimal("0.01") * len(details["vat_detail"])
                 assert Decimal(details["cost_net"]) >= -noise, details

@@ -5,26 +5,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from domain import names
-from workers.settings import MASK, Settings
+from workers.settings import MASK, Settings, SettingsError, check_runtime, settings_help
 
 PASSWORD = "hunter2-Sup3rSecret"
 KEY_PASSWORD = "k3y-Pa55phrase"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The developer's or CI's own OMS_* variables must not leak into these expectations.
     for key in list(os.environ):
         if key.upper().startswith("OMS_"):
             monkeypatch.delenv(key)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def sasl_ssl(**overrides: object) -> Settings:
@@ -46,10 +50,77 @@ def test_defaults() -> None:
     assert settings.consumer_group == "oms-postsales"
     assert settings.dlq_topic == names.DEFAULT_DLQ_TOPIC
     assert settings.store == "rocksdb://"
-    assert settings.data_dir == Path("var/oms-postsales")
+    assert settings.data_dir == Path.home() / ".local" / "state" / "oms-postsales"
+    assert settings.data_dir.is_absolute()  # never relative to wherever the worker was started
     assert (settings.web_host, settings.web_port, settings.log_level) == ("127.0.0.1", 6066, "INFO")
     assert settings.enable_idempotence is False
     assert settings.producer_name == "oms-postsales"
+
+
+def test_data_dir_follows_xdg_state_home_unless_oms_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert Settings().data_dir == tmp_path / "state" / "oms-postsales"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # invalid per the XDG spec: ignored
+    assert Settings().data_dir == Path.home() / ".local" / "state" / "oms-postsales"
+    monkeypatch.setenv("OMS_DATA_DIR", str(tmp_path / "tables"))
+    assert Settings().data_dir == tmp_path / "tables"
+
+
+def test_check_runtime_creates_the_data_dir(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+    check_runtime(Settings(data_dir=target))
+    assert target.is_dir()
+    assert list(target.iterdir()) == []  # the write probe leaves nothing behind
+
+
+def test_check_runtime_refuses_a_data_dir_that_cannot_be_a_folder(tmp_path: Path) -> None:
+    # A file in the way fails for every user, root included (permissions do not stop root).
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SettingsError) as info:
+        check_runtime(Settings(data_dir=blocker / "data"))
+    message = str(info.value)
+    assert message.startswith("OMS_DATA_DIR ") and "not a writable folder" in message
+    assert "\n" not in message
+
+
+def test_check_runtime_refuses_rocksdb_without_rocksdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "rocksdict", None)  # makes the import fail
+    with pytest.raises(SettingsError, match=r"OMS_STORE=rocksdb:// needs the rocksdict package"):
+        check_runtime(Settings(data_dir=tmp_path))
+    check_runtime(Settings(data_dir=tmp_path, store="memory://"))
+
+
+def test_check_runtime_refuses_a_web_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_runtime(Settings(data_dir=tmp_path, web_port=port))
+    check_runtime(Settings(data_dir=tmp_path, web_port=port))  # free again
+
+
+def test_check_runtime_refuses_missing_tls_files(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, security_protocol="SSL", ssl_cafile=tmp_path / "none.pem")
+    with pytest.raises(SettingsError, match="OMS_SSL_CAFILE"):
+        check_runtime(settings)
+
+
+def test_settings_help_lists_every_setting_with_its_default() -> None:
+    text = settings_help()
+    lines = text.splitlines()
+    assert len(lines) == len(Settings.model_fields)
+    for name, info in Settings.model_fields.items():
+        (line,) = [line for line in lines if line.startswith(f"OMS_{name.upper()}=")]
+        assert info.description and line.endswith(info.description), name
+    assert "OMS_PARTITIONS=4 " in text
+    assert f"OMS_DATA_DIR={Path.home() / '.local' / 'state' / 'oms-postsales'} " in text
+    assert "OMS_SHUTDOWN_TIMEOUT_SECONDS=30.0 " in text
 
 
 def test_frozen() -> None:
