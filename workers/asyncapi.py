@@ -30,6 +30,7 @@ SCHEMA_FORMAT = "application/schema+json;version=2020-12"
 KAFKA_BINDING = "0.5.0"
 ORDER_KEY = "<sales channel>:<order id> (the order's store / the message's sales_channel_id, and its id)"
 STOCK_KEY = "<source id>:<sku>"
+SOURCE_KEY = "<source id> (the snapshot's source_id)"
 
 _HEADERS = {
     codec.H_NAME: "The message name (JSON-RPC method).",
@@ -152,11 +153,7 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         }
 
     for name in names.INBOUND:
-        key = (
-            STOCK_KEY.replace("<sku>", "<sku> (any key is accepted)")
-            if name == names.STOCK_UPDATE
-            else ORDER_KEY
-        )
+        key = SOURCE_KEY if name == names.STOCK_UPDATE else ORDER_KEY
         add(name, "receive", _inbound_payload(name, schemas[name]), key, f"Inbound: {name}.")
     for name in names.OUTBOUND:
         key = STOCK_KEY if name == names.STOCK_ADJUSTED else ORDER_KEY
