@@ -126,7 +126,7 @@ class OrderCancelLine(Loose):
     order_id: str
     sales_channel_id: str
     line_number: int
-    reason: str
+    reason: str | None = None
     user: str | None = None
     quantity: int | None = None
 
@@ -262,7 +262,7 @@ class RefundStatus(Loose):
 
 
 class Refund(Loose):
-    client: str
+    client: str | None = None
     order_id: str
     store_id: str
     sales_channel_id: str | None = None

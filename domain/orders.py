@@ -182,7 +182,13 @@ def cancel_line(work: Work, cmd: OrderCancelLine) -> None:
     _cancel_units(work, line, units)
     _settle_cancel(
         work,
-        [(line, units, f"{units} unit(s) cancelled before shipment ({cmd.reason})")],
+        [
+            (
+                line,
+                units,
+                f"{units} unit(s) cancelled before shipment" + (f" ({cmd.reason})" if cmd.reason else ""),
+            )
+        ],
         cmd.reason,
         cmd.user,
     )

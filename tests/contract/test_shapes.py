@@ -12,9 +12,11 @@ import copy
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel
 
 from domain import names
 from domain.handlers import parse
@@ -319,3 +321,54 @@ def test_what_the_worker_cannot_do_without_is_refused_at_its_place(
     failure = VALIDATORS.check(name, document)
     assert failure is not None and failure.pointer == pointer, failure
     assert VALIDATORS.fast_valid(name, document) is False
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _members(schema: dict[str, Any]) -> dict[str, Any]:
+    """The properties of an object schema, looking through anyOf and array items."""
+    if "properties" in schema:
+        return dict(schema["properties"])
+    if "items" in schema:
+        return _members(schema["items"])
+    merged: dict[str, Any] = {}
+    for branch in schema.get("anyOf", []):
+        merged.update(_members(branch))
+    return merged
+
+
+def _check_members(schema: dict[str, Any], model: type[BaseModel] | None, where: str) -> list[str]:
+    wrong = []
+    fields = {(f.alias or n): f for n, f in model.model_fields.items()} if model else {}
+    for member, sub in _members(schema).items():
+        field = fields.get(member)
+        needed = field is not None and field.is_required()
+        takes_null = Draft202012Validator(sub).is_valid(None)
+        if needed and (takes_null or Draft202012Validator(sub).is_valid("")):
+            wrong.append(f'{where}/{member}: the worker needs it, the schema takes null or ""')
+        if not needed and not takes_null:
+            wrong.append(f"{where}/{member}: the worker can do without it, the schema refuses null")
+        wrong.extend(
+            _check_members(sub, _inner_model(field.annotation) if field else None, f"{where}/{member}")
+        )
+    return wrong
+
+
+@pytest.mark.parametrize("name", names.INBOUND)
+def test_a_member_is_refused_when_null_exactly_when_the_worker_needs_it(name: str) -> None:
+    from domain.commands import OrderCreate, StockUpdate
+    from domain.handlers import ROUTES
+
+    model = {names.ORDER_CREATE: OrderCreate, names.STOCK_UPDATE: StockUpdate}.get(name) or ROUTES[
+        name
+    ].command
+    inlined = json.loads(json.dumps(VALIDATORS._by_name[name].schema))
+    assert _check_members(inlined, model, "") == []
