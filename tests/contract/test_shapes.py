@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from domain import names
 from domain.handlers import parse
-from tests.contract.test_schemas import _DELETE, _set
+from tests.contract.test_schemas import _DELETE, EXAMPLES, _set
 from workers.validation import Validators
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +122,17 @@ APPEASEMENT = {
 }
 STOCK = {"snapshot": {"source_id": "WH", "mode": "DELTA", "created_on": "2026-11-01", "stock": []}}
 BASE = {
+    **{
+        name: EXAMPLES[name]
+        for name in (
+            names.ORDER_CANCEL,
+            names.RETURN_AUTHORIZE,
+            names.RETURN_REQUEST,
+            names.RETURN_CANCEL,
+            names.RESHIPMENT_CREATE,
+            names.RESHIPMENT_CREATE_SEED,
+        )
+    },
     names.ORDER_CREATE: ORDER,
     names.SHIPMENT_DONE: SHIPMENT,
     names.RETURN_RECEIVED: RECEIVED,
@@ -232,6 +243,26 @@ TAKEN = [
     (names.ORDER_CANCEL_LINE, "user", None, "user", None),
     (names.APPEASEMENT_CREATE, "appeasement/credit_note_number", "", "appeasement.credit_note_number", None),
     (names.STOCK_UPDATE, "snapshot/created_on", "", "snapshot.created_on", None),
+    (names.ORDER_CANCEL, "sales_channel_id", "", "sales_channel_id", None),
+    (names.ORDER_CANCEL, "reason", None, "reason", None),
+    (names.RETURN_AUTHORIZE, "return/source_id", "", "return_.source_id", None),
+    (names.RETURN_AUTHORIZE, "return/lines/0/line_number", "2", "return_.lines.0.line_number", 2),
+    (names.RETURN_AUTHORIZE, "return/lines/0/quantity", "1.0", "return_.lines.0.quantity", 1),
+    (
+        names.RETURN_AUTHORIZE,
+        "return/custom_attributes",
+        [{"name": "a", "value": None, "attribute_code": "a"}],
+        None,
+        None,
+    ),
+    (names.RETURN_REQUEST, "return/user", None, "return_.user", None),
+    (names.RETURN_REQUEST, "return/lines/0/sku", "", "return_.lines.0.sku", None),
+    (names.RETURN_CANCEL, "return/rma", "ST1-12346-R01", "return_.rma", "ST1-12346-R01"),
+    (names.RETURN_CANCEL, "return/source_id", None, "return_.source_id", None),
+    (names.RESHIPMENT_CREATE, "reshipment/new_shipping_address", [], "reshipment.new_shipping_address", None),
+    (names.RESHIPMENT_CREATE, "reshipment/new_order_id", "", "reshipment.new_order_id", None),
+    (names.RESHIPMENT_CREATE_SEED, "reshipment/lines/0/quantity", "1.0000", "reshipment.lines.0.quantity", 1),
+    (names.RESHIPMENT_CREATE_SEED, "user", "", "user", None),
 ]
 
 
@@ -310,6 +341,14 @@ REFUSED = [
     (names.ORDER_CANCEL_LINE, "line_number", None, "/line_number"),
     (names.APPEASEMENT_CREATE, "appeasement/lines/0/amount", "", "/appeasement/lines/0/amount"),
     (names.STOCK_UPDATE, "snapshot/source_id", "", "/snapshot/source_id"),
+    (names.ORDER_CANCEL, "order_id", None, "/order_id"),
+    (names.RETURN_AUTHORIZE, "return/lines/0/line_number", "two", "/return/lines/0/line_number"),
+    (names.RETURN_AUTHORIZE, "return/lines/0/quantity", "0.5", "/return/lines/0/quantity"),
+    (names.RETURN_REQUEST, "return/order_id", None, "/return/order_id"),
+    (names.RETURN_CANCEL, "return/sales_channel_id", "", "/return/sales_channel_id"),
+    (names.RESHIPMENT_CREATE, "reshipment/lines/0/line_number", None, "/reshipment/lines/0/line_number"),
+    (names.RESHIPMENT_CREATE, "reshipment/lines", [{}], "/reshipment/lines/0"),
+    (names.RESHIPMENT_CREATE_SEED, "reshipment/order_id", "", "/reshipment/order_id"),
 ]
 
 
