@@ -27,7 +27,11 @@ class Loose(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _php_empty_object(cls, value: Any, info: ValidationInfo) -> Any:
+    def _absent(cls, value: Any, info: ValidationInfo) -> Any:
+        # "" is how PHP producers write an absent string: it is absent here too, before any rule sees it
+        # (an empty credit_note_number must not be kept as a number).
+        if value == "":
+            return None
         # Magento (PHP) encodes an empty object as []: read it as "absent" where no list is expected.
         if isinstance(value, list) and not value and info.field_name is not None:
             field = cls.model_fields[info.field_name]
@@ -74,7 +78,7 @@ class OrderLine(Loose):
     @field_validator("quantity", mode="before")
     @classmethod
     def _default_quantity(cls, value: Any) -> Any:
-        return 1 if value is None else value
+        return 1 if value is None or value == "" else value
 
 
 class PaymentTransaction(Loose):
@@ -122,7 +126,7 @@ class OrderCancelLine(Loose):
     order_id: str
     sales_channel_id: str
     line_number: int
-    reason: str
+    reason: str | None = None
     user: str | None = None
     quantity: int | None = None
 
@@ -258,7 +262,7 @@ class RefundStatus(Loose):
 
 
 class Refund(Loose):
-    client: str
+    client: str | None = None
     order_id: str
     store_id: str
     sales_channel_id: str | None = None

@@ -182,7 +182,13 @@ def cancel_line(work: Work, cmd: OrderCancelLine) -> None:
     _cancel_units(work, line, units)
     _settle_cancel(
         work,
-        [(line, units, f"{units} unit(s) cancelled before shipment ({cmd.reason})")],
+        [
+            (
+                line,
+                units,
+                f"{units} unit(s) cancelled before shipment" + (f" ({cmd.reason})" if cmd.reason else ""),
+            )
+        ],
         cmd.reason,
         cmd.user,
     )
@@ -208,13 +214,24 @@ def ship(work: Work, cmd: ShipmentDone) -> None:
     shipment = cmd.shipment
     if state.cancelled:
         raise Refused("ORDER_CANCELLED", f"order {state.order_id} is cancelled; shipment refused")
-    units_by_line: dict[int, int] = {}
+    units_by_line: dict[int, int | None] = {}
     for item in shipment.items:
-        units_by_line[item.order_line_number] = units_by_line.get(item.order_line_number, 0) + (
-            item.quantity if item.quantity is not None else 1
-        )
-    for line_number, units in units_by_line.items():
+        # MOM's item names a line and has no quantity: without the (ext) quantity it ships every open
+        # unit of the line, the same default as a return line. One such item for a line settles it.
+        known = units_by_line.get(item.order_line_number, 0)
+        if item.quantity is None or known is None:
+            units_by_line[item.order_line_number] = None
+        else:
+            units_by_line[item.order_line_number] = known + item.quantity
+    for line_number, wanted in units_by_line.items():
         line = _require_line(state, line_number)
+        units = wanted if wanted is not None else _unshipped(line)
+        if wanted is None and units <= 0:
+            raise Refused(
+                "ORDER_CANCELLED" if line.cancelled >= line.quantity else "NOT_ALLOWED",
+                f"line {line_number}: no unit left to ship ({line.shipped} shipped, "
+                f"{line.cancelled} cancelled of {line.quantity})",
+            )
         if units <= 0:
             raise Refused("NOT_ALLOWED", f"line {line_number}: a shipment needs a positive quantity")
         if line.kind != "PHYSICAL":
@@ -237,6 +254,10 @@ def ship(work: Work, cmd: ShipmentDone) -> None:
             work.move(line.source, line.sku, "RESERVATION_RELEASE", reserved=-released)
             work.move(shipment.source_id, line.sku, "SHIPMENT", on_hand=-units)
     emit_order(work)
+
+
+def _unshipped(line: LineState) -> int:
+    return line.open_units if line.kind == "PHYSICAL" else line.quantity - line.cancelled - line.shipped
 
 
 def line_status(line: LineState) -> str:

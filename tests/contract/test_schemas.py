@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from domain import names
-from schemas import SCHEMA_DIR
+from schemas import SCHEMA_BASE, SCHEMA_DIR
 from tests.seeds import seed_004_reshipment
 from workers.validation import Validators
 
@@ -76,7 +76,7 @@ def test_every_schema_file_is_a_sound_draft_2020_12_schema_with_id_and_version()
         schema = json.loads(path.read_text())
         Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        assert schema["$id"].endswith("/" + path.name) and schema["$id"] not in ids
+        assert schema["$id"] == SCHEMA_BASE + path.name and schema["$id"] not in ids
         assert schema["x-version"] == 1 and schema["title"] and schema["description"]
         ids.add(schema["$id"])
 
@@ -246,3 +246,29 @@ def test_envelope_and_dead_letter_shapes() -> None:
     assert VALIDATORS.check("dead-letter", record) is None
     del headers["dlq.failed_at"]
     assert VALIDATORS.check("dead-letter", record) is not None
+
+
+def _object_subschemas(node: Any) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        if "properties" in node:
+            found.append(json.dumps(node, sort_keys=True))
+        for value in node.values():
+            found.extend(_object_subschemas(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_object_subschemas(value))
+    return found
+
+
+def test_structures_are_defined_once_and_shared_through_defs() -> None:
+    seen: dict[str, str] = {}
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        for text in _object_subschemas(json.loads(path.read_text())):
+            if len(text) > 200:  # an object with a few members: worth a shared definition
+                assert text not in seen, (
+                    f"{path.name} repeats a structure of {seen[text]}: move it to defs.json"
+                )
+                seen[text] = path.name
+    refs = {json.loads(path.read_text()).get("$id") for path in SCHEMA_DIR.glob("*.json")}
+    assert SCHEMA_BASE + "defs.json" in refs
