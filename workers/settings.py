@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/oms-postsales")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # Bearer token of the order and preview API; required when the web server listens beyond loopback.
+    api_token: SecretStr | None = None
     log_level: LogLevel = "INFO"
 
     # Kafka client tuning. Against the local Tansu broker the dev command sets the producer batch to
