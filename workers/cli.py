@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from domain.rules import RulesError
 from domain.timeutil import parse_time
 from workers import logging as oms_logging
+from workers import ops_cli, web
 from workers.app import build_app
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
@@ -123,6 +124,9 @@ def worker_command() -> None:
         book = load_rules(settings.rules_file)
     except RulesError as exc:
         fail(f"rules: {exc}")
+    exposure = web.exposure_problem(settings)
+    if exposure is not None:
+        fail(exposure)
     try:
         asyncio.run(prepare_topics(settings))
     except TopicError as exc:
@@ -212,6 +216,9 @@ def dev_command(
     folder = workdir or Path(tempfile.mkdtemp(prefix="oms-postsales-dev-"))
     code = dev.run(folder, rules, log if demo else None, typer.echo)
     raise typer.Exit(code)
+
+
+ops_cli.register(app)
 
 
 @app.callback()
