@@ -22,7 +22,7 @@ from domain import names
 from workers import dlq, lookup, metrics, report
 from workers import logging as oms_logging
 from workers.codec import dumps, loads
-from workers.opsio import Fetched, OpsError
+from workers.opsio import Fetched, OpsError, Progress
 from workers.pipeline import Pipeline, Stores
 from workers.preview import message_record, preview, preview_pipeline
 from workers.replay import read_records, replay
@@ -275,3 +275,21 @@ def test_every_dashboard_panel_reads_metrics_the_worker_exposes() -> None:
 def test_lag_help_says_what_it_measures() -> None:
     (family,) = [f for f in metrics.REGISTRY.collect() if f.name == "oms_consumer_lag"]
     assert "high-water mark minus the consumer's position" in family.documentation
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_a_terminal_only() -> None:
+    quiet = io.StringIO()
+    progress = Progress("re-driving", total=3, stream=quiet)
+    progress.advance(3)
+    progress.close()
+    assert quiet.getvalue() == ""
+    terminal = _Terminal()
+    progress = Progress("re-driving", total=3, stream=terminal)
+    progress.advance(3)
+    progress.close()
+    assert "re-driving" in terminal.getvalue() and "3/3" in terminal.getvalue()
