@@ -90,9 +90,9 @@ def message_record(
 
 
 def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
+    key = pipeline.key_for(record)
     processed = pipeline.process(record)
-    sent = _sent_number(record)
-    return explain(processed, pipeline.topics, sent)
+    return {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record))
 
 
 def _sent_number(record: InboundRecord) -> str | None:
@@ -138,7 +138,6 @@ def explain(processed: Processed, topics: Topics, upstream_number: str | None = 
         "detail": processed.detail,
         "message_name": processed.message_name,
         "message_id": processed.message_id,
-        "order_key": processed.orders[0].key if processed.orders else None,
         "credit_notes": notes,
         "totals": {"gross": str(gross), "net": str(net), "tax": str(tax)},
         "tax": [

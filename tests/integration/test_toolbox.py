@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -129,6 +130,22 @@ def test_faust_pages_are_closed_and_the_order_api_needs_the_token(worker: Worker
         assert status == 200 and not leaks(body.decode()), path
 
 
+def test_every_dashboard_metric_is_on_the_live_workers_metrics_page(worker: Worker) -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "oms-postsales.json").read_text())
+    status, body = worker.http("/metrics", token=None)
+    assert status == 200
+    # A labelled series shows its samples once used, and its HELP line from the start.
+    shown = set(re.findall(r"^(?:# HELP )?([a-z_]+)", body.decode(), re.MULTILINE))
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b((?:oms|process|python)_[a-z_]+)", target["expr"])
+    }
+    assert used and {re.sub(r"_bucket$", "", name) for name in used} <= shown
+    assert 'oms_build_info{version="' in body.decode() and "oms_ready 1.0" in body.decode()
+
+
 def test_the_worker_refuses_a_public_web_host_without_token(worker: Worker) -> None:
     env = {**worker.env, "OMS_WEB_HOST": "0.0.0.0"}
     env.pop("OMS_API_TOKEN")
@@ -236,6 +253,14 @@ def test_two_workers_answer_for_each_others_keys(worker: Worker, broker: LocalBr
             first = _settled(worker, key, None)
             other = _settled(worker, key, second.web_port)
             assert first == other and json.loads(first)["key"] == key
+            # A preview is forwarded with its body to the owner: both doors give one answer.
+            message = example(4, key.split(":")[1])["value"]
+            message["id"] = f"preview-{key}"
+            body = dumps(message).encode()
+            answers = [worker.http("/v1/preview", body=body, port=port) for port in (None, second.web_port)]
+            assert answers[0][0] == answers[1][0] == 200
+            assert [loads(a[1])["order_key"] for a in answers] == [key, key]
+            assert loads(answers[0][1])["status"] == loads(answers[1][1])["status"]
     finally:
         assert second.stop() == 0
 
