@@ -103,14 +103,21 @@ def dlq_list(
         for letter in letters:
             typer.echo(json.dumps(letter.summary()))
         return
-    typer.echo(f"{'WHERE':<10} {'FAILED AT':<25} {'ERROR CLASS':<18} {'ORIGINAL TOPIC':<52} MESSAGE")
-    for letter in letters:
-        s = letter.summary()
-        message = str(s["error_message"] or "")[:60]
-        typer.echo(
-            f"{letter.where:<10} {s['failed_at'] or '':<25} {s['error_class'] or '':<18} "
-            f"{s['original_topic'] or '':<52} {message}"
-        )
+    rows = [
+        [
+            letter.where,
+            s["failed_at"] or "",
+            s["error_class"] or "",
+            s["original_topic"] or "",
+            str(s["error_message"] or "")[:60],
+        ]
+        for letter in letters
+        for s in [letter.summary()]
+    ]
+    header = ["WHERE", "FAILED AT", "ERROR CLASS", "ORIGINAL TOPIC", "MESSAGE"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     typer.echo(f"{len(letters)} dead letter(s) in {settings.dlq_topic}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -71,6 +72,30 @@ class Worker:
         if check:
             assert done.returncode == 0, done.stderr
         return done
+
+    def on_tty(self, *args: str) -> str:
+        """What a verb prints on a terminal (stdout and stderr on one pseudo-terminal)."""
+        leader, follower = pty.openpty()
+        with subprocess.Popen(
+            [sys.executable, "-m", "workers", *args],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+        ) as process:
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the terminal closed with the process
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            assert process.wait(60) == 0
+        os.close(leader)
+        return b"".join(chunks).decode("utf-8", "replace")
 
 
 def example(number: int, order_id: str) -> dict[str, Any]:
@@ -221,6 +246,8 @@ def test_dead_letter_fix_redrive_applies_once_even_when_redriven_twice(worker: W
     worker.cli("dlq", "redrive", "--record", where, "--fix", fix)
     worker.process.wait_handled(handled + 2)
     assert updates() == before + 1  # the second is a duplicate: same message id
+    on_terminal = worker.on_tty("dlq", "list", "--topic", worker.settings.topic_for(names.SHIPMENT_DONE))
+    assert "ERROR CLASS" in on_terminal and where in on_terminal and "dead letter(s) in" in on_terminal
     body = worker.http("/v1/orders/OCTO:7002")[1]
     assert {line["shipped"] for line in json.loads(body)["lines"] if line["kind"] == "PHYSICAL"} != {0}
 
