@@ -17,6 +17,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import faust
 import structlog
 from faust.web import Request, Response, View
@@ -97,9 +98,17 @@ def install_pages(app: faust.App, runtime: Any) -> None:
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         url = URL(str(request.url)).with_host(str(destination.host)).with_port(destination.port)
-        async with app.http_client.request(request.method, url, headers=headers, data=body) as answer:
-            content = await answer.read()
-            return view.bytes(content, content_type="application/json", status=answer.status)
+        try:
+            async with app.http_client.request(request.method, url, headers=headers, data=body) as answer:
+                content = await answer.read()
+                return view.bytes(content, content_type="application/json", status=answer.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The owner is restarting or the group is rebalancing: say who owns it, retry later.
+            log.warning("web.forward_failed", error=type(exc).__name__)
+            owner_text = f"{destination.host}:{destination.port}"
+            return answer_json(
+                view, {"error": "the worker owning this key did not answer", "owner": owner_text}, 503
+            )
 
     def owner_url(key: str) -> URL | None:
         """The web server of the worker that has the key's partition of the orders table. Computed here
@@ -120,7 +129,7 @@ def install_pages(app: faust.App, runtime: Any) -> None:
             headers={"WWW-Authenticate": 'Bearer realm="oms-postsales"'},
         )
 
-    def answer(view: View, value: Any, status: int = 200) -> Response:
+    def answer_json(view: View, value: Any, status: int = 200) -> Response:
         return view.bytes(dumps(value).encode("utf-8"), content_type="application/json", status=status)
 
     class Health(View):
@@ -149,9 +158,9 @@ def install_pages(app: faust.App, runtime: Any) -> None:
                 return forwarded
             order = runtime.stores.orders.get(key)
             if order is None:
-                return answer(self, {"error": "no such order", "key": key}, 404)
+                return answer_json(self, {"error": "no such order", "key": key}, 404)
             personal = request.query.get("personal") in ("1", "true")
-            return answer(self, order_view(order, with_personal_data=personal))
+            return answer_json(self, order_view(order, with_personal_data=personal))
 
     class Preview(View):
         async def post(self, request: Request) -> Response:
@@ -159,12 +168,12 @@ def install_pages(app: faust.App, runtime: Any) -> None:
                 return refused(self)
             body = await self.read_request_content(request)
             if len(body) > MAX_PREVIEW_BYTES:
-                return answer(self, {"error": "message too large"}, 413)
+                return answer_json(self, {"error": "message too large"}, 413)
             at: datetime | None = None
             if "at" in request.query:
                 at = parse_time(request.query["at"])
                 if at is None:
-                    return answer(self, {"error": "at= is not an ISO-8601 time"}, 400)
+                    return answer_json(self, {"error": "at= is not an ISO-8601 time"}, 400)
             pipeline = preview_pipeline(
                 runtime.pipeline.rules,
                 runtime.stores,
@@ -178,13 +187,15 @@ def install_pages(app: faust.App, runtime: Any) -> None:
                     document, pipeline.topics, message=request.query.get("message"), at=at
                 )
             except ValueError as exc:
-                return answer(self, {"error": str(exc) if isinstance(exc, PreviewError) else "not JSON"}, 400)
+                return answer_json(
+                    self, {"error": str(exc) if isinstance(exc, PreviewError) else "not JSON"}, 400
+                )
             key = pipeline.key_for(record)
             if key is not None:
                 forwarded = await owner(self, request, key, body)
                 if forwarded is not None:
                     return forwarded
-            return answer(self, preview(pipeline, record))
+            return answer_json(self, preview(pipeline, record))
 
     app.page("/health")(Health)
     app.page("/ready")(Ready)
