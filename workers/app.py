@@ -49,6 +49,7 @@ from workers.overlay import BatchStores, Overlay
 from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
 from workers.settings import Settings
 from workers.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
+from workers.web import install_pages
 
 log = structlog.get_logger("oms_postsales.worker")
 
@@ -504,26 +505,8 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
     app.agent(movements_topic, name="stock")(stock)
     app.timer(settings.settle_interval_seconds, on_leader=True)(runtime.tick)
     app.timer(settings.ready_probe_interval_seconds)(runtime.probe_broker)
-    _pages(app, runtime)
+    install_pages(app, runtime)
     return app, runtime
-
-
-def _pages(app: faust.App, runtime: Runtime) -> None:
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "uptime_seconds": round(time.monotonic() - runtime.started, 1)})
-
-    async def ready(web: Any, request: Any) -> Any:
-        ok, checks = runtime.ready()
-        return web.json({"ready": ok, **checks}, status=200 if ok else 503)
-
-    async def prometheus(web: Any, request: Any) -> Any:
-        metrics.update_lag(app)
-        body, content_type = metrics.exposition()
-        return web.bytes(body, content_type=content_type)
-
-    app.page("/health")(health)
-    app.page("/ready")(ready)
-    app.page("/metrics")(prometheus)
 
 
 def _credentials(settings: Settings) -> Any:

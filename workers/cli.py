@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from domain.rules import RuleBook, RulesError
 from domain.timeutil import parse_time
 from workers import logging as oms_logging
+from workers import ops_cli, web
 from workers.app import build_app
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
@@ -157,6 +158,9 @@ def worker_command() -> None:
         check_runtime(settings)
     except SettingsError as exc:
         fail(str(exc))
+    exposure = web.exposure_problem(settings)
+    if exposure is not None:
+        fail(exposure)
     try:
         asyncio.run(prepare_topics(settings))
     except TopicError as exc:
@@ -308,6 +312,9 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"oms-postsales {importlib.metadata.version('oms-postsales')}")
         raise typer.Exit()
+
+
+ops_cli.register(app)
 
 
 @app.callback()

@@ -123,7 +123,7 @@ class Delivery:
     def _outage(self, retry: list[tuple[int, OutboundRecord]], delay: float) -> None:
         self.ok = False
         self._retries_since_log += len(retry)
-        metrics.DELIVERY_RETRIES.inc(len(retry))
+        metrics.DELIVERY_RETRIES.labels(self._last_error or "unknown").inc(len(retry))
         now = time.monotonic()
         if now - self._last_outage_log >= OUTAGE_LOG_INTERVAL_SECONDS:
             log.warning(

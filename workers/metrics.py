@@ -5,6 +5,7 @@ Labels stay few (topic, outcome, error class, code, partition) so the series cou
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from prometheus_client import (
@@ -15,8 +16,28 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The standard process (CPU, memory, file descriptors) and Python (version, GC) series, on our registry.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+
+def _version() -> str:
+    try:
+        return version("oms-postsales")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge(
+    "oms_build_info", "Always 1; the label says which version runs", ["version"], registry=REGISTRY
+)
+BUILD_INFO.labels(_version()).set(1)
 
 RECORDS = Counter(
     "oms_records", "Inbound records handled, by topic and outcome", ["topic", "outcome"], registry=REGISTRY
@@ -33,11 +54,6 @@ PROCESSING = Histogram(
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-DELIVERY_RETRIES = Counter(
-    "oms_delivery_retries",
-    "Records sent again after a transient delivery failure (broker unreachable or slow)",
-    registry=REGISTRY,
-)
 BATCH_SECONDS = Histogram(
     "oms_batch_seconds",
     "Time to handle one batch of a stage (intake, orders, stock), its delivery and table writes included",
@@ -51,10 +67,18 @@ WAITING = Gauge(
     ["partition"],
     registry=REGISTRY,
 )
+DELIVERY_RETRIES = Counter(
+    "oms_delivery_retries",
+    "Deliveries of outputs retried because the broker did not acknowledge them, by error class",
+    ["error_class"],
+    registry=REGISTRY,
+)
+READY = Gauge("oms_ready", "1 while /ready answers 200, else 0 (updated at every scrape)", registry=REGISTRY)
 LAG = Gauge(
     "oms_consumer_lag",
-    "Highwater minus position per assigned partition (the local Tansu broker reports highwater wrongly "
-    "after batched writes: read this on Apache Kafka)",
+    "Records not read yet per assigned partition: the partition's high-water mark minus the consumer's "
+    "position (the offset of the next record it will read), not minus the committed offset. The local "
+    "Tansu broker reports the high-water mark wrongly after multi-record batches: read this on Kafka",
     ["topic", "partition"],
     registry=REGISTRY,
 )
@@ -73,9 +97,13 @@ def update_lag(app: Any) -> None:
     consumer = getattr(app, "consumer", None)
     if consumer is None:
         return
+    # faust keeps the offset of the last record it read per partition; the position is the one after it.
+    read = getattr(consumer, "_read_offset", {})
+    committed = getattr(consumer, "_committed_offset", {})
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
-        position = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
+        last_read = read.get(tp)
+        position = last_read + 1 if last_read is not None else committed.get(tp)
         if highwater is not None and position is not None:
             LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     )
     web_host: str = Field(default="127.0.0.1", description="address of /health /ready /metrics")
     web_port: int = Field(default=6066, ge=1, le=65535, description="port of /health /ready /metrics")
+    # Bearer token of the order and preview API; required when the web server listens beyond loopback.
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token of /v1/orders and /v1/preview (required off loopback)"
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # Kafka client tuning. Against the local Tansu broker the dev command sets the producer batch to

@@ -1,0 +1,296 @@
+"""The operator's toolbox offline: the refund report ties out with the credit notes of a chaos-sized log,
+the preview equals what the message then does, order views keep personal data out unless asked, dead
+letter re-drive plans, the web exposure rule, and the dashboard's metrics exist."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from domain import names
+from workers import dlq, lookup, metrics, report
+from workers import logging as oms_logging
+from workers.codec import dumps, loads
+from workers.opsio import Fetched, OpsError, Progress
+from workers.pipeline import Pipeline, Stores
+from workers.preview import message_record, preview, preview_pipeline
+from workers.replay import read_records, replay
+from workers.rules_file import load_rules
+from workers.settings import Settings
+from workers.web import authorized, exposure_problem
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG = ROOT / "examples" / "message-log.jsonl"
+RULES = ROOT / "examples" / "rules.toml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "oms-postsales.json"
+PERSONAL = ("first_name", "last_name", "email", "phone", "address1", "city", "zip")
+
+sys.path.insert(0, str(ROOT / "bench"))
+from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chaos_output(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    oms_logging.configure("ERROR")
+    rules = tmp_path_factory.mktemp("chaos") / "rules.toml"
+    rules.write_text(RULES_TOML)
+    lines = [json.dumps(r) for wave in chaos_waves(3000, seed=5) for r in wave.records]
+    out = io.StringIO()
+    replay(iter(lines), out, load_rules(rules), partitions=4)
+    return out.getvalue().splitlines()
+
+
+def test_report_totals_tie_out_with_the_credit_notes_of_a_chaos_log(chaos_output: list[str]) -> None:
+    # The notes, read here on their own: every amount from its text, summed per group and tax slot.
+    notes = [
+        json.loads(line, parse_float=Decimal)["value"]["params"]["refund"]
+        for line in chaos_output
+        if f'"method": "{names.REFUND_UPDATED}"' in line or f'"method":"{names.REFUND_UPDATED}"' in line
+    ]
+    assert len(notes) > 300
+    want: dict[tuple[str, ...], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+    want_tax: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    for note in notes:
+        group = (note["store_id"], note["currency"], note["credit_note_date"])
+        group += (note["document_type"], note["refund_type"])
+        for i, field in enumerate(("cost_gross", "cost_net", "cost_vat")):
+            want[group][i] += Decimal(note["totals"][field])
+        for line in note["lines"]:
+            for part in line["payments"][0]["details"]["vat_detail"]:
+                want_tax[(*group, part["type"], part["rate"])] += Decimal(part["amount"])
+
+    built = report.build(report.notes_from_file(chaos_output), None, None)
+    assert len(built.notes) == len(notes)
+    got = {g.key: [g.gross, g.net, g.tax] for g in built.groups}
+    assert got == dict(want)
+    got_tax = {(*g.key, *slot): amount for g in built.groups for slot, amount in g.taxes.items()}
+    assert got_tax == dict(want_tax)
+    assert len({g.key[4] for g in built.groups}) == 3  # return, appeasement and cancellation all there
+
+    # The CSV says the same: its total rows add up to every note, and to its own note rows.
+    out = io.StringIO()
+    report.write_csv(built, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    all_gross = sum(Decimal(n["totals"]["cost_gross"]) for n in notes)
+    assert sum(Decimal(r["gross"]) for r in rows if r["kind"] == "total") == all_gross
+    assert sum(Decimal(r["gross"]) for r in rows if r["kind"] == "note") == all_gross
+    assert sum(Decimal(r["tax"]) for r in rows if r["kind"] == "tax") == sum(
+        Decimal(n["totals"]["cost_vat"]) for n in notes
+    )
+
+
+def test_report_filters_dates_and_store_and_counts_a_redelivered_note_once(chaos_output: list[str]) -> None:
+    notes = list(report.notes_from_file(chaos_output))
+    day = date.fromisoformat(notes[len(notes) // 2].credit_note_date)
+    store = notes[0].store
+    built = report.build([*notes, notes[0], notes[1]], day, day, store)
+    expected = {n.number for n in notes if n.credit_note_date == day.isoformat() and n.store == store}
+    assert {n.number for n in built.notes} == expected and len(built.notes) == len(expected)
+    everything = report.build([*notes, notes[0]], None, None)
+    assert len(everything.notes) == len(notes)
+
+
+def test_preview_equals_what_each_message_of_the_example_log_then_does() -> None:
+    oms_logging.configure("ERROR")
+    book = load_rules(RULES)
+    stores = Stores()
+    pipeline = Pipeline(book, stores=stores, partitions=1)
+    kinds = {
+        names.RETURN_AUTHORIZE,
+        names.RETURN_REQUEST,
+        names.RETURN_RECEIVED,
+        names.APPEASEMENT_CREATE,
+        names.REFUND_CREATE,
+    }
+    compared = 0
+    with LOG.open() as lines:
+        records = list(read_records(iter(lines), str(LOG)))
+    for record in records:
+        try:
+            method = loads(record.value).get("method")
+        except ValueError:
+            method = None  # the log's undecodable records
+        if method in kinds:
+            before = {key: order.model_dump_json() for key, order in stores.orders.items()}
+            looked = preview(preview_pipeline(book, stores, partitions=1), record)
+            assert {key: order.model_dump_json() for key, order in stores.orders.items()} == before
+        processed = pipeline.process(record)
+        pipeline.store(processed)
+        pipeline.apply_movements(processed.movements)
+        if method in kinds:
+            real = [
+                loads(r.value)["params"]["refund"]
+                for r in processed.records
+                if r.headers.get("message_name") == names.REFUND_UPDATED
+            ]
+            for note in looked["credit_notes"]:
+                note.pop("credit_note_number_provisional")
+            assert looked["status"] == processed.status and looked["credit_notes"] == real
+            compared += len(real)
+    # The log's Doshii refund of unshipped units waits for its reorder window (previewed as held).
+    assert compared >= 3
+
+
+def test_preview_takes_bare_params_with_a_name_and_shows_rejections() -> None:
+    book = load_rules(RULES)
+    pipeline = preview_pipeline(book, Stores(), partitions=1)
+    params = {"appeasement": {"sales_channel_id": "OCTO", "order_id": "nope", "lines": []}}
+    with pytest.raises(ValueError, match="name the message"):
+        message_record(params, pipeline.topics)
+    record = message_record(params, pipeline.topics, message=names.APPEASEMENT_CREATE, at=datetime.now(UTC))
+    looked = preview(pipeline, record)
+    assert looked["credit_notes"] == [] and looked["status"] in ("held", "rejected", "dead_letter")
+
+
+def _personal(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in PERSONAL and isinstance(item, str) and len(item) >= 3:
+                found.add(item)
+            found |= _personal(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _personal(item)
+    return found
+
+
+def test_order_view_has_no_personal_data_unless_asked() -> None:
+    oms_logging.configure("ERROR")
+    stores = Stores()
+    with LOG.open() as lines:
+        replay(lines, io.StringIO(), load_rules(RULES), stores=stores)
+    personal = _personal([json.loads(line)["value"] for line in LOG.read_text().splitlines()])
+    assert personal
+    for order in stores.orders.values():
+        plain = json.dumps(lookup.order_view(order))
+        assert not [p for p in personal if p in plain], order.key
+    order = stores.orders["OCTO:1234"]
+    view = lookup.order_view(order)
+    assert view["ledger"]["refunded"] == str(order.refunded_gross) and view["credit_notes"]
+    assert all("shipped" in line and "refunded" in line for line in view["lines"])
+    full = dumps(lookup.order_view(order, with_personal_data=True))
+    assert [p for p in personal if p in full]
+
+
+def _letter(value: bytes, key: bytes | None = b"OCTO:1") -> dlq.DeadLetter:
+    headers = [
+        ("message_id", b"m-1"),
+        ("trace", b"t"),
+        ("dlq.error.class", b"SchemaValidation"),
+        ("dlq.error.path", b"/params/shipment/source_id"),
+        ("dlq.original.topic", b"in.topic"),
+        ("dlq.original.partition", b"3"),
+        ("dlq.original.offset", b"17"),
+        ("dlq.failed_at", b"2026-11-01T10:00:00Z"),
+    ]
+    return dlq.DeadLetter(Fetched("oms.dlq", 1, 5, None, key, value, headers))
+
+
+def test_redrive_plan_fixes_the_value_and_keeps_key_and_headers() -> None:
+    letter = _letter(b'{"id":"m-1","params":{"shipment":{"source_id":42}}}')
+    assert letter.detail()["value_at_pointer"] == 42
+    patch = dlq.load_patch('[{"op":"replace","path":"/params/shipment/source_id","value":"S"}]')
+    plan = dlq.plan(letter, patch, "oms.dlq")
+    assert plan.topic == "in.topic" and plan.key == b"OCTO:1" and plan.partition is None
+    assert loads(plan.value) == {"id": "m-1", "params": {"shipment": {"source_id": "S"}}}
+    assert plan.headers == [("message_id", b"m-1"), ("trace", b"t"), ("dlq.redriven", b"oms.dlq:1:5")]
+    assert dlq.plan(letter, None, "oms.dlq").value == letter.record.value
+    assert dlq.plan(_letter(b"{}", key=None), None, "oms.dlq").partition == 3
+    with pytest.raises(OpsError, match="not JSON"):
+        dlq.plan(_letter(b"\xff"), patch, "oms.dlq")
+    with pytest.raises(OpsError, match="does not apply"):
+        dlq.plan(_letter(b"{}"), patch, "oms.dlq")
+    with pytest.raises(OpsError, match="RFC 6902"):
+        dlq.load_patch('{"op": "replace"}')
+
+
+def test_dead_letter_selection() -> None:
+    letter = _letter(b"{}")
+    assert dlq.Selection(error_class="SchemaValidation", original_topic="in.topic").matches(letter)
+    assert not dlq.Selection(error_class="InvalidJson").matches(letter)
+    assert dlq.Selection(since=datetime(2026, 11, 1, tzinfo=UTC)).matches(letter)
+    assert not dlq.Selection(until=datetime(2026, 11, 1, 10, tzinfo=UTC)).matches(letter)
+    assert dlq.Selection(records=frozenset({(1, 5)})).matches(letter)
+    assert not dlq.Selection(records=frozenset({(1, 6)})).matches(letter)
+    with pytest.raises(OpsError):
+        dlq.parse_where("1-5")
+
+
+def test_a_public_web_host_needs_a_token() -> None:
+    assert exposure_problem(Settings(web_host="127.0.0.1")) is None
+    assert exposure_problem(Settings(web_host="localhost")) is None
+    assert exposure_problem(Settings(web_host="::1")) is None
+    problem = exposure_problem(Settings(web_host="0.0.0.0"))
+    assert problem is not None and "OMS_API_TOKEN" in problem
+    assert exposure_problem(Settings(web_host="0.0.0.0", api_token=SecretStr("s3cret"))) is None
+    guarded = Settings(web_host="0.0.0.0", api_token=SecretStr("s3cret"))
+    assert authorized(guarded, "Bearer s3cret")
+    assert not authorized(guarded, "Bearer s3cre") and not authorized(guarded, None)
+    assert "s3cret" not in json.dumps(guarded.masked())
+
+
+def _exposed_names() -> set[str]:
+    """Every sample name the worker's registry can expose (labelled series included before first use)."""
+    suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"]}
+    exposed = set()
+    for family in metrics.REGISTRY.collect():
+        exposed.add(family.name)
+        exposed.update(family.name + suffix for suffix in suffixes.get(family.type, []))
+        exposed.update(sample.name for sample in family.samples)
+    return exposed
+
+
+def test_every_dashboard_panel_reads_metrics_the_worker_exposes() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exposed = _exposed_names()
+    assert {
+        "oms_build_info",
+        "oms_delivery_retries_total",
+        "process_cpu_seconds_total",
+        "python_info",
+    } <= exposed
+    titles = []
+    for panel in dashboard["panels"]:
+        titles.append(panel["title"].lower())
+        exprs = [target["expr"] for target in panel["targets"]]
+        assert exprs, panel["title"]
+        for expr in exprs:
+            used = set(re.findall(r"\b((?:oms|process|python)_[a-z_]+)\b", expr))
+            assert used and used <= exposed, (panel["title"], used - exposed)
+    for wanted in ("outcome", "dead letter", "rejection", "processing", "lag", "ready"):
+        assert any(wanted in title for title in titles), wanted
+
+
+def test_lag_help_says_what_it_measures() -> None:
+    (family,) = [f for f in metrics.REGISTRY.collect() if f.name == "oms_consumer_lag"]
+    assert "high-water mark minus the consumer's position" in family.documentation
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_a_terminal_only() -> None:
+    quiet = io.StringIO()
+    progress = Progress("re-driving", total=3, stream=quiet)
+    progress.advance(3)
+    progress.close()
+    assert quiet.getvalue() == ""
+    terminal = _Terminal()
+    progress = Progress("re-driving", total=3, stream=terminal)
+    progress.advance(3)
+    progress.close()
+    assert "re-driving" in terminal.getvalue() and "3/3" in terminal.getvalue()

@@ -1,0 +1,171 @@
+"""Refund preview: what a return, appeasement or upstream refund message WOULD produce, changing nothing.
+
+The message goes through the same `Pipeline.process` as a real record, on stores that refuse writes,
+and `Pipeline.store` is never called: no order, series or stock changes, and the credit note number
+shown is the one the series would hand out next (provisional: another message may take it first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from domain import names
+from domain.money import ZERO
+from domain.rules import RuleBook
+from workers.codec import InboundRecord, dumps, loads
+from workers.pipeline import Pipeline, Processed, Stores, Topics
+from workers.validation import Validators
+
+V = TypeVar("V")
+
+
+class PreviewError(ValueError):
+    """The message cannot be previewed as given (one line for the caller)."""
+
+
+class ReadOnly(MutableMapping[str, V]):
+    """A store seen through a window: lookups pass, any write is a bug and raises."""
+
+    def __init__(self, base: Mapping[str, V]) -> None:
+        self._base = base
+
+    def __getitem__(self, key: str) -> V:
+        return self._base[key]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        raise TypeError("preview must not change state")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("preview must not change state")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def read_only(stores: Stores) -> Stores:
+    return Stores(
+        orders=ReadOnly(stores.orders),
+        stock=ReadOnly(stores.stock),
+        series=ReadOnly(stores.series),
+        source_skus=ReadOnly(stores.source_skus),
+    )
+
+
+def preview_pipeline(
+    rules: RuleBook,
+    stores: Stores,
+    *,
+    topics: Topics | None = None,
+    partitions: int = 1,
+    validators: Validators | None = None,
+) -> Pipeline:
+    """`partitions`: how many partitions the order topics have, so that the credit note series is the
+    one the worker would use ("<store>-<partition of the order key>")."""
+    return Pipeline(
+        rules, stores=read_only(stores), topics=topics, validators=validators, partitions=partitions
+    )
+
+
+def message_record(
+    document: Any, topics: Topics, *, message: str | None = None, at: datetime | None = None
+) -> InboundRecord:
+    """A record for a JSON-RPC envelope, or for bare params of the message named `message`."""
+    if isinstance(document, dict) and isinstance(document.get("method"), str):
+        name = document["method"]
+    elif message is not None:
+        name = message
+    else:
+        raise PreviewError("bare params: name the message (--message / ?message=)")
+    if name not in names.INBOUND:
+        raise PreviewError(f"{name!r} is not an inbound message")
+    return InboundRecord(
+        topics.topic(name), dumps(document).encode("utf-8"), timestamp=at or datetime.now(UTC)
+    )
+
+
+def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
+    key = pipeline.key_for(record)
+    processed = pipeline.process(record)
+    return {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record))
+
+
+def _sent_number(record: InboundRecord) -> str | None:
+    try:
+        document = loads(record.value)
+    except ValueError:
+        return None
+    params = document.get("params", document) if isinstance(document, dict) else {}
+    refund = params.get("refund") if isinstance(params, dict) else None
+    number = refund.get("credit_note_number") if isinstance(refund, dict) else None
+    return str(number) if number is not None else None
+
+
+def explain(processed: Processed, topics: Topics, upstream_number: str | None = None) -> dict[str, Any]:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for out in processed.records:
+        name = out.headers.get("message_name", "")
+        if out.topic == topics.dlq:
+            continue
+        by_name.setdefault(name, []).append(loads(out.value)["params"])
+    notes = []
+    gross = net = tax = ZERO
+    per_tax: dict[tuple[str, str], Decimal] = {}
+    explanations: list[dict[str, Any]] = []
+    for params in by_name.get(names.REFUND_UPDATED, []):
+        note = dict(params["refund"])
+        note["credit_note_number_provisional"] = note["credit_note_number"] != upstream_number
+        notes.append(note)
+        gross += Decimal(note["totals"]["cost_gross"])
+        net += Decimal(note["totals"]["cost_net"])
+        tax += Decimal(note["totals"]["cost_vat"])
+        for line in note["lines"]:
+            explanations.append(
+                {"credit_note_number": note["credit_note_number"], "order_line": line["order_line"]}
+                | {"explanation": line["explanation"]}
+            )
+            for payment in line["payments"]:
+                for part in payment["details"]["vat_detail"]:
+                    slot = (part["type"], part["rate"])
+                    per_tax[slot] = per_tax.get(slot, ZERO) + Decimal(part["amount"])
+    result: dict[str, Any] = {
+        "status": processed.status,
+        "detail": processed.detail,
+        "message_name": processed.message_name,
+        "message_id": processed.message_id,
+        "credit_notes": notes,
+        "totals": {"gross": str(gross), "net": str(net), "tax": str(tax)},
+        "tax": [
+            {"type": kind, "rate": rate, "amount": str(amount)}
+            for (kind, rate), amount in sorted(per_tax.items())
+        ],
+        "explanations": explanations,
+        "restock": [
+            {
+                "source_id": m.source_id,
+                "sku": m.sku,
+                "reason": m.reason,
+                "on_hand_delta": m.on_hand_delta,
+                "reserved_delta": m.reserved_delta,
+            }
+            for m in processed.movements
+        ],
+        "returns": [params["return"] for params in by_name.get(names.RETURN_UPDATED, [])],
+        "rejection": None,
+        "dead_letter": None,
+    }
+    for params in by_name.get(names.ERROR_NOTIFY, []):
+        result["rejection"] = {"code": params["code"], "message": params["message"]}
+    for out in processed.records:
+        if out.topic == topics.dlq:
+            result["dead_letter"] = {
+                "error_class": out.headers.get("dlq.error.class"),
+                "message": out.headers.get("dlq.error.message"),
+                "path": out.headers.get("dlq.error.path"),
+            }
+    return result
