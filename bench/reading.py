@@ -63,7 +63,8 @@ class TopicReader:
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
-    async def _poll(self) -> None:
+    async def poll(self) -> None:
+        """One fetch (at most 200 ms when nothing comes)."""
         batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         for tp, messages in batches.items():
             for message in messages:
@@ -89,7 +90,7 @@ class TopicReader:
         while not done(self.records):
             if time.monotonic() > deadline:
                 raise ReadTimeout(f"{len(self.records)} records read by the deadline; {missing()}")
-            await self._poll()
+            await self.poll()
 
     async def to_end(self, deadline: float) -> None:
         """Read up to the end offsets of every partition as they are now."""
@@ -105,7 +106,7 @@ class TopicReader:
                     if self.next_offset[tp] < target[tp]
                 }
                 raise ReadTimeout(f"end offsets not reached by the deadline: {short}")
-            await self._poll()
+            await self.poll()
 
 
 def _short(have: Counter[str], want: Counter[str]) -> str:
@@ -152,6 +153,21 @@ async def read_ids(
             deadline,
             lambda: f"{len(missing())} missing, e.g. {sorted(missing())[:3]}",
         )
+        await reader.to_end(deadline)
+        return reader.records
+
+
+async def read_until(
+    settings: Settings,
+    topics: list[str],
+    done: Callable[[list[Output]], bool],
+    timeout: float,
+    missing: Callable[[list[Output]], str] = lambda _: "the condition does not hold",
+) -> list[Output]:
+    """Every record of `topics` once `done(records)` holds, then up to the end offsets."""
+    deadline = time.monotonic() + timeout
+    async with TopicReader(settings, topics) as reader:
+        await reader.until(done, deadline, lambda: missing(reader.records))
         await reader.to_end(deadline)
         return reader.records
 
