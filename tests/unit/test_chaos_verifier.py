@@ -101,3 +101,36 @@ def test_levels_in_between_may_differ_from_replay_but_not_the_final_ones() -> No
     assert verify(found, EXPECTED).ok
     found[1] = adjusted("m1", "SRC:A", 5, 6, 1)
     assert not verify(found, EXPECTED).ok
+
+
+# A run that expects nothing, or nothing of what it checks, proves nothing: it is refused, not passed.
+
+
+def test_an_empty_expectation_is_refused() -> None:
+    verdict = verify([], [])
+    assert not verdict.ok
+    assert "replay expects no outputs at all: nothing to verify" in verdict.problems
+
+
+def test_an_expectation_without_credit_notes_is_refused() -> None:
+    stock_only = EXPECTED[2:]
+    verdict = verify(list(stock_only), stock_only)
+    assert verdict.problems == ["replay expects no credit notes: the series cannot be verified"]
+    assert not verdict.ok
+
+
+def test_an_expectation_without_stock_is_refused() -> None:
+    refunds_only = EXPECTED[:2]
+    verdict = verify(list(refunds_only), refunds_only)
+    assert verdict.problems == ["replay expects no stock adjustments: stock cannot be verified"]
+    assert not verdict.ok
+
+
+def test_a_log_shorter_than_asked_is_refused() -> None:
+    verdict = verify(list(EXPECTED), EXPECTED, messages=599, asked=600)
+    assert verdict.problems == ["the log holds 599 messages, fewer than the 600 asked for"]
+    assert not verdict.ok
+
+
+def test_a_log_of_the_size_asked_passes() -> None:
+    assert verify(list(EXPECTED), EXPECTED, messages=600, asked=600).ok
