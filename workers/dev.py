@@ -19,7 +19,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -265,9 +265,8 @@ def expected_outputs(
     """What replay emits for the log stamped `now` on a worker of `partitions` partitions; held
     messages are not settled, since their deadline is still ahead when the demo ends."""
     stamp = int(now.timestamp() * 1000)
-    lines = [
-        dumps({**loads(line), "timestamp": stamp}) for line in log.read_text("utf-8").splitlines() if line
-    ]
+    texts = [line for line in log.read_text("utf-8").splitlines() if line.strip()]
+    lines = [dumps({**loads(line), "timestamp": stamp + index}) for index, line in enumerate(texts)]
     out = io.StringIO()
     replay(
         iter(lines),
@@ -281,11 +280,14 @@ def expected_outputs(
 
 
 def stamped(log: Path, now: datetime) -> list[InboundRecord]:
-    """The example log as records of now: holds then wait their real deadline, as in production."""
+    """The example log as records of now, one millisecond apart in log order (records with one and
+    the same timestamp would be taken in lifecycle order): holds then wait their real deadline."""
     with log.open(encoding="utf-8") as lines:
         return [
-            InboundRecord(r.topic, r.value, r.key, r.headers, r.partition, r.offset, now)
-            for r in read_records(iter(lines), str(log))
+            InboundRecord(
+                r.topic, r.value, r.key, r.headers, r.partition, r.offset, now + timedelta(milliseconds=index)
+            )
+            for index, r in enumerate(read_records(iter(lines), str(log)))
         ]
 
 
