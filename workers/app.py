@@ -44,7 +44,7 @@ from domain.timeutil import iso
 from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.delivery import Delivery, Failure
-from workers.ordering import TimestampOrder, lifecycle_ranks, merge_by_timestamp
+from workers.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
 from workers.overlay import BatchStores, Overlay
 from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
 from workers.settings import Settings
@@ -56,7 +56,6 @@ log = structlog.get_logger("oms_postsales.worker")
 V = TypeVar("V")
 
 # Headers the intake adds to a forwarded record: where the producer had put it.
-ORIGIN_TOPIC = "oms.origin.topic"
 ORIGIN_PARTITION = "oms.origin.partition"
 ORIGIN_OFFSET = "oms.origin.offset"
 ORIGIN_KEY = "oms.origin.key"
@@ -229,7 +228,9 @@ class Runtime:
         causes: list[InboundRecord] = []
         outputs: list[OutboundRecord] = []
         ranks = self.ranks
-        for _, record in merge_by_timestamp(by_partition.items(), _millis, lambda tp: ranks.get(tp[0], 0)):
+        for _, record in merge_by_timestamp(
+            by_partition.items(), _millis, lambda tp, _r: ranks.get(tp[0], 0)
+        ):
             routed = self.pipeline.route(record)
             if routed.dead is not None:
                 outputs.extend(routed.dead.records)

@@ -18,6 +18,9 @@ from typing import Any, ClassVar, TypeVar
 
 from domain import names
 
+# The header the intake adds to a forwarded record: the topic its producer wrote it to.
+ORIGIN_TOPIC = "oms.origin.topic"
+
 T = TypeVar("T")
 P = TypeVar("P")
 
@@ -53,25 +56,30 @@ def lifecycle_ranks(topic_for: Callable[[str], str]) -> dict[str, int]:
 def merge_by_timestamp(
     partitions: Iterable[tuple[P, Sequence[T]]],
     timestamp: Callable[[T], float | int | None],
-    rank: Callable[[P], int] = lambda _partition: 0,
+    rank: Callable[[P, T], int] = lambda _partition, _record: 0,
 ) -> Iterator[tuple[P, T]]:
     """Yield every record once, earliest head first; equal timestamps go by the partition's rank,
     then by the order in which the partitions were given. Each partition's own order is kept whatever
     its timestamps."""
     heads: list[tuple[float, int, int, int]] = []
-    sources: list[tuple[P, Sequence[T], int]] = []
+    sources: list[tuple[P, Sequence[T]]] = []
+
+    def head(index: int, position: int) -> tuple[float, int, int, int]:
+        partition, records = sources[index]
+        record = records[position]
+        return _stamp(timestamp(record)), rank(partition, record), index, position
+
     for index, (partition, records) in enumerate(partitions):
-        sources.append((partition, records, rank(partition)))
+        sources.append((partition, records))
         if records:
-            heads.append((_stamp(timestamp(records[0])), sources[-1][2], index, 0))
+            heads.append(head(index, 0))
     heapq.heapify(heads)
     while heads:
-        _, order, index, position = heapq.heappop(heads)
-        partition, records, _ = sources[index]
+        _, _, index, position = heapq.heappop(heads)
+        partition, records = sources[index]
         yield partition, records[position]
-        position += 1
-        if position < len(records):
-            heapq.heappush(heads, (_stamp(timestamp(records[position])), order, index, position))
+        if position + 1 < len(records):
+            heapq.heappush(heads, head(index, position + 1))
 
 
 def ties_in_lifecycle_order(
@@ -98,13 +106,22 @@ def _stamp(value: float | int | None) -> float:
 
 class TimestampOrder:
     """faust's consumer scheduler (app setting `ConsumerScheduler`): what one fetch returned, for all
-    assigned partitions, merged by record timestamp instead of round-robin per topic."""
+    assigned partitions, merged by record timestamp instead of round-robin per topic. A record the
+    intake forwarded ranks as the topic its producer wrote it to (its origin header)."""
 
     ranks: ClassVar[Mapping[str, int]] = {}
 
     def iterate(self, records: Mapping[Any, list[Any]]) -> Iterator[tuple[Any, Any]]:
+        return merge_by_timestamp(records.items(), _record_timestamp, self._rank)
+
+    def _rank(self, tp: Any, record: Any) -> int:
         ranks = self.ranks
-        return merge_by_timestamp(records.items(), _record_timestamp, lambda tp: ranks.get(tp.topic, 0))
+        if tp.topic in ranks:
+            return ranks[tp.topic]
+        for name, value in getattr(record, "headers", None) or ():
+            if name == ORIGIN_TOPIC:
+                return ranks.get(value.decode("utf-8", "replace"), 0)
+        return 0
 
     @classmethod
     def with_ranks(cls, ranks: Mapping[str, int]) -> type[TimestampOrder]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import names
-from workers.ordering import lifecycle_ranks, merge_by_timestamp, ties_in_lifecycle_order
+from workers.ordering import (
+    ORIGIN_TOPIC,
+    TimestampOrder,
+    lifecycle_ranks,
+    merge_by_timestamp,
+    ties_in_lifecycle_order,
+)
 
 partitions = st.dictionaries(
     st.text("abc", min_size=1, max_size=2),
@@ -40,7 +48,7 @@ def test_within_one_millisecond_an_order_s_life_decides() -> None:
         "x." + names.ORDER_CREATE: ["created"],
         "x." + names.RETURN_AUTHORIZE: ["authorized"],
     }
-    merged = [r for _, r in merge_by_timestamp(fetched.items(), lambda _r: 1000, lambda t: ranks[t])]
+    merged = [r for _, r in merge_by_timestamp(fetched.items(), lambda _r: 1000, lambda t, _r: ranks[t])]
     assert merged == ["created", "shipped", "authorized", "received", "refund"]
 
 
@@ -62,3 +70,29 @@ def test_replay_takes_a_run_of_equal_timestamps_in_lifecycle_order_and_nothing_e
         ("create", 7),
         ("ship", 9),
     ]
+
+
+def test_a_forwarded_record_ranks_as_the_topic_its_producer_wrote_it_to() -> None:
+    @dataclass(frozen=True)
+    class TP:
+        topic: str
+
+    @dataclass
+    class Record:
+        timestamp: int
+        headers: list[tuple[str, bytes]]
+        name: str
+
+    scheduler = TimestampOrder.with_ranks(lifecycle_ranks(lambda name: name))()
+    internal = TP("oms-postsales.inbound")
+
+    def forwarded(name: str, topic: str) -> Record:
+        return Record(1000, [("message_id", b"x"), (ORIGIN_TOPIC, topic.encode())], name)
+
+    fetched = {
+        TP("p0"): [forwarded("shipped", names.SHIPMENT_DONE)],
+        TP("p1"): [forwarded("stock", names.STOCK_UPDATE)],
+        TP("p2"): [forwarded("created", names.ORDER_CREATE)],
+    }
+    assert [r.name for _, r in scheduler.iterate(fetched)] == ["created", "stock", "shipped"]
+    assert internal.topic not in TimestampOrder.ranks
