@@ -119,7 +119,6 @@ def test_the_comparison_names_what_differs(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(reason="issue 9 consumption loop", strict=False)
 def test_real_producers_through_the_live_worker_equal_replay(broker: LocalBroker, tmp_path: Path) -> None:
     outcome = run_live(broker.bootstrap, tmp_path, VARIANTS, QUICK, spread=2.0, delay=0.3, read_timeout=20.0)
     assert outcome.written == len(VARIANTS) * sum(len(s.steps) for s in build(QUICK, "x"))
