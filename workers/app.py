@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -43,7 +43,7 @@ from domain.state import OrderState, Series, StockItem
 from domain.timeutil import iso
 from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
-from workers.delivery import Delivery, Failure
+from workers.delivery import Delivery, Failure, reason
 from workers.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
 from workers.overlay import BatchStores, Overlay
 from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
@@ -60,6 +60,8 @@ ORIGIN_PARTITION = "oms.origin.partition"
 ORIGIN_OFFSET = "oms.origin.offset"
 ORIGIN_KEY = "oms.origin.key"
 ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_KEY)
+# On a dead letter whose original value the broker would not take either: that value's size.
+OMITTED = "dlq.value.omitted"
 # A batch whose tables could not be written is handled again from scratch after this long.
 BATCH_RETRY_SECONDS = 1.0
 
@@ -340,30 +342,39 @@ class Runtime:
         if not failures:
             return
         dead: list[OutboundRecord] = []
+        refused: list[Failure] = []
         for failure in failures:
             cause = causes[failure.index] if failure.index < len(causes) else None
             log.error(
                 "delivery.refused",
                 topic=failure.record.topic,
-                error=type(failure.error).__name__,
+                error=reason(failure.error),
                 bytes=len(failure.record.value),
             )
-            if cause is None or failure.record.topic == self.settings.dlq_topic:
+            if failure.record.topic == self.settings.dlq_topic:
+                refused.append(failure)
                 continue
-            reason = (
-                f"{type(failure.error).__name__}: the broker refused an output to {failure.record.topic} "
-                f"({len(failure.record.value)} bytes)"
+            if cause is None:
+                continue
+            why = (
+                f"{reason(failure.error)}; the output to {failure.record.topic} "
+                f"({len(failure.record.value)} bytes) can never be delivered"
             )
             dead.append(
                 dead_letter(
-                    cause, DecodeError("DeliveryFailed", reason), self.settings.dlq_topic, datetime.now(UTC)
+                    cause, DecodeError("DeliveryFailed", why), self.settings.dlq_topic, datetime.now(UTC)
                 )
             )
             metrics.DEAD_LETTERS.labels("DeliveryFailed").inc()
-        for failure in await self.delivery.deliver(dead):
-            log.error(
-                "dead_letter.refused", error=type(failure.error).__name__, bytes=len(failure.record.value)
-            )
+        refused += await self.delivery.deliver(dead)
+        # A dead letter as large as the output the broker refused may be refused too: it goes again
+        # without its value, which a header says was left out (the original record stays on its topic).
+        bare = [
+            replace(f.record, value=b"", headers={**f.record.headers, OMITTED: str(len(f.record.value))})
+            for f in refused
+        ]
+        for failure in await self.delivery.deliver(bare):
+            log.error("dead_letter.refused", error=type(failure.error).__name__)
 
     # -- stock --------------------------------------------------------------------------------------
 
@@ -441,6 +452,22 @@ class Runtime:
         return ok, checks
 
 
+async def _unless_done_never_acked(
+    handle: Callable[[Sequence[Any]], Awaitable[None]], events: Sequence[Any]
+) -> None:
+    """take_events acks a batch once it is left, even when its handling raised or was cancelled (a stop
+    while the broker is unreachable): its offsets could then be committed unprocessed. A batch that was
+    not handled is marked acknowledged in faust's bookkeeping without telling the consumer, so its
+    offsets are never committed and the records come again after a restart. (The handlers themselves
+    never raise for one record: they dead-letter it, and retry a batch whose tables failed.)"""
+    try:
+        await handle(events)
+    except BaseException:
+        for event in events:
+            event.message.acked = True
+        raise
+
+
 def _millis(record: InboundRecord) -> float | None:
     return record.timestamp.timestamp() * 1000 if record.timestamp else None
 
@@ -487,19 +514,17 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
     movements_topic = app.topic(runtime.movements_topic, partitions=settings.internal_partitions, **raw)
     size, within = settings.batch_max_records, settings.batch_within_ms / 1000
 
-    # take_events acks a batch once the loop body is done with it, even when the body raised: the
-    # handlers therefore never raise for a record (they dead-letter it) and retry a failed batch.
     async def intake(stream: Any) -> None:
         async for events in stream.take_events(size, within):
-            await runtime.intake(events)
+            await _unless_done_never_acked(runtime.intake, events)
 
     async def orders(stream: Any) -> None:
         async for events in stream.take_events(size, within):
-            await runtime.handle_orders(events)
+            await _unless_done_never_acked(runtime.handle_orders, events)
 
     async def stock(stream: Any) -> None:
         async for events in stream.take_events(size, within):
-            await runtime.handle_movements(events)
+            await _unless_done_never_acked(runtime.handle_movements, events)
 
     app.agent(intake_topics, name="intake")(intake)
     app.agent(order_topics, name="orders")(orders)

@@ -45,8 +45,22 @@ PERMANENT_ERRORS = frozenset(
 Send = Callable[[OutboundRecord], Awaitable[Awaitable[Any]]]
 
 
-def is_permanent(error: BaseException) -> bool:
-    return type(error).__name__ in PERMANENT_ERRORS
+def is_permanent(error: BaseException | None) -> bool:
+    """faust wraps the client's error (ProducerSendError from ...): the whole chain is looked at."""
+    seen = 0
+    while error is not None and seen < 10:
+        if type(error).__name__ in PERMANENT_ERRORS:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def reason(error: BaseException) -> str:
+    """The innermost error's class and message: what the broker or the client refused."""
+    inner = error
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    return f"{type(inner).__name__}: {inner}"[:500]
 
 
 @dataclass(frozen=True)
