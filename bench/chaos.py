@@ -39,7 +39,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +170,20 @@ class Killer:
             await asyncio.sleep(0.2)
 
 
-def wave_records(wave: Wave, settings: Settings, pipeline: Pipeline, now: datetime) -> list[InboundRecord]:
+def wave_records(
+    wave: Wave, settings: Settings, pipeline: Pipeline, now: datetime, first: int
+) -> list[InboundRecord]:
+    """The wave's records, stamped as replay's expectation stamps the log: `now` plus their line
+    number in milliseconds (`first`: the wave's first line)."""
     records = []
-    for record in wave.records:
+    for index, record in enumerate(wave.records, start=first):
+        at = now + timedelta(milliseconds=index)
         inbound = InboundRecord(
-            record["topic"], json.dumps(record["value"]).encode("utf-8"), None, {}, 0, 0, now
+            record["topic"], json.dumps(record["value"]).encode("utf-8"), None, {}, 0, 0, at
         )
         key = pipeline.key_for(inbound)
         records.append(
-            InboundRecord(settings.topic_prefix + record["topic"], inbound.value, key, {}, 0, 0, now)
+            InboundRecord(settings.topic_prefix + record["topic"], inbound.value, key, {}, 0, 0, at)
         )
     return records
 
@@ -344,9 +349,12 @@ async def drive(
     started = time.monotonic()
     try:
         base, _ = await progress.done()
+        first = 0
         for wave in waves:
             wave_started = time.monotonic()
-            await publish_wave(producer, wave_records(wave, settings, pipeline, now), progress.targets)
+            records = wave_records(wave, settings, pipeline, now, first)
+            first += len(wave.records)
+            await publish_wave(producer, records, progress.targets)
             try:
                 await wait_committed(progress, killer, base, options.wave_timeout)
             except RuntimeError as exc:  # stuck: still read and verify what did arrive

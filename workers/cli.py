@@ -154,13 +154,13 @@ def worker_command() -> None:
     # Everything that can be wrong on this machine is checked before the broker is touched: a
     # refused start must not leave topics behind.
     book = read_rules(settings.rules_file)
+    exposure = web.exposure_problem(settings)
+    if exposure is not None:
+        fail(exposure)
     try:
         check_runtime(settings)
     except SettingsError as exc:
         fail(str(exc))
-    exposure = web.exposure_problem(settings)
-    if exposure is not None:
-        fail(exposure)
     try:
         asyncio.run(prepare_topics(settings))
     except TopicError as exc:
