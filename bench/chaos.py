@@ -384,8 +384,16 @@ async def drive(
                 raise ReadTimeout(f"{behind} published records still uncommitted at the end")
             await reader.poll()  # read meanwhile: a stuck run still shows what did arrive
 
+        seen: set[tuple[str, str]] = set()
+        counted = 0
+
         def missing() -> set[tuple[str, str]]:
-            return want - {identity(_as_output(r, settings)) for r in reader.records}
+            # Only the records read since the last look: tens of thousands of outputs are read in
+            # hundreds of polls.
+            nonlocal counted
+            seen.update(identity(_as_output(r, settings)) for r in reader.records[counted:])
+            counted = len(reader.records)
+            return want - seen
 
         await reader.until(
             lambda _: not missing(), deadline, lambda: f"{len(missing())} expected outputs missing"
