@@ -657,28 +657,41 @@ def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
 
 
 def summarise_profile(path: Path, top: int = 15) -> str:
-    """Top frames of a py-spy raw profile: by own samples (the innermost frame), and by inclusive
-    samples for the project's own functions."""
+    """Top frames of a py-spy raw profile, over the samples where the worker's main thread (the event
+    loop every agent runs on) was not waiting in `select`: by own samples (the innermost frame) and
+    by inclusive samples (every frame on the stack, less the entry chain every sample shares)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    busy = idle = other = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = [_frame(f) for f in stack.split(";")]
+        if not frames[0].endswith("_run_module_as_main"):
+            other += count  # faust's consumer thread (fetches), mostly idle
+            continue
+        if frames[-1].endswith(".select"):
+            idle += count
+            continue
+        busy += count
         own[frames[-1]] += count
         for frame in set(frames):
-            if "/workers/" in frame or "/domain/" in frame or frame.startswith(("workers/", "domain/")):
-                inclusive[frame] += count
-    if not total:
+            inclusive[frame] += count
+    if not busy:
         return "no samples"
-    lines = [f"{total} samples", "", "| own samples | % | frame |", "|---|---|---|"]
-    lines += [f"| {n} | {100 * n / total:.1f} | `{f}` |" for f, n in own.most_common(top)]
-    lines += ["", "| inclusive samples | % | project frame |", "|---|---|---|"]
-    lines += [f"| {n} | {100 * n / total:.1f} | `{f}` |" for f, n in inclusive.most_common(top)]
+    shown = [(f, n) for f, n in inclusive.most_common() if n < 0.98 * busy][: 2 * top]
+    lines = [
+        f"py-spy: main thread {busy} busy samples, {idle} waiting in select; {other} samples of other "
+        "threads. Percentages are of the busy main-thread samples.",
+        "",
+        "| own samples | % | frame |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {n} | {100 * n / busy:.1f} | `{f}` |" for f, n in own.most_common(top)]
+    lines += ["", "| inclusive samples | % | frame |", "|---|---|---|"]
+    lines += [f"| {n} | {100 * n / busy:.1f} | `{f}` |" for f, n in shown]
     return "\n".join(lines)
 
 
@@ -716,6 +729,7 @@ class Run:
     batched: Drain | None
     single: Drain | None
     when: str
+    load: float
 
 
 async def one_run(options: Options, batch_bytes: int) -> Run:
@@ -725,10 +739,11 @@ async def one_run(options: Options, batch_bytes: int) -> Run:
     backlog = chaos_log(options.messages, options.seed)
     paced = chaos_log(options.paced, options.seed + 1, rename="LT")
     when = datetime.now(UTC).isoformat(timespec="seconds")
+    load = os.getloadavg()[0]
     with LocalBroker(log_dir=workdir) as broker:
         one = await worker_run(broker, workdir, rules, backlog, paced, options, 1, batch_bytes)
         if options.profile is not None:
-            return Run(batch_bytes, one, None, None, None, when)
+            return Run(batch_bytes, one, None, None, None, when, load)
         written = sum(s.count for s in one.kinds.values())
         written_bytes = sum(s.bytes for s in one.kinds.values())
         fanout = written / len(backlog)
@@ -742,7 +757,7 @@ async def one_run(options: Options, batch_bytes: int) -> Run:
             else None
         )
     shutil.rmtree(workdir, ignore_errors=True)
-    return Run(batch_bytes, one, two, batched, single, when)
+    return Run(batch_bytes, one, two, batched, single, when, load)
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -756,7 +771,8 @@ def report(run: Run, options: Options) -> str:
         f"### Run {run.when}, producer batch {run.batch_bytes} bytes",
         "",
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores shared with "
-        f"other jobs; backlog {one.messages} chaos-mix messages, 4 partitions, Tansu in memory.",
+        f"other jobs (load average {run.load:.1f} at the start); backlog {one.messages} chaos-mix "
+        "messages, 4 partitions, Tansu in memory.",
         "",
         "| pipeline | msgs/s | drain s | CPU ms/msg (process) | CPU ms/msg (broker) |",
         "|---|---|---|---|---|",
