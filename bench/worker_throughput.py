@@ -15,8 +15,8 @@ Per run, on one broker (each pipeline on topics of its own):
    runs from the timestamp of the first record the worker stamps itself (an output, a stock movement
    or a dead letter; the intake's forwards keep the producer's timestamp) to that of the last output
    caused by the backlog; msgs/s = backlog messages / that span. Then every record the worker wrote
-   is counted by kind. Then `--paced` fresh messages are sent at `--rate` msgs/s: latency of a
-   message = its producer timestamp -> timestamp of the first output carrying its id as
+   is counted by kind. Then fresh messages are sent at each `--rate` (msgs/s) for `--paced-seconds`:
+   latency of a message = its producer timestamp -> timestamp of the first output carrying its id as
    `correlation_id` (the worker's producer stamps it when it sends the record).
 2. The batched bare pipe: getmany -> decode JSON -> send every output without waiting -> wait for all
    acknowledgements -> commit. Per input it sends as many records, of the same mean size, as the worker
@@ -25,7 +25,8 @@ Per run, on one broker (each pipeline on topics of its own):
 4. Two worker processes on the same 4 partitions, same backlog.
 
 CPU seconds per message are read from /proc/<pid>/stat (utime + stime) of the worker processes, the
-pipes and the broker, sampled over each clock span. `--profile FILE` instead runs only step 1's
+pipes and the broker, sampled over each clock span, and the time each main thread waited for a CPU
+from /proc/<pid>/schedstat (the machine may be shared). `--profile FILE` instead runs only step 1's
 backlog with py-spy (`pip install py-spy==0.4.3`) attached to the worker, and prints the top frames.
 """
 
