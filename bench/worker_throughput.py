@@ -1,8 +1,8 @@
 """Throughput and latency of `oms-postsales worker` on the local Tansu broker, against bare aiokafka
 pipes measured on the same broker in the same run.
 
-    .venv/bin/python bench/worker_throughput.py                        # both producer batch settings
-    .venv/bin/python bench/worker_throughput.py --batch-bytes 16384 --runs 2
+    .venv/bin/python bench/worker_throughput.py                          # producer batch 16384
+    .venv/bin/python bench/worker_throughput.py --batch-bytes 1 16384 --runs 2
     .venv/bin/python bench/worker_throughput.py --profile /tmp/worker.txt --messages 20000 --batch-bytes 16384
 
 Traffic: the chaos run's message log (bench/chaos_traffic.py: stock snapshots, creates, line cancels,
@@ -847,7 +847,7 @@ def main() -> None:
         "--batch-bytes",
         type=int,
         nargs="+",
-        default=[1, 16384],
+        default=[16384],
         help="producer batch sizes to run (1 = what `dev` sets for table recovery on Tansu)",
     )
     parser.add_argument("--runs", type=int, default=1, help="runs per batch size, each on a fresh broker")
