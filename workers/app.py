@@ -67,7 +67,8 @@ BATCH_RETRY_SECONDS = 1.0
 
 
 class TableMap(MutableMapping[str, V], Generic[V]):
-    """A faust table of JSON text seen as a typed mapping; the pipeline never knows it is Kafka."""
+    """A faust table of JSON bytes seen as a typed mapping; the pipeline never knows it is Kafka.
+    Values are bytes (faust's "raw" serializer): as `str` faust would JSON-encode the JSON text again."""
 
     def __init__(self, table: Any, adapter: TypeAdapter[V]) -> None:
         self._table = table
@@ -80,7 +81,7 @@ class TableMap(MutableMapping[str, V], Generic[V]):
         return self._adapter.validate_json(raw)
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._table[key] = self._adapter.dump_json(value).decode("utf-8")
+        self._table[key] = self._adapter.dump_json(value)
 
     def __delitem__(self, key: str) -> None:
         del self._table[key]
@@ -167,13 +168,13 @@ class Runtime:
         self.settings = settings
         self.rules = rules
         partitions = settings.partitions
-        self.orders_table = app.Table("orders", key_type=str, value_type=str, partitions=partitions)
-        self.series_table = app.Table("series", key_type=str, value_type=str, partitions=partitions)
-        self.waiting_table = app.Table("waiting", key_type=str, value_type=str, partitions=partitions)
+        self.orders_table = app.Table("orders", key_type=str, value_type=bytes, partitions=partitions)
+        self.series_table = app.Table("series", key_type=str, value_type=bytes, partitions=partitions)
+        self.waiting_table = app.Table("waiting", key_type=str, value_type=bytes, partitions=partitions)
         self.stock_table = app.Table(
-            "stock", key_type=str, value_type=str, partitions=settings.internal_partitions
+            "stock", key_type=str, value_type=bytes, partitions=settings.internal_partitions
         )
-        self.skus_table = app.Table("source-skus", key_type=str, value_type=str, partitions=partitions)
+        self.skus_table = app.Table("source-skus", key_type=str, value_type=bytes, partitions=partitions)
         self.stores = Stores(
             orders=TableMap(self.orders_table, TypeAdapter(OrderState)),
             stock=TableMap(self.stock_table, TypeAdapter(StockItem)),
