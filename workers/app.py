@@ -326,7 +326,7 @@ class Runtime:
 
     def _process(self, pipeline: Pipeline, record: InboundRecord) -> Processed:
         try:
-            return pipeline.process(record)
+            return pipeline.process(record, validated=True)
         except Exception as exc:
             log.exception(
                 "record.failed", topic=record.topic, partition=record.partition, offset=record.offset

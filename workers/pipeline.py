@@ -148,15 +148,16 @@ class Pipeline:
             key = record.key or ""
         return Routed(key, None)
 
-    def process(self, record: InboundRecord) -> Processed:
-        """Handle one inbound record; stock movements are returned for the caller to route."""
+    def process(self, record: InboundRecord, *, validated: bool = False) -> Processed:
+        """Handle one inbound record; stock movements are returned for the caller to route.
+        `validated`: the intake already checked it against its schema (the worker's orders stage)."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
             decoded = decode(record, self._name_for_topic, self.max_record_bytes)
-            failure = self.validators.check(decoded.name, decoded.params)
+            failure = None if validated else self.validators.check(decoded.name, decoded.params)
             if failure is not None:
                 raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
         except DecodeError as error:
