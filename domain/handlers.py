@@ -1,7 +1,7 @@
 """One function per inbound message, and the dispatcher that applies a message to its order aggregate:
 de-duplication by message id, the integration-date skip, the hold for unknown orders, and refusals.
 
-    handle(message name, params, stored order | None, credit note series, rule book, meta) -> Outcome
+    handle(message name, params, stored order | None, credit note ledger, rule book, meta) -> Outcome
 
 Pure: no I/O, no clock (time comes in `meta.now`), no Kafka. The registry at the bottom maps each
 message name to how its params are read, which order they belong to, and what applies them.
@@ -28,10 +28,10 @@ from domain.commands import (
     ReturnCommand,
     ShipmentDone,
 )
-from domain.outcome import Layered, MessageMeta, Outcome, Refused, Work, rejection_event
+from domain.outcome import Ledger, MessageMeta, Outcome, Refused, Work, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
-from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState, Series
+from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
 from domain.timeutil import iso, parse_time
 
 
@@ -178,7 +178,7 @@ def handle(
     parsed: Parsed,
     params_json: str,
     stored: OrderState | None,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
     *,
@@ -197,10 +197,10 @@ def handle(
     if meta.message_id in state.applied or any(h.message_id == meta.message_id for h in state.held):
         return Outcome("duplicate", None, detail="message id already applied")
     if parsed.name == names.ORDER_CREATE:
-        return _create(parsed, params_json, state, series, book, meta)
+        return _create(parsed, params_json, state, ledger, book, meta)
     if not state.known:
-        return _hold_or_skip(parsed.name, params_json, state, series, rules, meta)
-    return _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, series, rules, meta)
+        return _hold_or_skip(parsed.name, params_json, state, ledger, rules, meta)
+    return _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, ledger, rules, meta)
 
 
 def _apply(
@@ -208,11 +208,11 @@ def _apply(
     command: BaseModel,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     rules: ChannelRules,
     meta: MessageMeta,
 ) -> Outcome:
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     try:
         apply(work, command)
     except Refused as refused:
@@ -231,7 +231,7 @@ def _create(
     parsed: Parsed,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
 ) -> Outcome:
@@ -239,18 +239,18 @@ def _create(
     rules = book.for_channel(state.sales_channel)
     origin = parse_time(parsed.command.order.origin_date)
     if not state.known and rules.integration_date and origin and origin < rules.integration_date:
-        work = Work(state, series, meta, rules)
+        work = Work(state, ledger, meta, rules)
         work.order.skipped_before_integration = True
         return work.outcome("skipped", "order placed before the channel's integration date")
     order_json = json.dumps(json.loads(params_json).get("order", {}), separators=(",", ":"))
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     work.order.skipped_before_integration = False
     orders.create(work, parsed.command.order, order_json)
     outcome = work.outcome()
     assert outcome.order is not None
     held, outcome.order.held = outcome.order.held, []
     for message in held:
-        settled = _replay_held(message, outcome.order, Layered(series, outcome.series), book, meta.partition)
+        settled = _replay_held(message, outcome.order, ledger.after(outcome), book, meta.partition)
         outcome.extend(settled)
         if settled.order is not None:
             outcome.order = settled.order
@@ -258,25 +258,25 @@ def _create(
 
 
 def _replay_held(
-    message: HeldMessage, state: OrderState, series: Mapping[str, Series], book: RuleBook, partition: int
+    message: HeldMessage, state: OrderState, ledger: Ledger, book: RuleBook, partition: int
 ) -> Outcome:
     params = json.loads(message.params_json)
     parsed = parse(message.message_name, params)
     arrived = parse_time(message.arrived)
     assert arrived is not None
     meta = MessageMeta(message.message_name, message.message_id, arrived, partition)
-    return handle(parsed, message.params_json, state, series, book, meta)
+    return handle(parsed, message.params_json, state, ledger, book, meta)
 
 
 def _hold_or_skip(
     name: str,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     rules: ChannelRules,
     meta: MessageMeta,
 ) -> Outcome:
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     if state.skipped_before_integration:
         return work.outcome("skipped", "order placed before the channel's integration date")
     if len(state.held) >= HELD_MESSAGES_MAX:
@@ -301,7 +301,7 @@ def _hold_or_skip(
 
 def settle_expired(
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     now: Any,
     partition: int = 0,
@@ -326,7 +326,7 @@ def settle_expired(
                 command,
                 message.params_json,
                 current,
-                Layered(series, total.series),
+                ledger.after(total),
                 rules,
                 meta,
             )

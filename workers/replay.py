@@ -17,7 +17,7 @@ from typing import IO, Any
 from pydantic import TypeAdapter
 
 from domain.rules import RuleBook
-from domain.state import OrderState, Series, StockItem
+from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.timeutil import parse_time
 from workers.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
 from workers.pipeline import Pipeline, Processed, Stores, Topics
@@ -77,6 +77,8 @@ _ORDERS = TypeAdapter(dict[str, OrderState])
 _STOCK = TypeAdapter(dict[str, StockItem])
 _SERIES = TypeAdapter(dict[str, Series])
 _SKUS = TypeAdapter(dict[str, list[str]])
+_TAKEN = TypeAdapter(dict[str, TakenNumbers])
+_UPSTREAM = TypeAdapter(dict[str, str])
 
 
 def load_state(folder: Path) -> Stores:
@@ -93,6 +95,10 @@ def load_state(folder: Path) -> Stores:
         stores.series = _SERIES.validate_json(raw)
     if (raw := read("source_skus.json")) is not None:
         stores.source_skus = _SKUS.validate_json(raw)
+    if (raw := read("taken_numbers.json")) is not None:
+        stores.taken = _TAKEN.validate_json(raw)
+    if (raw := read("upstream_numbers.json")) is not None:
+        stores.upstream = _UPSTREAM.validate_json(raw)
     return stores
 
 
@@ -103,6 +109,8 @@ def save_state(folder: Path, stores: Stores) -> None:
         ("stock.json", _STOCK, stores.stock),
         ("series.json", _SERIES, stores.series),
         ("source_skus.json", _SKUS, stores.source_skus),
+        ("taken_numbers.json", _TAKEN, stores.taken),
+        ("upstream_numbers.json", _UPSTREAM, stores.upstream),
     ):
         tmp = folder / (name + ".tmp")
         tmp.write_bytes(adapter.dump_json(dict(value), indent=1))  # type: ignore[arg-type]
