@@ -1,7 +1,7 @@
 """One function per inbound message, and the dispatcher that applies a message to its order aggregate:
 de-duplication by message id, the integration-date skip, the hold for unknown orders, and refusals.
 
-    handle(message name, params, stored order | None, credit note series, rule book, meta) -> Outcome
+    handle(message name, params, stored order | None, credit note ledger, rule book, meta) -> Outcome
 
 Pure: no I/O, no clock (time comes in `meta.now`), no Kafka. The registry at the bottom maps each
 message name to how its params are read, which order they belong to, and what applies them.
@@ -28,10 +28,10 @@ from domain.commands import (
     ReturnCommand,
     ShipmentDone,
 )
-from domain.outcome import Layered, MessageMeta, Outcome, Refused, Work, rejection_event
+from domain.outcome import Ledger, MessageMeta, Outcome, Refused, Work, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
-from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState, Series
+from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
 from domain.timeutil import iso, parse_time
 
 
@@ -183,7 +183,7 @@ def handle(
     parsed: Parsed,
     params_json: str,
     stored: OrderState | None,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
     *,
@@ -206,18 +206,18 @@ def handle(
     if meta.message_id in state.applied or any(h.message_id == meta.message_id for h in state.held):
         return Outcome("duplicate", None, detail="message id already applied")
     if parsed.name == names.ORDER_CREATE:
-        return _create(parsed, params_json, state, series, book, meta)
+        return _create(parsed, params_json, state, ledger, book, meta)
     if not state.known:
-        return _hold_or_skip(parsed.name, params_json, state, series, rules, meta)
+        return _hold_or_skip(parsed.name, params_json, state, ledger, rules, meta)
     # What waited past its window by this message's time is settled first: outcomes then depend on
     # message times only, the same in replay and on Kafka.
-    earlier = settle_expired(state, series, book, meta.now, meta.partition)
+    earlier = settle_expired(state, ledger, book, meta.now, meta.partition)
     if earlier.order is not None:
         state = earlier.order
-        series = Layered(series, earlier.series)
-    outcome = _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, series, book, meta)
+        ledger = ledger.after(earlier)
+    outcome = _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, ledger, book, meta)
     if retry and outcome.status == "applied":
-        outcome = _retry_held(outcome, series, book, meta)
+        outcome = _retry_held(outcome, ledger, book, meta)
     if earlier.order is None:
         return outcome
     earlier.extend(outcome)
@@ -231,12 +231,12 @@ def _apply(
     command: BaseModel,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
 ) -> Outcome:
     rules = book.for_channel(state.sales_channel)
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     try:
         apply(work, command)
     except Refused as refused:
@@ -275,7 +275,7 @@ def _hold(
 def _attempt(
     message: HeldMessage,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     partition: int,
     *,
@@ -286,10 +286,10 @@ def _attempt(
     assert at is not None
     meta = MessageMeta(message.message_name, message.message_id, at, partition, final=final)
     parsed = parse(message.message_name, json.loads(message.params_json))
-    return handle(parsed, message.params_json, state, series, book, meta, retry=False)
+    return handle(parsed, message.params_json, state, ledger, book, meta, retry=False)
 
 
-def _retry_held(outcome: Outcome, series: Mapping[str, Series], book: RuleBook, meta: MessageMeta) -> Outcome:
+def _retry_held(outcome: Outcome, ledger: Ledger, book: RuleBook, meta: MessageMeta) -> Outcome:
     """After a change, the held messages of the order, oldest first, until none applies any more."""
     assert outcome.order is not None
     order = outcome.order
@@ -299,7 +299,7 @@ def _retry_held(outcome: Outcome, series: Mapping[str, Series], book: RuleBook, 
         progress = False
         for message in order.held:
             trial = order.model_copy(update={"held": [h for h in order.held if h is not message]})
-            result = _attempt(message, trial, Layered(series, outcome.series), book, meta.partition)
+            result = _attempt(message, trial, ledger.after(outcome), book, meta.partition)
             if result.status == "held":
                 if message.waits_for is None and result.order is not None:
                     # It waited for its order, which is here now; from now on it waits for its turn.
@@ -320,7 +320,7 @@ def _create(
     parsed: Parsed,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
 ) -> Outcome:
@@ -328,25 +328,25 @@ def _create(
     rules = book.for_channel(state.sales_channel)
     origin = parse_time(parsed.command.order.origin_date)
     if not state.known and rules.integration_date and origin and origin < rules.integration_date:
-        work = Work(state, series, meta, rules)
+        work = Work(state, ledger, meta, rules)
         work.order.skipped_before_integration = True
         return work.outcome("skipped", "order placed before the channel's integration date")
     order_json = json.dumps(json.loads(params_json).get("order", {}), separators=(",", ":"))
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     work.order.skipped_before_integration = False
     orders.create(work, parsed.command.order, order_json)
-    return _retry_held(work.outcome(), series, book, meta)
+    return _retry_held(work.outcome(), ledger, book, meta)
 
 
 def _hold_or_skip(
     name: str,
     params_json: str,
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     rules: ChannelRules,
     meta: MessageMeta,
 ) -> Outcome:
-    work = Work(state, series, meta, rules)
+    work = Work(state, ledger, meta, rules)
     if state.skipped_before_integration:
         return work.outcome("skipped", "order placed before the channel's integration date")
     if len(state.held) >= HELD_MESSAGES_MAX:
@@ -362,7 +362,7 @@ def _hold_or_skip(
 
 def settle_expired(
     state: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     now: Any,
     partition: int = 0,
@@ -380,7 +380,7 @@ def settle_expired(
     current.held = [h for h in state.held if h not in due]
     total = Outcome("applied", current)
     for message in due:
-        view = Layered(series, total.series)
+        view = ledger.after(total)
         if message.waits_for is not None and current.known:
             outcome = _attempt(message, current, view, book, partition, final=True)
         else:
@@ -391,14 +391,14 @@ def settle_expired(
     total.order = current
     if current.known and current.held and total.events:
         at = MessageMeta("", "", now, partition)
-        total = _retry_held(total, series, book, at)
+        total = _retry_held(total, ledger, book, at)
     return total
 
 
 def _order_never_came(
     message: HeldMessage,
     current: OrderState,
-    series: Mapping[str, Series],
+    ledger: Ledger,
     book: RuleBook,
     rules: ChannelRules,
     now: datetime,
@@ -408,7 +408,7 @@ def _order_never_came(
     route = ROUTES[message.message_name]
     if rules.unknown_order == "standalone" and route.standalone is not None:
         command = parse(message.message_name, json.loads(message.params_json)).command
-        return _apply(route.standalone, command, message.params_json, current, series, book, meta)
+        return _apply(route.standalone, command, message.params_json, current, ledger, book, meta)
     refused = Refused(
         "UNKNOWN_ORDER",
         f"order {current.order_id} of sales channel {current.sales_channel} did not arrive by "

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from domain import names
 from domain.money import minor_units
 from domain.rules import ChannelRules
-from domain.state import OrderState, Series
+from domain.state import APPLIED_IDS_KEPT, OrderState, Series, TakenNumbers, upstream_key
 from domain.timeutil import iso
 
 Status = Literal["applied", "rejected", "skipped", "held", "duplicate"]
@@ -91,25 +91,34 @@ class MessageMeta:
 class Outcome:
     status: Status
     order: OrderState | None = None
+    # Credit note numbering changes, by store key: series counters, numbers taken per order key, and
+    # upstream numbers used (see Ledger).
     series: dict[str, Series] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     movements: list[Movement] = field(default_factory=list)
     detail: str = ""
+    taken: dict[str, TakenNumbers] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)
 
     def extend(self, other: Outcome) -> None:
         self.series.update(other.series)
+        self.taken.update(other.taken)
+        self.upstream.update(other.upstream)
         self.events.extend(other.events)
         self.movements.extend(other.movements)
 
 
-class Layered(Mapping[str, Series]):
-    """Series as stored, with changes not stored yet on top. Lookups only: a store may be a partitioned
+V = TypeVar("V")
+
+
+class Layered(Mapping[str, V], Generic[V]):
+    """Values as stored, with changes not stored yet on top. Lookups only: a store may be a partitioned
     table that cannot be listed or copied whole."""
 
-    def __init__(self, base: Mapping[str, Series], changes: Mapping[str, Series]) -> None:
+    def __init__(self, base: Mapping[str, V], changes: Mapping[str, V]) -> None:
         self._base, self._changes = base, changes
 
-    def __getitem__(self, name: str) -> Series:
+    def __getitem__(self, name: str) -> V:
         return self._changes[name] if name in self._changes else self._base[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -119,18 +128,51 @@ class Layered(Mapping[str, Series]):
         return len({*self._base, *self._changes})
 
 
+_NONE: Mapping[str, Any] = {}
+
+
+class Changes(Protocol):
+    """Numbering changes not stored yet (an Outcome, or a runner's record of what it will store)."""
+
+    @property
+    def series(self) -> Mapping[str, Series]: ...
+    @property
+    def taken(self) -> Mapping[str, TakenNumbers]: ...
+    @property
+    def upstream(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Credit note numbering as stored, read only. Three stores, so that no value grows with history:
+    `series` the counter per "<store>-<partition>", `taken` the numbers recent messages of an order took
+    (per order key), `upstream` the message that used each upstream number (per `upstream_key`)."""
+
+    series: Mapping[str, Series] = field(default_factory=lambda: _NONE)
+    taken: Mapping[str, TakenNumbers] = field(default_factory=lambda: _NONE)
+    upstream: Mapping[str, str] = field(default_factory=lambda: _NONE)
+
+    def after(self, changes: Changes) -> Ledger:
+        """This ledger with changes not stored yet on top."""
+        return Ledger(
+            Layered(self.series, changes.series),
+            Layered(self.taken, changes.taken),
+            Layered(self.upstream, changes.upstream),
+        )
+
+
 class Work:
     """One message being applied to a private copy of its order."""
 
-    def __init__(
-        self, order: OrderState, series: Mapping[str, Series], meta: MessageMeta, rules: ChannelRules
-    ) -> None:
+    def __init__(self, order: OrderState, ledger: Ledger, meta: MessageMeta, rules: ChannelRules) -> None:
         # A JSON round trip through pydantic-core copies the aggregate twice as fast as deepcopy.
         self.order = OrderState.model_validate_json(order.model_dump_json())
         self.meta = meta
         self.rules = rules
-        self._series_in = series
+        self._ledger = ledger
         self.series: dict[str, Series] = {}
+        self.taken: dict[str, TakenNumbers] = {}
+        self.upstream: dict[str, str] = {}
         self.events: list[Event] = []
         self.movements: list[Movement] = []
         self._numbers_taken: dict[str, int] = {}
@@ -169,28 +211,61 @@ class Work:
             )
         )
 
-    def series_for(self, store: str) -> Series:
-        name = f"{store}-{self.meta.partition}"
+    def series_name(self, store: str) -> str:
+        return f"{store}-{self.meta.partition}"
+
+    def _series_to_write(self, name: str) -> Series:
         if name not in self.series:
-            current = self._series_in.get(name)
-            self.series[name] = (
-                Series.model_validate_json(current.model_dump_json()) if current else Series(name=name)
-            )
+            current = self._ledger.series.get(name)
+            self.series[name] = Series(name=name, last=current.last if current else 0)
+            # A series written by an older version carries its upstream numbers: they move to their keys.
+            for number, message_id in (current.upstream_numbers if current else {}).items():
+                key = upstream_key(name, number)
+                if key not in self._ledger.upstream:
+                    self.upstream.setdefault(key, message_id)
         return self.series[name]
 
     def next_credit_note(self, store: str) -> str:
-        series = self.series_for(store)
-        taken = series.issued.setdefault(self.meta.message_id, [])
-        self._numbers_taken[series.name] = self._numbers_taken.get(series.name, 0) + 1
-        if len(taken) < self._numbers_taken[series.name]:
+        """The next number of the store's series, or, for a redelivered message, the one it took before."""
+        name = self.series_name(store)
+        key, message_id = self.order.key, self.meta.message_id
+        numbers = self.taken.get(key)
+        if numbers is None:
+            numbers = {mid: list(taken) for mid, taken in self._ledger.taken.get(key, {}).items()}
+        mine = numbers.get(message_id)
+        if mine is None:
+            legacy = self._ledger.series.get(name)
+            mine = list(legacy.issued.get(message_id, [])) if legacy else []
+        count = self._numbers_taken[name] = self._numbers_taken.get(name, 0) + 1
+        if len(mine) < count:
+            series = self._series_to_write(name)
             series.last += 1
-            taken.append(f"CN-{store}-{self.meta.partition}-{series.last:06d}")
-            series.trim()
-        return taken[self._numbers_taken[series.name] - 1]
+            mine.append(f"CN-{name}-{series.last:06d}")
+        numbers[message_id] = mine
+        for stale in list(numbers)[: max(0, len(numbers) - APPLIED_IDS_KEPT)]:
+            del numbers[stale]
+        self.taken[key] = numbers
+        return mine[count - 1]
+
+    def upstream_number_user(self, store: str, number: str) -> str | None:
+        """The message that used this upstream credit note number in the store's series, if one did."""
+        name = self.series_name(store)
+        key = upstream_key(name, number)
+        if key in self.upstream:
+            return self.upstream[key]
+        if (user := self._ledger.upstream.get(key)) is not None:
+            return user
+        legacy = self._ledger.series.get(name)
+        return legacy.upstream_numbers.get(number) if legacy else None
+
+    def remember_upstream_number(self, store: str, number: str) -> None:
+        self.upstream[upstream_key(self.series_name(store), number)] = self.meta.message_id
 
     def outcome(self, status: Status = "applied", detail: str = "") -> Outcome:
         self.order.remember(self.meta.message_id)
-        return Outcome(status, self.order, self.series, self.events, self.movements, detail)
+        return Outcome(
+            status, self.order, self.series, self.events, self.movements, detail, self.taken, self.upstream
+        )
 
 
 def rejection_event(key: str, meta: MessageMeta, params_json: str, refused: Refused) -> Event:

@@ -125,7 +125,7 @@ def check_upstream_number(work: Work, number: str | None) -> None:
     if number is None:
         return
     store = work.order.store or work.order.sales_channel
-    used_by = work.series_for(store).upstream_numbers.get(number)
+    used_by = work.upstream_number_user(store, number)
     if number in work.order.credit_notes or (used_by is not None and used_by != work.meta.message_id):
         raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
 
@@ -133,9 +133,7 @@ def check_upstream_number(work: Work, number: str | None) -> None:
 def remember_upstream_number(work: Work, number: str | None) -> None:
     if number is None:
         return
-    series = work.series_for(work.order.store or work.order.sales_channel)
-    series.upstream_numbers[number] = work.meta.message_id
-    series.trim()
+    work.remember_upstream_number(work.order.store or work.order.sales_channel, number)
 
 
 def standalone_line(

@@ -1,10 +1,12 @@
 """The state the worker keeps: one order aggregate per "<sales channel>:<order id>", one stock item per
-"<source>:<sku>", and credit note series per "<store>-<partition>". All of it serialises to JSON, so the
-same values live in faust tables, in replay's --state folder, and in tests.
+"<source>:<sku>", credit note series per "<store>-<partition>", the credit note numbers recent messages
+of an order took (per order key), and the upstream credit note numbers used (one key each). All of it
+serialises to JSON, so the same values live in faust tables, in replay's state, and in tests.
 """
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Literal
 
@@ -16,8 +18,6 @@ from domain.money import ZERO
 # can produce (a rebalance replays at most the uncommitted tail), small enough to keep values compact.
 APPLIED_IDS_KEPT = 256
 HELD_MESSAGES_MAX = 200
-# Messages whose credit note numbers a series remembers, and upstream numbers it keeps for duplicates.
-SERIES_MEMORY = 5000
 
 LineKind = Literal["PHYSICAL", "SERVICE", "SHIPPING", "OTHER"]
 ReturnStatus = Literal["REQUESTED", "APPROVED", "RECEIVED", "CLOSED", "CANCELLED", "REJECTED"]
@@ -190,19 +190,27 @@ class StockItem(Model):
 
 
 class Series(Model):
-    """Credit note counter of one store in one partition, plus the upstream numbers seen there.
+    """Credit note counter of one store in one partition: a few dozen bytes, whatever its history.
 
-    It is stored apart from the orders, so a crash can persist it without the order that used it. It
-    therefore remembers which numbers each recent message took: a redelivered message gets the same
-    numbers again, never new ones, and its own upstream number is not a duplicate of itself.
+    Which numbers each message took is kept per order (`TakenNumbers`), and each upstream number used is
+    a key of its own, so issuing a credit note writes values of bounded size. The series is stored
+    apart from the orders, so a crash can persist it without the order that used it: a redelivered
+    message then finds its numbers under its order and gets the same ones again, never new ones.
     """
 
     name: str
     last: int = 0
+    # Written by versions that kept everything in the series (one value that grew with the history).
+    # Still read, so tables written by them keep working; a series written now leaves them empty.
     issued: dict[str, list[str]] = Field(default_factory=dict)
     upstream_numbers: dict[str, str] = Field(default_factory=dict)
 
-    def trim(self) -> None:
-        for mapping in (self.issued, self.upstream_numbers):
-            for stale in list(mapping)[: max(0, len(mapping) - SERIES_MEMORY)]:
-                del mapping[stale]
+
+# The credit note numbers that recent messages of one order took, by message id, oldest first; as many
+# messages as the order remembers (APPLIED_IDS_KEPT): an older redelivery is not recognised anyway.
+TakenNumbers = dict[str, list[str]]
+
+
+def upstream_key(series: str, number: str) -> str:
+    """The key under which an upstream credit note number is remembered (JSON: unambiguous)."""
+    return json.dumps([series, number], ensure_ascii=False, separators=(",", ":"))

@@ -39,7 +39,7 @@ from pydantic import TypeAdapter
 from domain import names
 from domain.outcome import Movement
 from domain.rules import RuleBook
-from domain.state import OrderState, Series, StockItem
+from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.timeutil import iso
 from workers import faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
@@ -175,11 +175,17 @@ class Runtime:
             "stock", key_type=str, value_type=bytes, partitions=settings.internal_partitions
         )
         self.skus_table = app.Table("source-skus", key_type=str, value_type=bytes, partitions=partitions)
+        self.taken_table = app.Table("taken-numbers", key_type=str, value_type=bytes, partitions=partitions)
+        self.upstream_table = app.Table(
+            "upstream-numbers", key_type=str, value_type=bytes, partitions=partitions
+        )
         self.stores = Stores(
             orders=TableMap(self.orders_table, TypeAdapter(OrderState)),
             stock=TableMap(self.stock_table, TypeAdapter(StockItem)),
             series=TableMap(self.series_table, TypeAdapter(Series)),
             source_skus=TableMap(self.skus_table, TypeAdapter(list[str])),
+            taken=TableMap(self.taken_table, TypeAdapter(TakenNumbers)),
+            upstream=TableMap(self.upstream_table, TypeAdapter(str)),
         )
         self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, TypeAdapter(list[str]))
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}

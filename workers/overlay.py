@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
 
-from domain.state import OrderState, Series, StockItem
+from domain.state import OrderState, Series, StockItem, TakenNumbers
 from workers.pipeline import Stores
 
 V = TypeVar("V")
@@ -77,14 +77,29 @@ class BatchStores:
         self.series: Overlay[Series] = Overlay(stores.series, cause)
         self.stock: Overlay[StockItem] = Overlay(stores.stock, cause)
         self.source_skus: Overlay[list[str]] = Overlay(stores.source_skus, cause)
+        self.taken: Overlay[TakenNumbers] = Overlay(stores.taken, cause)
+        self.upstream: Overlay[str] = Overlay(stores.upstream, cause)
         self.view = Stores(
-            orders=self.orders, stock=self.stock, series=self.series, source_skus=self.source_skus
+            orders=self.orders,
+            stock=self.stock,
+            series=self.series,
+            source_skus=self.source_skus,
+            taken=self.taken,
+            upstream=self.upstream,
         )
 
     def _current(self) -> Any:
         return self.event
 
     def flush(self) -> int:
-        # Series before orders: a crash in between re-delivers messages that find the numbers they
-        # took in the series and take them again, never new ones.
-        return sum(overlay.flush() for overlay in (self.series, self.source_skus, self.stock, self.orders))
+        # Numbering (series counters, numbers taken, upstream numbers) before orders: a crash in between
+        # re-delivers messages that find the numbers they took and take them again, never new ones.
+        overlays: tuple[Overlay[Any], ...] = (
+            self.series,
+            self.taken,
+            self.upstream,
+            self.source_skus,
+            self.stock,
+            self.orders,
+        )
+        return sum(overlay.flush() for overlay in overlays)

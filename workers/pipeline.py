@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from domain import names
 from domain.commands import StockUpdate
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, Layered, MessageMeta, Movement, Outcome
+from domain.outcome import Event, Ledger, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
-from domain.state import OrderState, Series, StockItem
+from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.codec import (
@@ -44,6 +44,13 @@ class Stores:
     series: MutableMapping[str, Series] = field(default_factory=dict)
     # SKUs seen per source, so that a FULL snapshot can zero the ones it leaves out.
     source_skus: MutableMapping[str, list[str]] = field(default_factory=dict)
+    # Credit note numbers recent messages of each order took, upstream numbers used: see Ledger.
+    taken: MutableMapping[str, TakenNumbers] = field(default_factory=dict)
+    upstream: MutableMapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.series, self.taken, self.upstream)
 
 
 @dataclass
@@ -60,6 +67,8 @@ class Processed:
     orders: list[OrderState] = field(default_factory=list)
     series: dict[str, Series] = field(default_factory=dict)
     source_skus: dict[str, list[str]] = field(default_factory=dict)
+    taken: dict[str, TakenNumbers] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,7 @@ class Pipeline:
             parsed,
             decoded.params_json,
             stored,
-            self.stores.series,
+            self.stores.ledger,
             self.rules,
             meta,
             fallback_channel=_channel_of(record.key),
@@ -224,9 +233,13 @@ class Pipeline:
         return records
 
     def store(self, processed: Processed) -> None:
-        """Write what a processed record changed. Series first: see domain.state.Series."""
+        """Write what a processed record changed. Numbering first, orders after: see domain.state.Series."""
         for name, series in processed.series.items():
             self.stores.series[name] = series
+        for key, taken in processed.taken.items():
+            self.stores.taken[key] = taken
+        for key, message_id in processed.upstream.items():
+            self.stores.upstream[key] = message_id
         for order in processed.orders:
             self.stores.orders[order.key] = order
         for source, skus in processed.source_skus.items():
@@ -249,7 +262,7 @@ class Pipeline:
             order = self.stores.orders.get(key)
             if order is None or not order.held:
                 continue
-            view = Layered(self.stores.series, total.series)
+            view = self.stores.ledger.after(total)
             at = self.partition_of(key, partition)
             outcome = settle_expired(order, view, self.rules, moment, at, everything=everything)
             if outcome.order is None:
@@ -258,6 +271,8 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(settled=True, key=key, partition=at)
             processed = self._finish(outcome, None)
             total.series.update(processed.series)
+            total.taken.update(processed.taken)
+            total.upstream.update(processed.upstream)
             total.records.extend(processed.records)
             total.movements.extend(processed.movements)
             total.orders.extend(processed.orders)
@@ -294,6 +309,8 @@ class Pipeline:
             decoded.name if decoded else None,
             orders=[outcome.order] if outcome.order is not None else [],
             series=dict(outcome.series),
+            taken=dict(outcome.taken),
+            upstream=dict(outcome.upstream),
         )
 
     def _encode_all(self, events: list[Event]) -> list[OutboundRecord]:

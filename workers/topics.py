@@ -28,7 +28,15 @@ STOCK_MOVEMENTS = "oms-postsales.stock-movements"
 # tables can only be written while handling a record of the same partition, so the timer sends records.
 TICKS = "oms-postsales.settle-ticks"
 # faust tables of the worker (workers/app.py) -> whether they follow the internal stock partitions.
-TABLES = {"orders": False, "series": False, "waiting": False, "source-skus": False, "stock": True}
+TABLES = {
+    "orders": False,
+    "series": False,
+    "taken-numbers": False,
+    "upstream-numbers": False,
+    "waiting": False,
+    "source-skus": False,
+    "stock": True,
+}
 COMPACT = MappingProxyType({"cleanup.policy": "compact"})
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from domain import names
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, MessageMeta, Outcome
+from domain.outcome import Event, Ledger, MessageMeta, Outcome
 from domain.rules import RuleBook, parse_rules
-from domain.state import OrderState, Series, StockItem
+from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -121,6 +121,8 @@ class Harness:
     rules: RuleBook = field(default_factory=lambda: parse_rules({}))
     orders: dict[str, OrderState] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
+    taken: dict[str, TakenNumbers] = field(default_factory=dict)
+    upstream: dict[str, str] = field(default_factory=dict)
     stock: dict[str, StockItem] = field(default_factory=dict)
     now: datetime = START
     log: list[Event] = field(default_factory=list)
@@ -129,6 +131,10 @@ class Harness:
     @classmethod
     def with_rules(cls, **channel: Any) -> Harness:
         return cls(rules=parse_rules({"defaults": channel}))
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.series, self.taken, self.upstream)
 
     def send(
         self, name: str, params: dict[str, Any], *, message_id: str | None = None, minutes: int = 1
@@ -139,7 +145,7 @@ class Harness:
         key = parsed.key
         stored = self.orders.get(key) if key else None
         meta = MessageMeta(name, message_id, self.now)
-        outcome = handle(parsed, json.dumps(params), stored, self.series, self.rules, meta)
+        outcome = handle(parsed, json.dumps(params), stored, self.ledger, self.rules, meta)
         self._absorb(outcome)
         return outcome
 
@@ -148,7 +154,7 @@ class Harness:
         results = []
         for key in [k for k, o in self.orders.items() if o.held]:
             outcome = settle_expired(
-                self.orders[key], self.series, self.rules, self.now, everything=everything
+                self.orders[key], self.ledger, self.rules, self.now, everything=everything
             )
             self._absorb(outcome)
             results.append(outcome)
@@ -158,6 +164,8 @@ class Harness:
         if outcome.order is not None:
             self.orders[outcome.order.key] = outcome.order
         self.series.update(outcome.series)
+        self.taken.update(outcome.taken)
+        self.upstream.update(outcome.upstream)
         self.log.extend(outcome.events)
         for movement in outcome.movements:
             item, event = apply_movement(self.stock.get(movement.key), movement)
