@@ -25,6 +25,7 @@ from domain.timeutil import parse_time
 from workers import logging as oms_logging
 from workers import ops_cli, web
 from workers.app import build_app
+from workers.opsio import Progress
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
 from workers.settings import Settings, SettingsError, check_runtime, settings_help
@@ -113,6 +114,8 @@ def replay_command(
             out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}")
+        # A counter on stderr when it is a terminal; nothing in pipes, files and CI.
+        meter = Progress("replayed")
         try:
             summary = replay(
                 iter(source),
@@ -122,7 +125,9 @@ def replay_command(
                 stores=stores,
                 now=clock,
                 partitions=partitions,
+                progress=meter.advance,
             )
+            meter.close()
         except ReplayInputError as exc:
             fail(str(exc))
         except UnicodeDecodeError as exc:

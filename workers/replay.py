@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -161,8 +161,10 @@ def replay(
     partitions: int = 1,
     settle_at_end: bool = True,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    progress: Callable[[], None] | None = None,
 ) -> ReplaySummary:
     """`partitions` numbers credit notes per partition as a worker on that many partitions would.
+    `progress` is called once per record handled.
 
     The input is streamed (memory does not grow with it). A broken line stops the run before anything
     is emitted: a file is read once through first to check every line (cheap next to processing), and
@@ -187,6 +189,7 @@ def replay(
                 partitions=partitions,
                 settle_at_end=settle_at_end,
                 max_record_bytes=max_record_bytes,
+                progress=progress,
             )
             spool.seek(0)
             shutil.copyfileobj(spool, out)
@@ -214,6 +217,7 @@ def _replay(
     partitions: int,
     settle_at_end: bool,
     max_record_bytes: int,
+    progress: Callable[[], None] | None,
 ) -> ReplaySummary:
     pipeline = _ReplayPipeline(
         rules, stores=stores, topics=topics, now=now, partitions=partitions, max_record_bytes=max_record_bytes
@@ -267,6 +271,8 @@ def _replay(
     inbound = read_records(lines, source)
     for record in ties_in_lifecycle_order(inbound, lambda r: r.timestamp, lambda r: ranks.get(r.topic, 0)):
         records += 1
+        if progress is not None:
+            progress()
         processed = pipeline.process(record)
         counts[processed.status] += 1
         handled(processed)
