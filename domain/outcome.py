@@ -241,6 +241,13 @@ class Work:
             series = self._series_to_write(name)
             series.last += 1
             mine.append(f"CN-{name}-{series.last:06d}")
+        else:
+            # Taken before, in a run whose counter was not stored (the runner stores numbers taken
+            # before counters): the counter moves past it, so that no later message takes it again.
+            seq = _sequence(mine[count - 1], name)
+            stored = self.series.get(name) or self._ledger.series.get(name)
+            if seq is not None and seq > (stored.last if stored else 0):
+                self._series_to_write(name).last = seq
         numbers[message_id] = mine
         for stale in list(numbers)[: max(0, len(numbers) - APPLIED_IDS_KEPT)]:
             del numbers[stale]
@@ -266,6 +273,13 @@ class Work:
         return Outcome(
             status, self.order, self.series, self.events, self.movements, detail, self.taken, self.upstream
         )
+
+
+def _sequence(number: str, series: str) -> int | None:
+    """The sequence number of a credit note number of `series` ("CN-<series>-<seq>"), else None."""
+    prefix = f"CN-{series}-"
+    tail = number[len(prefix) :] if number.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else None
 
 
 def rejection_event(key: str, meta: MessageMeta, params_json: str, refused: Refused) -> Event:

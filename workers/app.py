@@ -311,7 +311,7 @@ class Runtime:
         outputs += movement_records(movements, self.movements_topic, self.settings.internal_partitions)
         failures = await self.delivery.deliver(outputs)
         await self._dead_letter_failures(failures, causes)
-        batch.flush()
+        await batch.flush(self.app.producer.flush)
         # Written only when it changed: most batches hold nothing back.
         for partition, keys in waiting.items():
             if list(keys) != self.waiting.get(f"p{partition}", []):
@@ -400,7 +400,7 @@ class Runtime:
                 if record is not None:
                     outputs.append(record)
         await self.delivery.deliver(outputs)
-        batch.flush()
+        batch.stock.flush()
         metrics.BATCH_SECONDS.labels("stock").observe(time.perf_counter() - started)
 
     # -- timers and readiness -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ leaves the tables as they were, and its records are handled again.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
@@ -91,15 +91,21 @@ class BatchStores:
     def _current(self) -> Any:
         return self.event
 
-    def flush(self) -> int:
-        # Numbering (series counters, numbers taken, upstream numbers) before orders: a crash in between
-        # re-delivers messages that find the numbers they took and take them again, never new ones.
-        overlays: tuple[Overlay[Any], ...] = (
-            self.series,
-            self.taken,
-            self.upstream,
-            self.source_skus,
-            self.stock,
-            self.orders,
+    async def flush(self, barrier: Callable[[], Awaitable[None]]) -> int:
+        """Write every change, in three steps with `barrier` (the producer's flush: every changelog
+        record sent so far acknowledged) between them, because a crash may keep any subset of a step's
+        changelog records: first the numbers each message took and the upstream numbers used, then the
+        series counters, then orders and the rest. A redelivered message then finds the numbers it took
+        whenever a counter moved past them; a counter never moves past a number no message holds."""
+        steps: tuple[tuple[Overlay[Any], ...], ...] = (
+            (self.taken, self.upstream),
+            (self.series,),
+            (self.source_skus, self.stock, self.orders),
         )
-        return sum(overlay.flush() for overlay in overlays)
+        written = 0
+        for number, step in enumerate(steps):
+            count = sum(overlay.flush() for overlay in step)
+            written += count
+            if count and number < len(steps) - 1:
+                await barrier()
+        return written

@@ -233,13 +233,14 @@ class Pipeline:
         return records
 
     def store(self, processed: Processed) -> None:
-        """Write what a processed record changed. Numbering first, orders after: see domain.state.Series."""
-        for name, series in processed.series.items():
-            self.stores.series[name] = series
+        """Write what a processed record changed: the numbers messages took, then the series counters,
+        then orders (the order the worker makes durable, see workers.overlay.BatchStores.flush)."""
         for key, taken in processed.taken.items():
             self.stores.taken[key] = taken
         for key, message_id in processed.upstream.items():
             self.stores.upstream[key] = message_id
+        for name, series in processed.series.items():
+            self.stores.series[name] = series
         for order in processed.orders:
             self.stores.orders[order.key] = order
         for source, skus in processed.source_skus.items():

@@ -193,3 +193,33 @@ def test_crashes_between_numbering_and_order_writes_keep_numbers_gap_free_and_st
         issued[meta.message_id] = [r["credit_note_number"] for r in refunds(outcome)]
     numbers = [number for taken in issued.values() for number in taken]
     assert numbers == [f"CN-OCTO-0-{i:06d}" for i in range(1, len(numbers) + 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([None, "taken", "numbering"]), min_size=1, max_size=12))
+def test_a_crash_that_kept_the_numbers_taken_but_not_the_counter_takes_no_number_twice(
+    crashes: list[str | None],
+) -> None:
+    """The worker makes the numbers taken durable before the series counters: a crash in between
+    keeps the first without the second. The message redelivered takes its numbers again and moves
+    the counter past them, so the next message does not take one of them."""
+    h = Harness()
+    h.create(OCTOPUS)
+    issued: list[str] = []
+    for n, crash in enumerate(crashes):
+        params = _upstream_refund("1234", None, "1.00")
+        command = parse(names.REFUND_CREATE, params)
+        meta = MessageMeta(names.REFUND_CREATE, f"msg-{n}", START)
+        outcome = handle(command, json.dumps(params), h.order("1234"), h.ledger, h.rules, meta)
+        if crash is not None:
+            h.taken.update(outcome.taken)
+            h.upstream.update(outcome.upstream)
+            if crash == "numbering":
+                h.series.update(outcome.series)
+            again = handle(command, json.dumps(params), h.order("1234"), h.ledger, h.rules, meta)
+            assert refunds(again)[0]["credit_note_number"] == refunds(outcome)[0]["credit_note_number"]
+            outcome = again
+        h._absorb(outcome)
+        issued.append(refunds(outcome)[0]["credit_note_number"])
+    assert issued == [f"CN-OCTO-0-{i:06d}" for i in range(1, len(issued) + 1)]
+    assert h.series["OCTO-0"].last == len(issued)
