@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from workers.codec import loads
+from workers.dev import as_output
 from workers.settings import Settings
 
 Output = dict[str, Any]
@@ -67,21 +67,9 @@ class TopicReader:
         """One fetch (at most 200 ms when nothing comes)."""
         batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         for tp, messages in batches.items():
-            for message in messages:
-                value = message.value or b""
-                self.records.append(
-                    {
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "offset": message.offset,
-                        "key": message.key.decode() if message.key is not None else None,
-                        "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
-                        "value": value.decode("utf-8", "surrogateescape")
-                        if tp.topic == self.settings.dlq_topic
-                        else loads(value or b"null"),
-                    }
-                )
-                self.next_offset[tp] = message.offset + 1
+            self.records.extend(as_output(tp, message, self.settings.dlq_topic) for message in messages)
+            if messages:
+                self.next_offset[tp] = messages[-1].offset + 1
 
     async def until(
         self, done: Callable[[list[Output]], bool], deadline: float, missing: Callable[[], str]

@@ -240,20 +240,7 @@ async def collect(settings: Settings, topics: list[str], expected: int, timeout:
         while len(found.records) < expected and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for tp, messages in batches.items():
-                for message in messages:
-                    value = message.value or b""
-                    found.records.append(
-                        {
-                            "topic": tp.topic,
-                            "partition": tp.partition,
-                            "offset": message.offset,
-                            "key": message.key.decode() if message.key is not None else None,
-                            "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
-                            "value": value.decode("utf-8", "surrogateescape")
-                            if tp.topic == settings.dlq_topic
-                            else loads(value),
-                        }
-                    )
+                found.records.extend(as_output(tp, message, settings.dlq_topic) for message in messages)
     finally:
         await consumer.stop()
     return found
@@ -289,6 +276,21 @@ def stamped(log: Path, now: datetime) -> list[InboundRecord]:
             )
             for index, r in enumerate(read_records(iter(lines), str(log)))
         ]
+
+
+def as_output(tp: Any, message: Any, dlq_topic: str) -> dict[str, Any]:
+    """A consumed record in replay's output shape (a dead letter's value: its text)."""
+    value = message.value or b""
+    return {
+        "topic": tp.topic,
+        "partition": tp.partition,
+        "offset": message.offset,
+        "key": message.key.decode() if message.key is not None else None,
+        "headers": {k: v.decode("utf-8", "replace") for k, v in message.headers},
+        "value": value.decode("utf-8", "surrogateescape")
+        if tp.topic == dlq_topic
+        else loads(value or b"null"),
+    }
 
 
 def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dlq: str) -> tuple[str, bool]:
