@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         default=10, ge=1, le=10_000, description="a batch takes what arrived within this time"
     )
     fetch_max_wait_ms: int = Field(
-        default=50, ge=1, le=10_000, description="how long a fetch waits on the broker (faust's is 1500)"
+        default=20, ge=1, le=10_000, description="how long a fetch waits on the broker (faust's is 1500)"
     )
     producer_linger_ms: int = Field(
         default=2, ge=0, le=1_000, description="records sent within this time share a request"
