@@ -451,13 +451,19 @@ def through_worker(broker: LocalBroker, records: list[Record], workdir: Path, ti
     the outputs are read until every topic holds what replay predicts, then up to the end offsets."""
     log = workdir / "hostile.jsonl"
     write_log(records, log)
-    env, settings = isolated(broker.bootstrap, workdir, RULES, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
-    flags = barriers(log, RULES, settings.partitions, LIVE_LIMIT)
+    # replay's expectation leaves held messages held; a long run must not see a reorder window end
+    # (the worker's ticks would then settle what replay keeps waiting).
+    rules = workdir / "rules.toml"
+    rules.write_text(
+        RULES.read_text().replace("[defaults]\n", "[defaults]\nreorder_window_seconds = 86400\n", 1)
+    )
+    env, settings = isolated(broker.bootstrap, workdir, rules, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
+    flags = barriers(log, rules, settings.partitions, LIVE_LIMIT)
     worker = WorkerProcess(env, workdir / "worker.log").start()
     try:
         worker.wait_ready()
         _, expected = through_kafka(
-            settings, worker, log, RULES, timeout=timeout, barrier=lambda n: flags[n - 1]
+            settings, worker, log, rules, timeout=timeout, barrier=lambda n: flags[n - 1]
         )
         want = Counter(r["topic"] for r in expected)
         found = Collected(asyncio.run(read_counts(settings, outputs_of(settings), want, timeout)))
