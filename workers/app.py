@@ -488,7 +488,9 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
                 broker_credentials=_credentials(settings),
                 store=settings.store,
-                datadir=str(settings.data_dir),
+                # One folder per consumer group: its tables belong to that group's changelogs, and a
+                # RocksDB file read against another group's changelog stops recovery.
+                datadir=str(settings.data_dir / settings.consumer_group),
                 topic_partitions=settings.partitions,
                 topic_replication_factor=settings.replication_factor,
                 consumer_auto_offset_reset="earliest",

@@ -10,6 +10,7 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +29,7 @@ from scenarios import DEPENDS_ON_SHIPMENT, RULES, SHIPMENT, STORIES, build, log_
 pytestmark = pytest.mark.integration
 
 # The stories the issue names first: seed 000, a shipment from two sources, money on receipt, an
-# upstream refund that must return shipped units, approval on receipt. Not here: a stock snapshot and
-# an order reserving the same SKU in one millisecond, which apply in the order they are handled (a
-# documented limit, docs/notes/ordering.md; `bench/real_producers.py` runs it and reports it).
+# upstream refund that must return shipped units, approval on receipt.
 QUICK = [
     "seed-000-octopus",
     "multi-source",
@@ -119,6 +118,65 @@ def test_the_comparison_names_what_differs(tmp_path: Path) -> None:
         refused.kinds["ka seed-000-octopus"]
         == f"(refused LINE_NOT_SHIPPED x1; {seed} records in replay, {seed + 1} from the worker)"
     )
+
+
+def test_a_stock_item_fed_by_two_keys_may_take_them_in_either_order(tmp_path: Path) -> None:
+    """A source's snapshot and an order's reservation of one SKU come from different keys: handled in
+    either order they are the same answer when they end at the same levels. Two movements of one order
+    in the other order, or other final levels, are reported."""
+    (story,) = build(["seed-000-octopus"], "ka")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES, "utf-8")
+    out = io.StringIO()
+    replay(
+        iter([log_line(step, step.key, None) for step in story.steps]), out, load_rules(rules), partitions=4
+    )
+    expected = [loads(line) for line in out.getvalue().splitlines()]
+    stock = [i for i, r in enumerate(expected) if r["topic"] == names.STOCK_ADJUSTED]
+    item = expected[stock[0]]["key"]
+    first, second, third = (i for i in stock if expected[i]["key"] == item)
+    snapshot, reservation = expected[first], expected[second]
+    assert _reason(snapshot) == "SNAPSHOT" and _reason(reservation) == "RESERVATION"
+
+    def levels(record: dict[str, Any], on_hand: int, reserved: int) -> dict[str, Any]:
+        copy = loads(dumps(record))
+        line = copy["value"]["params"]["adjustment"]["adjustments"][0]
+        line.update(on_hand=on_hand, reserved=reserved, available_to_sell=on_hand - reserved)
+        return copy
+
+    def verdicts(found: list[dict[str, Any]]) -> Outcome:
+        outcome = Outcome([("ka", story)])
+        compare(outcome, expected, found, names.DEFAULT_DLQ_TOPIC)
+        return outcome
+
+    held = _line(reservation)["reserved"]
+    counted = _line(snapshot)["on_hand"]
+    swapped = list(expected)
+    swapped[first], swapped[second] = levels(reservation, 0, held), levels(snapshot, counted, held)
+    assert verdicts(swapped).ok
+
+    other_end = list(swapped)
+    other_end[third] = levels(
+        expected[third], _line(expected[third])["on_hand"] + 1, _line(expected[third])["reserved"]
+    )
+    assert not verdicts(other_end).ok
+
+    # The reservation and the shipment of one order, swapped, each at the other's levels: only the
+    # order differs.
+    one_key_swapped = list(expected)
+    at_second, at_third = _line(expected[second]), _line(expected[third])
+    one_key_swapped[second] = levels(expected[third], at_second["on_hand"], at_second["reserved"])
+    one_key_swapped[third] = levels(expected[second], at_third["on_hand"], at_third["reserved"])
+    assert not verdicts(one_key_swapped).ok
+
+
+def _line(record: dict[str, Any]) -> dict[str, Any]:
+    line: dict[str, Any] = record["value"]["params"]["adjustment"]["adjustments"][0]
+    return line
+
+
+def _reason(record: dict[str, Any]) -> str:
+    return str(record["value"]["params"]["adjustment"]["reason"])
 
 
 def test_real_producers_through_the_live_worker_equal_replay(broker: LocalBroker, tmp_path: Path) -> None:
