@@ -178,10 +178,10 @@ class StockItem(Model):
     applied: list[str] = Field(default_factory=list)
     # Highest (offset, index) applied per origin of movements: see domain.outcome.Movement.
     positions: dict[str, list[int]] = Field(default_factory=dict)
-    # When on hand was last counted (the time of the snapshot that set it), and the on-hand changes
-    # applied with a time at or after that count: see domain.stock.apply_movement.
-    counted_at: str | None = None
-    since_count: list[tuple[str, int]] = Field(default_factory=list)
+    # When on hand was last counted (the snapshot's time, ms since the epoch), and the on-hand changes
+    # applied since, as (ms, delta): see domain.stock.apply_movement.
+    counted_ms: int | None = None
+    since_count: list[tuple[int, int]] = Field(default_factory=list)
 
     @property
     def available_to_sell(self) -> int:

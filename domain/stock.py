@@ -5,18 +5,18 @@ Orders may take stock below zero (seed 002): the worker records what happened, i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from domain import names
 from domain.commands import SourceSnapshot
 from domain.outcome import Event, Movement
 from domain.state import StockItem
-from domain.timeutil import parse_time
+from domain.timeutil import EPOCH, parse_time
 
 # On-hand changes kept per item for a count that arrives after them: a count later than this many
 # changes of one SKU, or this long after them, is not a race between keys any more.
 SINCE_COUNT_KEPT = 32
-LATE_COUNT_WINDOW = timedelta(minutes=10)
+LATE_COUNT_WINDOW_MS = 10 * 60 * 1000
 
 
 def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockItem, Event | None]:
@@ -47,11 +47,11 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
         }
     )
     before = new.available_to_sell
-    at = parse_time(movement.created_on)
+    at = _millis(movement.created_on) if movement.set_on_hand is not None or movement.on_hand_delta else None
     if movement.set_on_hand is not None:
-        _count(new, movement.set_on_hand, movement.created_on, at)
+        _count(new, movement.set_on_hand, at)
     if movement.on_hand_delta:
-        _change(new, movement.on_hand_delta, movement.created_on, at)
+        _change(new, movement.on_hand_delta, at)
     new.reserved += movement.reserved_delta
     if movement.origin is not None:
         new.positions[movement.origin] = position
@@ -111,35 +111,30 @@ def snapshot_movements(
     ]
 
 
-def _count(item: StockItem, quantity: int, created_on: str, at: datetime | None) -> None:
-    counted = parse_time(item.counted_at) if item.counted_at else None
-    if counted is not None and at is not None and at < counted:
+def _count(item: StockItem, quantity: int, at: int | None) -> None:
+    if item.counted_ms is not None and at is not None and at < item.counted_ms:
         return  # an older count than the one applied: the newer one stands
-    later = [(when, delta) for when, delta in item.since_count if _after(when, at)]
+    later = [(when, delta) for when, delta in item.since_count if at is None or when > at]
     item.on_hand = quantity + sum(delta for _when, delta in later)
-    item.counted_at = created_on
+    item.counted_ms = at
     item.since_count = later
 
 
-def _change(item: StockItem, delta: int, created_on: str, at: datetime | None) -> None:
-    if item.counted_at is not None and _before(created_on, parse_time(item.counted_at)):
+def _change(item: StockItem, delta: int, at: int | None) -> None:
+    if item.counted_ms is not None and at is not None and at < item.counted_ms:
         return  # the count already includes it
     item.on_hand += delta
+    if at is None:
+        return
     kept = item.since_count
-    kept.append((created_on, delta))
-    if len(kept) > SINCE_COUNT_KEPT:
-        del kept[: len(kept) - SINCE_COUNT_KEPT]
-    if at is not None:
-        horizon = at - LATE_COUNT_WINDOW
-        while kept and _before(kept[0][0], horizon):
-            del kept[0]
+    kept.append((at, delta))
+    horizon = at - LATE_COUNT_WINDOW_MS
+    drop = next((i for i, (when, _d) in enumerate(kept) if when >= horizon), len(kept))
+    drop = max(drop, len(kept) - SINCE_COUNT_KEPT)
+    if drop > 0:
+        del kept[:drop]
 
 
-def _before(when: str, moment: datetime | None) -> bool:
-    at = parse_time(when)
-    return at is not None and moment is not None and at < moment
-
-
-def _after(when: str, moment: datetime | None) -> bool:
-    at = parse_time(when)
-    return at is None or moment is None or at > moment
+def _millis(created_on: str) -> int | None:
+    moment = parse_time(created_on)
+    return None if moment is None else (moment - EPOCH) // timedelta(milliseconds=1)
