@@ -56,7 +56,7 @@ from domain import names  # noqa: E402
 from workers import logging as worker_logging  # noqa: E402
 from workers.broker import LocalBroker, free_port  # noqa: E402
 from workers.codec import InboundRecord  # noqa: E402
-from workers.dev import WorkerProcess, expected_outputs, isolated  # noqa: E402
+from workers.dev import Stopped, WorkerProcess, expected_outputs, isolated, raising_on_stop_signals  # noqa: E402
 from workers.pipeline import Pipeline  # noqa: E402
 from workers.rules_file import load_rules  # noqa: E402
 from workers.settings import Settings  # noqa: E402
@@ -87,6 +87,7 @@ class Pool:
     slots: list[WorkerProcess] = field(default_factory=list)
     kills: list[tuple[float, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: bool = False
 
     def start(self) -> None:
         for index in range(self.count):
@@ -101,6 +102,8 @@ class Pool:
 
     def kill(self, rng: random.Random, started: float) -> None:
         with self.lock:
+            if self.stopped:  # the run is ending: nothing is started again
+                return
             index = rng.randrange(self.count)
             worker = self.slots[index]
             if worker.process is not None and worker.process.poll() is None:
@@ -111,7 +114,11 @@ class Pool:
 
     def stop(self) -> list[int | None]:
         with self.lock:
+            self.stopped = True
             return [worker.stop(timeout=60) for worker in self.slots]
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self.slots if w.process is not None]
 
 
 @dataclass
@@ -442,8 +449,15 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             OMS_INTERNAL_PARTITIONS=str(options.partitions),
         )
         pool = Pool(env, workdir, options.workers)
-        pool.start()
-        echo(f"broker {local.bootstrap}; {options.workers} workers ready; logs {workdir}/worker*.log")
+        try:
+            pool.start()
+        except BaseException:
+            pool.stop()
+            raise
+        echo(
+            f"broker {local.bootstrap} (pid {local.pid}); {options.workers} workers ready "
+            f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
+        )
         try:
             found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo))
         finally:
@@ -520,7 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         wave_timeout=args.wave_timeout,
         workdir=args.workdir,
     )
-    verdict, _ = run(options)
+    try:
+        with raising_on_stop_signals():
+            verdict, _ = run(options)
+    except Stopped as stop:
+        print(f"stopped by {stop}; the broker and workers it started are stopped")
+        return 128 + stop.signum
     return 0 if verdict.ok else 1
 
 

@@ -5,6 +5,7 @@ what `replay` says they must be."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -402,23 +403,36 @@ def _where(record: dict[str, Any]) -> tuple[str, int, int]:
     return record["topic"], record["partition"], record["offset"]
 
 
+@contextlib.contextmanager
+def raising_on_stop_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise `Stopped` in the main thread, once (a second signal must not
+    interrupt the cleanup), so that every `finally` that stops a process it started runs."""
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        stopping = True
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(workdir: Path | None, rules: Path | None, demo: Path | None, echo: Any) -> int:
     """Broker, topics, worker (and the demo); every process started here is stopped on return, also
     on SIGINT, SIGTERM and SIGHUP, and a temporary folder (no `workdir`) is removed unless the run
     failed, when it holds the logs to look at."""
     folder = workdir or Path(tempfile.mkdtemp(prefix="oms-postsales-dev-"))
-    stopping = False
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:  # a second signal must not interrupt the cleanup
-            stopping = True
-            raise Stopped(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     code = 1
     try:
-        code = _run(folder, rules, demo, echo)
+        with raising_on_stop_signals():
+            code = _run(folder, rules, demo, echo)
     except Stopped as stop:
         code = 128 + stop.signum
         echo(f"stopped by {stop}")
@@ -426,9 +440,6 @@ def run(workdir: Path | None, rules: Path | None, demo: Path | None, echo: Any) 
         echo(f"oms-postsales: error: {exc}")
         code = 1
     finally:
-        stopping = True
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if workdir is None:
             if code in (0, *(128 + sig for sig in STOP_SIGNALS)):
                 shutil.rmtree(folder, ignore_errors=True)

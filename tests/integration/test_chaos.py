@@ -5,12 +5,16 @@ equal to replay's. The full run (10,000 messages, 20 kills) is `bench/chaos.py` 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from workers.broker import LocalBroker
+from workers.broker import LocalBroker, pid_exists
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -32,3 +36,39 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     assert done == kills, report
     assert verdict.ok, report
     assert lines[-1].startswith("lost=0 double_effects=0 "), report
+
+
+def test_sigterm_stops_the_broker_and_workers_the_run_started(tmp_path: Path) -> None:
+    """An operator who stops a long chaos run must not be left with its broker and workers."""
+    command = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--messages", "3000", "--kills", "0"]
+    process = subprocess.Popen(
+        [*command, "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if "workers ready" in line:
+                break
+        text = "".join(seen)
+        started = re.search(r"\(pid (\d+)\); \d+ workers ready \(pids ([\d ]+)\)", text)
+        assert started is not None, text
+        pids = [int(started.group(1)), *map(int, started.group(2).split())]
+        assert all(pid_exists(pid) for pid in pids)
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, text + rest
+    assert "stopped by SIGTERM" in rest
+    deadline = time.monotonic() + 10
+    while any(pid_exists(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids if pid_exists(pid)] == [], text + rest
