@@ -106,19 +106,17 @@ async def read_counts(
 ) -> list[Output]:
     """Every record of `topics` once each topic holds at least `want[topic]` records (for instance the
     counts replay predicts), then up to the end offsets (so that extra records show too)."""
-    deadline = time.monotonic() + timeout
 
     def counts(records: list[Output]) -> Counter[str]:
         return Counter(r["topic"] for r in records)
 
-    async with TopicReader(settings, topics) as reader:
-        await reader.until(
-            lambda records: all(counts(records)[t] >= n for t, n in want.items()),
-            deadline,
-            lambda: f"still short: {_short(counts(reader.records), want)}",
-        )
-        await reader.to_end(deadline)
-        return reader.records
+    return await read_until(
+        settings,
+        topics,
+        lambda records: all(counts(records)[t] >= n for t, n in want.items()),
+        timeout,
+        lambda records: f"still short: {_short(counts(records), want)}",
+    )
 
 
 async def read_ids(
@@ -130,19 +128,23 @@ async def read_ids(
 ) -> list[Output]:
     """Every record of `topics` once each identity in `want` arrived (redeliveries may add copies, so
     a count would not do), then up to the end offsets."""
-    deadline = time.monotonic() + timeout
-    async with TopicReader(settings, topics) as reader:
+    seen: set[tuple[str, str]] = set()
+    counted = 0
 
-        def missing() -> set[tuple[str, str]]:
-            return want - {identify(r) for r in reader.records}
+    def missing(records: list[Output]) -> set[tuple[str, str]]:
+        # Only the records read since the last look.
+        nonlocal counted
+        seen.update(identify(r) for r in records[counted:])
+        counted = len(records)
+        return want - seen
 
-        await reader.until(
-            lambda _: not missing(),
-            deadline,
-            lambda: f"{len(missing())} missing, e.g. {sorted(missing())[:3]}",
-        )
-        await reader.to_end(deadline)
-        return reader.records
+    return await read_until(
+        settings,
+        topics,
+        lambda records: not missing(records),
+        timeout,
+        lambda records: f"{len(missing(records))} missing, e.g. {sorted(missing(records))[:3]}",
+    )
 
 
 async def read_until(
