@@ -137,14 +137,20 @@ class Harness:
         return Ledger(self.series, self.taken, self.upstream)
 
     def send(
-        self, name: str, params: dict[str, Any], *, message_id: str | None = None, minutes: int = 1
+        self,
+        name: str,
+        params: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        minutes: int = 1,
+        partition: int = 0,
     ) -> Outcome:
         self.now += timedelta(minutes=minutes)
         message_id = message_id or f"m{next(iter(self._ids))}"
         parsed = parse(name, params)
         key = parsed.key
         stored = self.orders.get(key) if key else None
-        meta = MessageMeta(name, message_id, self.now)
+        meta = MessageMeta(name, message_id, self.now, partition)
         outcome = handle(parsed, json.dumps(params), stored, self.ledger, self.rules, meta)
         self._absorb(outcome)
         return outcome

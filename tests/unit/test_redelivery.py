@@ -112,6 +112,19 @@ def test_an_upstream_number_is_a_duplicate_on_another_order_of_the_store() -> No
     assert h.upstream == {upstream_key("OCTO-0", "UP-7"): "m2"}
 
 
+def test_an_upstream_number_is_checked_among_the_orders_of_one_partition_only() -> None:
+    """Each partition keeps its own index of upstream numbers, next to its orders (README, known
+    limits): the same number on an order of another partition is not seen as a duplicate."""
+    h = Harness()
+    h.create(OCTOPUS)
+    h.create(order("5678", OCTOPUS["order"]["lines"]))
+    first = h.send(names.REFUND_CREATE, _upstream_refund("1234", "UP-9"), partition=0)
+    other = h.send(names.REFUND_CREATE, _upstream_refund("5678", "UP-9"), partition=1)
+    assert first.status == other.status == "applied"
+    assert refunds(other)[0]["credit_note_number"] == "UP-9"
+    assert set(h.upstream) == {upstream_key("OCTO-0", "UP-9"), upstream_key("OCTO-1", "UP-9")}
+
+
 def test_what_a_credit_note_writes_does_not_grow_with_the_history() -> None:
     h = Harness()
     h.create(OCTOPUS)
