@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
-from reading import ReadTimeout, TopicReader  # noqa: E402
+from reading import Awaited, ReadTimeout, TopicReader  # noqa: E402
 
 from domain import names  # noqa: E402
 from workers import logging as worker_logging  # noqa: E402
@@ -391,19 +391,11 @@ async def drive(
                 raise ReadTimeout(f"{behind} published records still uncommitted at the end")
             await reader.poll()  # read meanwhile: a stuck run still shows what did arrive
 
-        seen: set[tuple[str, str]] = set()
-        counted = 0
-
-        def missing() -> set[tuple[str, str]]:
-            # Only the records read since the last look: tens of thousands of outputs are read in
-            # hundreds of polls.
-            nonlocal counted
-            seen.update(identity(_as_output(r, settings)) for r in reader.records[counted:])
-            counted = len(reader.records)
-            return want - seen
-
+        awaited = Awaited(want, lambda r: identity(_as_output(r, settings)))
         await reader.until(
-            lambda _: not missing(), deadline, lambda: f"{len(missing())} expected outputs missing"
+            lambda records: not awaited.missing(records),
+            deadline,
+            lambda: f"{len(awaited.missing(reader.records))} expected outputs missing",
         )
         await reader.to_end(deadline)
     except ReadTimeout as exc:  # still verify what did arrive: the verdict names what is missing

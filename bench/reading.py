@@ -128,23 +128,32 @@ async def read_ids(
 ) -> list[Output]:
     """Every record of `topics` once each identity in `want` arrived (redeliveries may add copies, so
     a count would not do), then up to the end offsets."""
-    seen: set[tuple[str, str]] = set()
-    counted = 0
-
-    def missing(records: list[Output]) -> set[tuple[str, str]]:
-        # Only the records read since the last look.
-        nonlocal counted
-        seen.update(identify(r) for r in records[counted:])
-        counted = len(records)
-        return want - seen
-
+    awaited = Awaited(want, identify)
     return await read_until(
         settings,
         topics,
-        lambda records: not missing(records),
+        lambda records: not awaited.missing(records),
         timeout,
-        lambda records: f"{len(missing(records))} missing, e.g. {sorted(missing(records))[:3]}",
+        lambda records: (
+            f"{len(awaited.missing(records))} missing, e.g. {sorted(awaited.missing(records))[:3]}"
+        ),
     )
+
+
+class Awaited:
+    """The identities of `want` not among the records read so far. Each look reads only the records
+    added since the last one: tens of thousands of outputs arrive over hundreds of polls."""
+
+    def __init__(self, want: set[tuple[str, str]], identify: Callable[[Output], tuple[str, str]]) -> None:
+        self.want = want
+        self.identify = identify
+        self.seen: set[tuple[str, str]] = set()
+        self.counted = 0
+
+    def missing(self, records: list[Output]) -> set[tuple[str, str]]:
+        self.seen.update(self.identify(r) for r in records[self.counted :])
+        self.counted = len(records)
+        return self.want - self.seen
 
 
 async def read_until(
