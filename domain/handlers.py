@@ -243,7 +243,7 @@ def _apply(
         if refused.not_yet and work.may_wait and len(state.held) < HELD_MESSAGES_MAX:
             deadline = meta.now + timedelta(seconds=rules.reorder_window_seconds)
             return _hold(state, params_json, meta, deadline, waits_for=refused.code)
-        unchanged = state.model_copy(deep=True)
+        unchanged = state.private_copy()
         unchanged.remember(meta.message_id)
         return Outcome(
             "rejected",
@@ -257,7 +257,7 @@ def _apply(
 def _hold(
     state: OrderState, params_json: str, meta: MessageMeta, deadline: datetime, waits_for: str | None
 ) -> Outcome:
-    held = state.model_copy(deep=True)
+    held = state.private_copy()
     held.held.append(
         HeldMessage(
             message_name=meta.message_name,
@@ -376,7 +376,7 @@ def settle_expired(
     due = [h for h in state.held if everything or (parse_time(h.deadline) or now) <= now]
     if not due:
         return Outcome("skipped", None)
-    current = state.model_copy(deep=True)
+    current = state.private_copy()
     current.held = [h for h in state.held if h not in due]
     total = Outcome("applied", current)
     for message in due:
@@ -414,7 +414,7 @@ def _order_never_came(
         f"order {current.order_id} of sales channel {current.sales_channel} did not arrive by "
         f"{message.deadline}",
     )
-    rejected = current.model_copy(deep=True)
+    rejected = current.private_copy()
     rejected.remember(message.message_id)
     return Outcome(
         "rejected", rejected, events=[rejection_event(current.key, meta, message.params_json, refused)]

@@ -5,26 +5,20 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-import os
-import signal
 import sys
-import threading
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import faust
-import structlog
 import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from domain.rules import RuleBook, RulesError
 from domain.timeutil import parse_time
+from workers import gc_tuning, ops_cli
 from workers import logging as oms_logging
-from workers import ops_cli, web
-from workers.app import build_app
 from workers.opsio import Progress
 from workers.replay import ReplayInputError, load_state, replay, save_state
 from workers.rules_file import load_rules
@@ -116,6 +110,7 @@ def replay_command(
             fail(f"cannot write {output}: {exc.strerror}")
         # A counter on stderr when it is a terminal; nothing in pipes, files and CI.
         meter = Progress("replayed")
+        gc_tuning.tune_for_long_runs()
         try:
             summary = replay(
                 iter(source),
@@ -154,6 +149,9 @@ def load_settings() -> Settings:
 @app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())
 def worker_command() -> None:
     """Run the stream processors on Kafka (settings from OMS_* environment variables)."""
+    # faust, aiohttp and the web views load here only: every other command starts without them.
+    from workers import web, worker_process
+
     settings = load_settings()
     oms_logging.configure(settings.log_level, repeat_interval=settings.log_repeat_interval_seconds)
     # Everything that can be wrong on this machine is checked before the broker is touched: a
@@ -172,48 +170,7 @@ def worker_command() -> None:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail(unreachable(settings, exc))
-    faust_app, _runtime = build_app(settings, book)
-    worker = BoundedWorker(
-        faust_app,
-        loglevel=settings.log_level,
-        override_logging=False,
-        quiet=True,
-    )
-    worker.shutdown_timeout = settings.shutdown_timeout_seconds
-    # faust's start-up spinner writes terminal escapes (cursor show/hide) even when stdout is a log
-    # file, which breaks the first JSON line a log shipper reads.
-    worker.spinner = None
-    worker.execute_from_commandline()
-
-
-class BoundedWorker(faust.Worker):
-    """faust's worker with a bound on shutdown. Once stopping starts (a signal, or the app ending on
-    its own), a watchdog thread exits the process after `shutdown_timeout` seconds: faust waits for
-    the broker to flush, commit and leave the group, without limit, so with the broker gone a stop
-    used to hang for minutes. Records not committed by then are re-delivered to the next worker."""
-
-    shutdown_timeout: float = 30.0
-    _watchdog: threading.Timer | None = None
-
-    def _arm_watchdog(self) -> None:
-        if self._watchdog is None:
-            self._watchdog = threading.Timer(self.shutdown_timeout, _force_exit, (self.shutdown_timeout,))
-            self._watchdog.daemon = True
-            self._watchdog.start()
-
-    def _schedule_shutdown(self, signal: signal.Signals) -> None:
-        self._arm_watchdog()
-        super()._schedule_shutdown(signal)
-
-    def on_worker_shutdown(self) -> None:
-        self._arm_watchdog()
-        super().on_worker_shutdown()
-
-
-def _force_exit(timeout: float) -> None:
-    structlog.get_logger("oms_postsales.worker").error("shutdown.forced", after_seconds=timeout)
-    sys.stderr.flush()
-    os._exit(1)
+    worker_process.run(settings, book)
 
 
 async def prepare_topics(settings: Settings) -> None:
