@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from msgspec.structs import replace
 from pydantic import BaseModel
 
 from domain import appeasements, names, orders, returns, upstream
@@ -298,15 +299,13 @@ def _retry_held(outcome: Outcome, ledger: Ledger, book: RuleBook, meta: MessageM
     while progress and order.held:
         progress = False
         for message in order.held:
-            trial = order.model_copy(update={"held": [h for h in order.held if h is not message]})
+            trial = replace(order, held=[h for h in order.held if h is not message])
             result = _attempt(message, trial, ledger.after(outcome), book, meta.partition)
             if result.status == "held":
                 if message.waits_for is None and result.order is not None:
                     # It waited for its order, which is here now; from now on it waits for its turn.
-                    waiting = result.order.held[-1].model_copy(update={"deadline": iso(meta.now + window)})
-                    order = order.model_copy(
-                        update={"held": [waiting if h is message else h for h in order.held]}
-                    )
+                    waiting = replace(result.order.held[-1], deadline=iso(meta.now + window))
+                    order = replace(order, held=[waiting if h is message else h for h in order.held])
                 continue
             outcome.extend(result)
             order = result.order or trial

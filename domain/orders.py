@@ -6,6 +6,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from msgspec.structs import replace
+
 from domain import names
 from domain.commands import Order, OrderCancel, OrderCancelLine, OrderLine, ShipmentDone
 from domain.money import ZERO, fmt, to_decimal
@@ -43,7 +45,7 @@ def _line_state(line: OrderLine, rules: ChannelRules, old: LineState | None) -> 
         return LineState(**fields, refunded_tax=[ZERO] * len(taxes))
     # A re-sent create replaces what upstream owns and keeps what happened after sale.
     refunded_tax = (old.refunded_tax + [ZERO] * len(taxes))[: len(taxes)]
-    return old.model_copy(update={**fields, "refunded_tax": refunded_tax, "source": old.source})
+    return replace(old, **{**fields, "refunded_tax": refunded_tax, "source": old.source})
 
 
 def _paid(order: Order) -> tuple[Decimal, list[Transaction]]:

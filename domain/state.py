@@ -10,7 +10,8 @@ import json
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import field
 
 from domain.money import ZERO
 
@@ -23,17 +24,21 @@ LineKind = Literal["PHYSICAL", "SERVICE", "SHIPPING", "OTHER"]
 ReturnStatus = Literal["REQUESTED", "APPROVED", "RECEIVED", "CLOSED", "CANCELLED", "REJECTED"]
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(validate_assignment=False, extra="forbid")
+class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """State values are msgspec structs: read and written on every message (tables, changelogs, the
+    private copy a message works on), where msgspec is about 3x faster than pydantic models were, with
+    the same JSON (fields in declaration order, Decimal as its string). Values are not validated when
+    built in code, only when read from JSON: the domain builds them from commands pydantic already
+    checked."""
 
 
-class TaxShare(Model):
+class TaxShare(Model, kw_only=True):
     type: str | None = None
     rate: Decimal | None = None
     amount: Decimal
 
 
-class LineState(Model):
+class LineState(Model, kw_only=True):
     line_number: int
     kind: LineKind
     product_type: str
@@ -45,7 +50,7 @@ class LineState(Model):
     payment_reference: str | None = None
     gross: Decimal
     tax_rate: Decimal | None = None
-    taxes: list[TaxShare] = Field(default_factory=list)
+    taxes: list[TaxShare] = field(default_factory=list)
     upstream_status: str | None = None
     source: str
     # What happened after sale, in units.
@@ -61,7 +66,7 @@ class LineState(Model):
     shipped_from: str | None = None
     # What happened after sale, in money (cumulative, per tax component in the order of `taxes`).
     refunded_gross: Decimal = ZERO
-    refunded_tax: list[Decimal] = Field(default_factory=list)
+    refunded_tax: list[Decimal] = field(default_factory=list)
     amount_only_gross: Decimal = ZERO
 
     @property
@@ -85,7 +90,7 @@ class LineState(Model):
         return self.taxes[index].amount - self.refunded_tax[index]
 
 
-class ReturnLineState(Model):
+class ReturnLineState(Model, kw_only=True):
     line_number: int
     sku: str | None = None
     quantity: int
@@ -100,7 +105,7 @@ class ReturnLineState(Model):
     stock_done: bool = False
 
 
-class ReturnState(Model):
+class ReturnState(Model, kw_only=True):
     rma: str
     source_id: str
     status: ReturnStatus
@@ -108,7 +113,7 @@ class ReturnState(Model):
     refund_mode: str = "QUANTITY_AND_AMOUNT"
     reshipment: bool = False
     refunded: bool = False
-    lines: list[ReturnLineState] = Field(default_factory=list)
+    lines: list[ReturnLineState] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -119,14 +124,14 @@ class ReturnState(Model):
         return self.status not in ("CANCELLED", "REJECTED")
 
 
-class Transaction(Model):
+class Transaction(Model, kw_only=True):
     type: Literal["PAYMENT", "REFUND"]
     amount: Decimal
     reference: str | None = None
     credit_note_number: str | None = None
 
 
-class HeldMessage(Model):
+class HeldMessage(Model, kw_only=True):
     message_name: str
     message_id: str
     params_json: str
@@ -136,7 +141,7 @@ class HeldMessage(Model):
     waits_for: str | None = None
 
 
-class OrderState(Model):
+class OrderState(Model, kw_only=True):
     key: str
     sales_channel: str
     order_id: str
@@ -145,23 +150,22 @@ class OrderState(Model):
     upstream_json: str | None = None
     store: str | None = None
     currency: str | None = None
-    lines: dict[int, LineState] = Field(default_factory=dict)
+    lines: dict[int, LineState] = field(default_factory=dict)
     paid: Decimal = ZERO
-    transactions: list[Transaction] = Field(default_factory=list)
-    returns: dict[str, ReturnState] = Field(default_factory=dict)
+    transactions: list[Transaction] = field(default_factory=list)
+    returns: dict[str, ReturnState] = field(default_factory=dict)
     rma_seq: int = 0
     child_seq: int = 0
     cancelled: bool = False
-    credit_notes: list[str] = Field(default_factory=list)
-    applied: list[str] = Field(default_factory=list)
-    held: list[HeldMessage] = Field(default_factory=list)
+    credit_notes: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    held: list[HeldMessage] = field(default_factory=list)
 
     def private_copy(self) -> OrderState:
         """A deep copy to change without touching this one (a refused message leaves the stored order
-        as it was). A JSON round trip through pydantic-core takes about half the time of
-        `model_copy(deep=True)` on an order with returns and transactions (89 against 162 µs measured on
-        4 KB orders): deepcopy walks every object in Python."""
-        return OrderState.model_validate_json(self.model_dump_json())
+        as it was). A JSON round trip through msgspec is several times faster than `copy.deepcopy`,
+        which walks every object in Python."""
+        return _ORDER_DECODER.decode(_ENCODER.encode(self))
 
     @property
     def refunded_gross(self) -> Decimal:
@@ -177,18 +181,18 @@ class OrderState(Model):
             del self.applied[: len(self.applied) - APPLIED_IDS_KEPT]
 
 
-class StockItem(Model):
+class StockItem(Model, kw_only=True):
     source_id: str
     sku: str
     on_hand: int = 0
     reserved: int = 0
-    applied: list[str] = Field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
     # Highest (offset, index) applied per origin of movements: see domain.outcome.Movement.
-    positions: dict[str, list[int]] = Field(default_factory=dict)
+    positions: dict[str, list[int]] = field(default_factory=dict)
     # When on hand was last counted (the snapshot's time, ms since the epoch), and the on-hand changes
     # applied since, as (ms, delta): see domain.stock.apply_movement.
     counted_ms: int | None = None
-    since_count: list[tuple[int, int]] = Field(default_factory=list)
+    since_count: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def available_to_sell(self) -> int:
@@ -200,7 +204,7 @@ class StockItem(Model):
             del self.applied[: len(self.applied) - APPLIED_IDS_KEPT]
 
 
-class Series(Model):
+class Series(Model, kw_only=True):
     """Credit note counter of one store in one partition: a few dozen bytes, whatever its history.
 
     Which numbers each message took is kept per order (`TakenNumbers`), and each upstream number used is
@@ -213,8 +217,8 @@ class Series(Model):
     last: int = 0
     # Written by versions that kept everything in the series (one value that grew with the history).
     # Still read, so tables written by them keep working; a series written now leaves them empty.
-    issued: dict[str, list[str]] = Field(default_factory=dict)
-    upstream_numbers: dict[str, str] = Field(default_factory=dict)
+    issued: dict[str, list[str]] = field(default_factory=dict)
+    upstream_numbers: dict[str, str] = field(default_factory=dict)
 
 
 # The credit note numbers that recent messages of one order took, by message id, oldest first; as many
@@ -225,3 +229,7 @@ TakenNumbers = dict[str, list[str]]
 def upstream_key(series: str, number: str) -> str:
     """The key under which an upstream credit note number is remembered (JSON: unambiguous)."""
     return json.dumps([series, number], ensure_ascii=False, separators=(",", ":"))
+
+
+_ENCODER = msgspec.json.Encoder()
+_ORDER_DECODER = msgspec.json.Decoder(OrderState)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+from msgspec.structs import replace
+
 from domain import names
 from domain.commands import SourceSnapshot
 from domain.outcome import Event, Movement
@@ -39,12 +41,11 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
     elif movement.movement_id in current.applied:
         return current, None
     # Only the lists and positions are mutable below: copy them, not the whole model.
-    new = current.model_copy(
-        update={
-            "applied": list(current.applied),
-            "positions": dict(current.positions),
-            "since_count": list(current.since_count),
-        }
+    new = replace(
+        current,
+        applied=list(current.applied),
+        positions=dict(current.positions),
+        since_count=list(current.since_count),
     )
     before = new.available_to_sell
     at = _millis(movement.created_on) if movement.set_on_hand is not None or movement.on_hand_delta else None

@@ -34,7 +34,6 @@ from typing import Any, Generic, TypeVar
 
 import faust
 import structlog
-from pydantic import TypeAdapter
 
 from domain import names
 from domain.outcome import Movement
@@ -49,6 +48,7 @@ from workers.overlay import BatchStores, Overlay
 from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
 from workers.settings import Settings
 from workers.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
+from workers.values import JsonValues
 from workers.web import install_pages
 
 log = structlog.get_logger("oms_postsales.worker")
@@ -70,18 +70,18 @@ class TableMap(MutableMapping[str, V], Generic[V]):
     """A faust table of JSON bytes seen as a typed mapping; the pipeline never knows it is Kafka.
     Values are bytes (faust's "raw" serializer): as `str` faust would JSON-encode the JSON text again."""
 
-    def __init__(self, table: Any, adapter: TypeAdapter[V]) -> None:
+    def __init__(self, table: Any, values: JsonValues[V]) -> None:
         self._table = table
-        self._adapter = adapter
+        self._values = values
 
     def __getitem__(self, key: str) -> V:
         raw = self._table.get(key)
         if raw is None:
             raise KeyError(key)
-        return self._adapter.validate_json(raw)
+        return self._values.decode(raw)
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._table[key] = self._adapter.dump_json(value)
+        self._table[key] = self._values.encode(value)
 
     def __delitem__(self, key: str) -> None:
         del self._table[key]
@@ -180,14 +180,14 @@ class Runtime:
             "upstream-numbers", key_type=str, value_type=bytes, partitions=partitions
         )
         self.stores = Stores(
-            orders=TableMap(self.orders_table, TypeAdapter(OrderState)),
-            stock=TableMap(self.stock_table, TypeAdapter(StockItem)),
-            series=TableMap(self.series_table, TypeAdapter(Series)),
-            source_skus=TableMap(self.skus_table, TypeAdapter(list[str])),
-            taken=TableMap(self.taken_table, TypeAdapter(TakenNumbers)),
-            upstream=TableMap(self.upstream_table, TypeAdapter(str)),
+            orders=TableMap(self.orders_table, JsonValues(OrderState)),
+            stock=TableMap(self.stock_table, JsonValues(StockItem)),
+            series=TableMap(self.series_table, JsonValues(Series)),
+            source_skus=TableMap(self.skus_table, JsonValues(list[str])),
+            taken=TableMap(self.taken_table, JsonValues(TakenNumbers)),
+            upstream=TableMap(self.upstream_table, JsonValues(str)),
         )
-        self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, TypeAdapter(list[str]))
+        self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, JsonValues(list[str]))
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
         self.topics = Topics(mapping, settings.dlq_topic)
         # The stages' own pipelines: the orders and stock stages swap in their batch's stores, while

@@ -16,11 +16,11 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter
 from rocksdict import Options, Rdict
 
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from workers.pipeline import Stores
+from workers.values import JsonValues
 
 V = TypeVar("V")
 
@@ -32,10 +32,10 @@ DATABASE = "rocksdb"
 class DiskMap(MutableMapping[str, V], Generic[V]):
     """One store: keys under `prefix` in the database, values as JSON, recent values decoded in memory."""
 
-    def __init__(self, db: Rdict, prefix: str, adapter: TypeAdapter[V], cache_entries: int) -> None:
+    def __init__(self, db: Rdict, prefix: str, values: JsonValues[V], cache_entries: int) -> None:
         self._db = db
         self._prefix = prefix.encode("utf-8") + b"\x00"
-        self._adapter = adapter
+        self._values = values
         self._cache: OrderedDict[str, V] = OrderedDict()
         self._dirty: set[str] = set()
         self._limit = cache_entries
@@ -51,7 +51,7 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
         raw = self._db.get(self._key(key))
         if raw is None:
             raise KeyError(key)
-        value = self._adapter.validate_json(raw)
+        value = self._values.decode(raw)
         self._remember(key, value)
         return value
 
@@ -89,12 +89,12 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
             old, old_value = self._cache.popitem(last=False)
             if old in self._dirty:
                 self._dirty.discard(old)
-                self._db[self._key(old)] = self._adapter.dump_json(old_value)
+                self._db[self._key(old)] = self._values.encode(old_value)
 
     def flush(self) -> None:
         """Write every changed value still only in memory."""
         for key in self._dirty:
-            self._db[self._key(key)] = self._adapter.dump_json(self._cache[key])
+            self._db[self._key(key)] = self._values.encode(self._cache[key])
         self._dirty.clear()
 
 
@@ -110,12 +110,12 @@ class DiskStores(Stores):
         options.create_if_missing(True)
         self._db = Rdict(str(self.folder / DATABASE), options)
         maps: dict[str, DiskMap[Any]] = {
-            "orders": DiskMap(self._db, "orders", TypeAdapter(OrderState), cache_entries),
-            "stock": DiskMap(self._db, "stock", TypeAdapter(StockItem), cache_entries),
-            "series": DiskMap(self._db, "series", TypeAdapter(Series), cache_entries),
-            "source_skus": DiskMap(self._db, "source-skus", TypeAdapter(list[str]), cache_entries),
-            "taken": DiskMap(self._db, "taken-numbers", TypeAdapter(TakenNumbers), cache_entries),
-            "upstream": DiskMap(self._db, "upstream-numbers", TypeAdapter(str), cache_entries),
+            "orders": DiskMap(self._db, "orders", JsonValues(OrderState), cache_entries),
+            "stock": DiskMap(self._db, "stock", JsonValues(StockItem), cache_entries),
+            "series": DiskMap(self._db, "series", JsonValues(Series), cache_entries),
+            "source_skus": DiskMap(self._db, "source-skus", JsonValues(list[str]), cache_entries),
+            "taken": DiskMap(self._db, "taken-numbers", JsonValues(TakenNumbers), cache_entries),
+            "upstream": DiskMap(self._db, "upstream-numbers", JsonValues(str), cache_entries),
         }
         self._maps = list(maps.values())
         super().__init__(**maps)

@@ -19,6 +19,7 @@ from domain.state import OrderState
 from workers.codec import loads
 from workers.opsio import OpsError, read_topic
 from workers.settings import Settings
+from workers.values import JsonValues
 
 
 class WorkerUnreachable(OpsError):
@@ -166,7 +167,8 @@ def latest_states(settings: Settings, keys: set[str] | None = None) -> dict[str,
         if key is None or (keys is not None and key not in keys):
             continue
         states[key] = _text(record.value)
-    return {key: OrderState.model_validate_json(value) for key, value in states.items() if value is not None}
+    orders = JsonValues(OrderState)
+    return {key: orders.decode(value) for key, value in states.items() if value is not None}
 
 
 def from_changelog(settings: Settings, key: str) -> OrderState | None:

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import TypeAdapter
-
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import EPOCH, iso, parse_time
@@ -30,6 +28,7 @@ from workers.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps
 from workers.diskstate import DATABASE, DiskStores
 from workers.ordering import lifecycle_ranks, ties_in_lifecycle_order
 from workers.pipeline import Pipeline, Processed, Stores, Topics
+from workers.values import JsonValues
 
 
 class ReplayInputError(ValueError):
@@ -103,11 +102,11 @@ def output_line(record: OutboundRecord, dlq_topic: str) -> str:
 
 
 # Files of the older --state layout (whole stores as JSON): read once into the database, then left.
-_LEGACY_FILES: dict[str, tuple[str, TypeAdapter[Any]]] = {
-    "orders.json": ("orders", TypeAdapter(dict[str, OrderState])),
-    "stock.json": ("stock", TypeAdapter(dict[str, StockItem])),
-    "series.json": ("series", TypeAdapter(dict[str, Series])),
-    "source_skus.json": ("source_skus", TypeAdapter(dict[str, list[str]])),
+_LEGACY_FILES: dict[str, tuple[str, JsonValues[Any]]] = {
+    "orders.json": ("orders", JsonValues(dict[str, OrderState])),
+    "stock.json": ("stock", JsonValues(dict[str, StockItem])),
+    "series.json": ("series", JsonValues(dict[str, Series])),
+    "source_skus.json": ("source_skus", JsonValues(dict[str, list[str]])),
 }
 
 
@@ -118,7 +117,7 @@ def load_state(folder: Path) -> DiskStores:
     if fresh:
         for name, (store, adapter) in _LEGACY_FILES.items():
             if (folder / name).exists():
-                getattr(stores, store).update(adapter.validate_json((folder / name).read_bytes()))
+                getattr(stores, store).update(adapter.decode((folder / name).read_bytes()))
     return stores
 
 

@@ -11,6 +11,7 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from domain import names
@@ -106,9 +107,9 @@ def test_a_state_folder_of_the_older_json_layout_is_imported(tmp_path: Path) -> 
     replay(iter(lines[:3]), io.StringIO(), load_rules(EXAMPLES / "rules.toml"), stores=stores)
     state = tmp_path / "state"
     state.mkdir()
-    orders = {key: json.loads(order.model_dump_json()) for key, order in stores.orders.items()}
+    orders = {key: json.loads(msgspec.json.encode(order)) for key, order in stores.orders.items()}
     (state / "orders.json").write_text(json.dumps(orders))
-    assert all(OrderState.model_validate(o) for o in orders.values())
+    assert all(msgspec.json.decode(json.dumps(o), type=OrderState) for o in orders.values())
     second = tmp_path / "b.jsonl"
     second.write_text(lines[3])  # the watches' return
     done = run("replay", str(second), "--rules", str(EXAMPLES / "rules.toml"), "--state", str(state))
