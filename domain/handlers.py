@@ -18,7 +18,7 @@ from typing import Any
 from msgspec.structs import replace
 from pydantic import BaseModel
 
-from domain import appeasements, names, orders, returns, upstream
+from domain import appeasements, jsontext, names, orders, returns, upstream
 from domain.commands import (
     AppeasementCreate,
     OrderCancel,
@@ -286,7 +286,7 @@ def _attempt(
     at = parse_time(message.deadline if final else message.arrived)
     assert at is not None
     meta = MessageMeta(message.message_name, message.message_id, at, partition, final=final)
-    parsed = parse(message.message_name, json.loads(message.params_json))
+    parsed = parse(message.message_name, jsontext.read(message.params_json))
     return handle(parsed, message.params_json, state, ledger, book, meta, retry=False)
 
 
@@ -330,7 +330,7 @@ def _create(
         work = Work(state, ledger, meta, rules)
         work.order.skipped_before_integration = True
         return work.outcome("skipped", "order placed before the channel's integration date")
-    order_json = json.dumps(json.loads(params_json).get("order", {}), separators=(",", ":"))
+    order_json = json.dumps(jsontext.read(params_json).get("order", {}), separators=(",", ":"))
     work = Work(state, ledger, meta, rules)
     work.order.skipped_before_integration = False
     orders.create(work, parsed.command.order, order_json)
@@ -406,7 +406,7 @@ def _order_never_came(
     meta = MessageMeta(message.message_name, message.message_id, now, partition)
     route = ROUTES[message.message_name]
     if rules.unknown_order == "standalone" and route.standalone is not None:
-        command = parse(message.message_name, json.loads(message.params_json)).command
+        command = parse(message.message_name, jsontext.read(message.params_json)).command
         return _apply(route.standalone, command, message.params_json, current, ledger, book, meta)
     refused = Refused(
         "UNKNOWN_ORDER",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from msgspec.structs import replace
 
-from domain import names
+from domain import jsontext, names
 from domain.commands import Order, OrderCancel, OrderCancelLine, OrderLine, ShipmentDone
 from domain.money import ZERO, fmt, to_decimal
 from domain.outcome import Refused, Work
@@ -292,7 +291,7 @@ def postsales_status(state: OrderState) -> str:
 def order_document(work: Work) -> dict[str, Any]:
     state = work.order
     places = work.places
-    order: dict[str, Any] = json.loads(state.upstream_json or "{}", parse_float=Decimal)
+    order: dict[str, Any] = jsontext.read_exact(state.upstream_json or "{}")
     for line in order.get("lines") or []:
         known = state.lines.get(int(line.get("line_number")))
         if known is not None:

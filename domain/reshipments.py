@@ -3,11 +3,9 @@ origin RE, a zero-amount ZEROPAY payment and its shipment request are published 
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
-from domain import names
+from domain import jsontext, names
 from domain.commands import Reshipment, ReshipmentLine
 from domain.orders import emit_order
 from domain.outcome import Refused, Work
@@ -70,7 +68,7 @@ def reship(work: Work, cmd: Reshipment, user: str | None) -> None:
     state.returns[ret.rma] = ret
     state.child_seq += 1
     child_id = cmd.new_order_id or f"R{state.order_id}-{state.child_seq}"
-    original: dict[str, Any] = json.loads(state.upstream_json or "{}", parse_float=Decimal)
+    original: dict[str, Any] = jsontext.read_exact(state.upstream_json or "{}")
     child = _child_order(work, original, child_id, cmd, taken)
     emit_return(work, ret)
     work.emit(names.ORDER_CREATED, {"order": child})
