@@ -7,6 +7,10 @@ reshipments, upstream refunds, duplicates, held messages); then, per run, each t
 child process (`python -m workers replay … --now …` with PYTHONPATH set to that tree). Reported per
 child: records/s by wall clock and by CPU time (user + sys, from wait4: the fairer figure on a shared
 machine), peak RSS, and the output's sha256, which must be the same for both trees.
+
+Peak RSS is wait4's `ru_maxrss`, which Linux carries over fork and exec: a child starts with its
+parent's high-water mark. So this process never holds a log or an output in memory: the log is
+written by a child process of its own, and outputs are hashed in chunks.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +53,12 @@ class Run:
         )
 
 
+def write_log_apart(path: Path, messages: int, seed: int) -> int:
+    """`write_log` in a fresh interpreter (the chaos generator holds every wave in memory)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(write_log, path, messages, seed).result()
+
+
 def write_log(path: Path, messages: int, seed: int) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as out:
@@ -70,7 +82,8 @@ def replay_once(tree: Path, name: str, log: Path, rules: Path, records: int, wor
     stderr = child.stderr.read() if child.stderr else ""
     if status != 0:
         raise SystemExit(f"{name}: replay failed ({status}): {stderr[-2000:]}")
-    digest = hashlib.sha256(output.read_bytes()).hexdigest()
+    with output.open("rb") as written:
+        digest = hashlib.file_digest(written, "sha256").hexdigest()
     output.unlink()
     # ru_maxrss is in KiB on Linux.
     return Run(name, records, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, digest)
@@ -94,7 +107,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",")):
             log = workdir / f"chaos-{size}.jsonl"
-            records = write_log(log, size, args.seed)
+            records = write_log_apart(log, size, args.seed)
             digests = set()
             for _ in range(args.runs):
                 for name, tree in trees:
