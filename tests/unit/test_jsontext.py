@@ -44,6 +44,7 @@ def same(a: Any, b: Any) -> bool:
 @example([float("nan"), 1.5], True)
 @example(1e400, True)
 @example("\ud800", True)
+@example({"note": "a\ud800b"}, False)
 @example({"a": 2.5e-05, "b": [1e16, -0.0]}, False)
 def test_reads_what_json_dumps_wrote_as_the_standard_library_does(document: Any, ascii_only: bool) -> None:
     text = json.dumps(document, ensure_ascii=ascii_only, separators=(",", ":"))
