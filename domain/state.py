@@ -29,7 +29,7 @@ class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     private copy a message works on), where msgspec is about 3x faster than pydantic models were, with
     the same JSON (fields in declaration order, Decimal as its string). Values are not validated when
     built in code, only when read from JSON: the domain builds them from commands pydantic already
-    checked."""
+    checked. Each subclass repeats `kw_only=True`: msgspec inherits it, mypy does not."""
 
 
 class TaxShare(Model, kw_only=True):
@@ -163,8 +163,8 @@ class OrderState(Model, kw_only=True):
 
     def private_copy(self) -> OrderState:
         """A deep copy to change without touching this one (a refused message leaves the stored order
-        as it was). A JSON round trip through msgspec is several times faster than `copy.deepcopy`,
-        which walks every object in Python."""
+        as it was). A JSON round trip through msgspec is about 6x faster than `copy.deepcopy`, which
+        walks every object in Python (38 against 232 µs on a 7 KB order)."""
         return _ORDER_DECODER.decode(_ENCODER.encode(self))
 
     @property

@@ -115,9 +115,9 @@ def load_state(folder: Path) -> DiskStores:
     fresh = not (folder / DATABASE).exists()
     stores = DiskStores(folder)
     if fresh:
-        for name, (store, adapter) in _LEGACY_FILES.items():
+        for name, (store, values) in _LEGACY_FILES.items():
             if (folder / name).exists():
-                getattr(stores, store).update(adapter.decode((folder / name).read_bytes()))
+                getattr(stores, store).update(values.decode((folder / name).read_bytes()))
     return stores
 
 
