@@ -23,7 +23,8 @@ LATE_COUNT_WINDOW_MS = 10 * 60 * 1000
 
 def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockItem, Event | None]:
     """Apply one movement once: one already applied (a redelivery) changes nothing. Movements with an
-    origin are recognised by their position in it, others by their id among the last ones applied.
+    origin are recognised by their position in it, others and counts by their id among the last ones
+    applied.
 
     A snapshot counts on hand at its time. Movements of one SKU come from different keys (the source's
     snapshots, every order), which Kafka does not order among themselves, so they may reach the item in
@@ -38,7 +39,11 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
         seen = current.positions.get(movement.origin)
         if seen is not None and position <= seen:
             return current, None
-    elif movement.movement_id in current.applied:
+    # A count is also recognised by its id: a snapshot that reached the worker twice (its producer sent
+    # it again, or the intake forwarded it again after a crash) comes from another position, and no
+    # order remembers its id the way an order remembers the messages it applied.
+    by_id = movement.origin is None or movement.set_on_hand is not None
+    if by_id and movement.movement_id in current.applied:
         return current, None
     # Only the lists and positions are mutable below: copy them, not the whole model.
     new = replace(
@@ -56,7 +61,7 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
     new.reserved += movement.reserved_delta
     if movement.origin is not None:
         new.positions[movement.origin] = position
-    else:
+    if by_id:
         new.remember(movement.movement_id)
     event = Event(
         name=names.STOCK_ADJUSTED,

@@ -73,3 +73,28 @@ def test_redelivered_prefixes_apply_every_movement_exactly_once(
     delivered.extend(sent[cursor:])
     item = apply_all(None, delivered)
     assert item is not None and item.reserved == expected
+
+
+def test_a_count_forwarded_again_from_another_position_changes_nothing() -> None:
+    """A snapshot the intake forwarded twice (it crashed after forwarding, before committing) reaches the
+    stock item from two positions; the second copy is the same count, recognised by its id."""
+
+    def count(offset: int) -> Movement:
+        return Movement(
+            "snap-1#s:SKU",
+            "WH",
+            "SKU",
+            "SNAPSHOT",
+            "2026-11-01T00:00:00Z",
+            set_on_hand=1000,
+            origin="in:1",
+            origin_offset=offset,
+            origin_index=0,
+        )
+
+    counted, event = apply_movement(None, count(0))
+    assert event is not None and counted.on_hand == 1000
+    reserved, _ = apply_movement(counted, movement("in:2", 9, 0, 3))
+    again, none = apply_movement(reserved, count(15))
+    assert none is None
+    assert (again.on_hand, again.reserved) == (1000, 3)
