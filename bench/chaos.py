@@ -56,10 +56,20 @@ from domain import names  # noqa: E402
 from workers import logging as worker_logging  # noqa: E402
 from workers.broker import LocalBroker, free_port  # noqa: E402
 from workers.codec import InboundRecord  # noqa: E402
-from workers.dev import Stopped, WorkerProcess, expected_outputs, isolated, raising_on_stop_signals  # noqa: E402
+from workers.crashpoints import POINTS  # noqa: E402
+from workers.crashpoints import VARIABLE as CRASH_VARIABLE  # noqa: E402
+from workers.dev import (  # noqa: E402
+    Stopped,
+    WorkerProcess,
+    expected_outputs,
+    isolated,
+    raising_on_stop_signals,
+    settings_from_env,
+)
 from workers.pipeline import Pipeline  # noqa: E402
 from workers.rules_file import load_rules  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.topics import catalogue, create_topics  # noqa: E402
 
 Output = dict[str, Any]
 CREDIT_NOTE = re.compile(r"^CN-(?P<series>.+-\d+)-(?P<number>\d{6})$")
@@ -75,6 +85,10 @@ class Options:
     min_gap: float = 2.0
     wave_timeout: float = 900.0
     workdir: Path | None = None
+    store: str = "memory://"
+    # A crash point (workers/crashpoints.py) where every worker kills itself the first time it gets
+    # there; a worker that died is restarted without it.
+    crash_at: str | None = None
 
 
 @dataclass
@@ -86,8 +100,11 @@ class Pool:
     count: int
     slots: list[WorkerProcess] = field(default_factory=list)
     kills: list[tuple[float, int]] = field(default_factory=list)
+    # Workers that died by themselves (a crash point): when, which slot, the exit status.
+    deaths: list[tuple[float, int, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False
+    crash_at: str | None = None
 
     def start(self) -> None:
         for index in range(self.count):
@@ -96,9 +113,23 @@ class Pool:
                 "OMS_WEB_PORT": str(free_port()),
                 "OMS_DATA_DIR": str(self.workdir / f"data{index}"),
             }
-            self.slots.append(WorkerProcess(overrides, self.workdir / f"worker{index}.log").start())
+            first = {**overrides, CRASH_VARIABLE: self.crash_at} if self.crash_at else overrides
+            worker = WorkerProcess(first, self.workdir / f"worker{index}.log").start()
+            worker.overrides = overrides  # a restart goes without the crash point
+            self.slots.append(worker)
         for worker in self.slots:
             worker.wait_ready(timeout=120)
+
+    def revive(self, started: float) -> None:
+        """Restart every worker that died by itself."""
+        with self.lock:
+            if self.stopped:
+                return
+            for index, worker in enumerate(self.slots):
+                code = worker.process.poll() if worker.process is not None else None
+                if code is not None:
+                    self.deaths.append((time.monotonic() - started, index, code))
+                    self.slots[index] = WorkerProcess(worker.overrides, worker.log_path).start()
 
     def kill(self, rng: random.Random, started: float) -> None:
         with self.lock:
@@ -219,6 +250,7 @@ async def wait_committed(progress: Progress, killer: Killer, base: int, timeout:
     while True:
         total, behind = await progress.done()
         await killer.maybe_kill(total - base)
+        killer.pool.revive(killer.started)
         if behind == 0:
             return
         if time.monotonic() > deadline:
@@ -274,6 +306,8 @@ class Verdict:
     doubled: list[tuple[str, str]] = field(default_factory=list)
     redeliveries: int = 0
     problems: list[str] = field(default_factory=list)
+    # Workers that died by themselves at a crash point: (seconds into the run, slot, exit status).
+    deaths: list[tuple[float, int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -390,6 +424,7 @@ async def drive(
             if time.monotonic() > deadline:
                 raise ReadTimeout(f"{behind} published records still uncommitted at the end")
             await reader.poll()  # read meanwhile: a stuck run still shows what did arrive
+            pool.revive(started)
 
         awaited = Awaited(want, lambda r: identity(_as_output(r, settings)))
         await reader.until(
@@ -439,8 +474,9 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             "c",
             OMS_PARTITIONS=str(options.partitions),
             OMS_INTERNAL_PARTITIONS=str(options.partitions),
+            OMS_STORE=options.store,
         )
-        pool = Pool(env, workdir, options.workers)
+        pool = Pool(env, workdir, options.workers, crash_at=options.crash_at)
         try:
             pool.start()
         except BaseException:
@@ -448,11 +484,13 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             raise
         echo(
             f"broker {local.bootstrap} (pid {local.pid}); {options.workers} workers ready "
+            f"on {options.store} "
             f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
         )
         try:
             found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo))
         finally:
+            pool.revive(time.monotonic())
             codes = pool.stop()
     finally:
         if own:
@@ -460,6 +498,7 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
     with (workdir / "outputs.jsonl").open("w", encoding="utf-8") as out:  # for a post-mortem
         out.writelines(json.dumps(r) + "\n" for r in found)
     verdict = verify(found, expected, messages, options.messages)
+    verdict.deaths = list(pool.deaths)
     if "unread" in timings:
         verdict.problems.append(f"the outputs were not all read by the deadline ({timings['unread']:.0f}s)")
     if "stuck" in timings:
@@ -478,6 +517,11 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
         f"kills: {kills} (per worker slot {dict(sorted(by_worker.items()))}) at "
         + ", ".join(f"{at:.0f}s" for at, _ in pool.kills)
     )
+    if options.crash_at:
+        echo(
+            f"crash point {options.crash_at}: workers died by themselves "
+            + (", ".join(f"slot {i} at {at:.0f}s (exit {code})" for at, i, code in pool.deaths) or "never")
+        )
     echo(f"outputs: {len(found)} read, {len(expected)} expected; workers stopped with exit codes {codes}")
     notes = credit_notes(found)
     stock = final_stock(sorted(found, key=lambda r: (r["topic"], r["partition"], r["offset"])))
@@ -500,6 +544,104 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
     return verdict, kills
 
 
+class Stepwise:
+    """The chaos traffic published a few waves at a time, with the test doing what it likes to the
+    workers and their folders in between (stop one, swap a folder, move to another broker), then every
+    output compared with replay's for the whole log (`verdict`)."""
+
+    def __init__(self, bootstrap: str, workdir: Path, messages: int, seed: int, **extra: str) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.waves = chaos_waves(messages, seed)
+        self.log, self.rules = workdir / "chaos.jsonl", workdir / "rules.toml"
+        self.rules.write_text(RULES_TOML, encoding="utf-8")
+        with self.log.open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps(r) + "\n" for wave in self.waves for r in wave.records)
+        self.now = datetime.now(UTC)
+        self.env, self.settings = isolated(
+            bootstrap, workdir, self.rules, "s", OMS_STORE="rocksdb://", OMS_PARTITIONS="4", **extra
+        )
+        self.expected = [
+            {**r, "partition": None, "offset": None}
+            for r in expected_outputs(self.log, self.rules, self.settings.partitions, self.now)
+        ]
+        self.first = 0  # the log line of the next wave to publish
+        self.targets: dict[TopicPartition, int] = {}  # the offsets the group must commit
+
+    def adopt(self, other: Stepwise, bootstrap: str) -> None:
+        """From now on, `other`'s topics, group and settings, on `bootstrap` (its topics created there):
+        the same group on another cluster, whose data folders can be swapped in."""
+        self.env = {**other.env, "OMS_BOOTSTRAP_SERVERS": bootstrap, "OMS_RULES_FILE": str(self.rules)}
+        self.settings = settings_from_env(self.env)
+        asyncio.run(create_topics(self.settings, catalogue(self.settings)))
+
+    def worker(self, folder: str, name: str, **extra: str) -> WorkerProcess:
+        """A ready worker whose tables are in `workdir/folder`, logging to `workdir/name.log`."""
+        where = {"OMS_WEB_PORT": str(free_port()), "OMS_DATA_DIR": str(self.workdir / folder)}
+        env = {**self.env, **where, **extra}
+        worker = WorkerProcess(env, self.workdir / f"{name}.log").start()
+        worker.wait_ready(timeout=120)
+        return worker
+
+    def publish(self, count: int | None = None, wait: bool = True, timeout: float = 180.0) -> None:
+        """The next `count` waves (all that are left: None), each committed by the group before the next
+        is published; with `wait=False`, published and not waited for (`committed` waits)."""
+        waves = self.waves[: count if count is not None else len(self.waves)]
+        self.waves = self.waves[len(waves) :]
+        asyncio.run(self._publish(waves, wait, timeout))
+
+    def committed(self, timeout: float = 180.0) -> None:
+        asyncio.run(self._publish([], True, timeout))
+
+    async def _publish(self, waves: list[Wave], wait: bool, timeout: float) -> None:
+        settings = self.settings
+        pipeline = Pipeline(load_rules(settings.rules_file), max_record_bytes=settings.max_record_bytes)
+        progress = Progress(settings, self.targets)
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **settings.kafka_client_kwargs())
+        await progress.start()
+        await producer.start()
+        try:
+            batches: list[Wave | None] = [*waves] or [None]  # no wave: only wait
+            for wave in batches:
+                if wave is not None:
+                    records = wave_records(wave, settings, pipeline, self.now, self.first)
+                    self.first += len(wave.records)
+                    await publish_wave(producer, records, progress.targets)
+                deadline = time.monotonic() + timeout
+                while wait and (await progress.done())[1] > 0:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"published records not committed after {timeout:.0f}s")
+                    await asyncio.sleep(0.2)
+        finally:
+            await producer.stop()
+            await progress.stop()
+
+    def verdict(self, timeout: float = 120.0) -> Verdict:
+        return asyncio.run(self._verdict(timeout))
+
+    async def _verdict(self, timeout: float) -> Verdict:
+        outputs = [self.settings.topic_for(n) for n in names.OUTBOUND] + [self.settings.dlq_topic]
+        awaited = Awaited(
+            {identity(r) for r in self.expected}, lambda r: identity(_as_output(r, self.settings))
+        )
+        deadline = time.monotonic() + timeout
+        reader = TopicReader(self.settings, outputs)
+        await reader.start()
+        try:
+            await reader.until(
+                lambda records: not awaited.missing(records),
+                deadline,
+                lambda: f"{len(awaited.missing(reader.records))} expected outputs missing",
+            )
+            await reader.to_end(deadline)
+        except ReadTimeout:
+            pass  # the verdict names what is missing
+        finally:
+            await reader.stop()
+        found = [_as_output(r, self.settings) for r in reader.records]
+        return verify(found, self.expected)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -515,6 +657,18 @@ def main(argv: list[str] | None = None) -> int:
         "--wave-timeout", type=float, default=defaults.wave_timeout, help="seconds a wave may take to commit"
     )
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--store",
+        choices=("memory://", "rocksdb://"),
+        default=defaults.store,
+        help="the workers' table store (rocksdb:// is the production default)",
+    )
+    parser.add_argument(
+        "--crash-at",
+        choices=POINTS,
+        default=None,
+        help="instead of random kills: every worker kills itself the first time it reaches this point",
+    )
     args = parser.parse_args(argv)
     options = Options(
         messages=args.messages,
@@ -525,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         min_gap=args.min_gap,
         wave_timeout=args.wave_timeout,
         workdir=args.workdir,
+        store=args.store,
+        crash_at=args.crash_at,
     )
     try:
         with raising_on_stop_signals():

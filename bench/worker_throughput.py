@@ -450,6 +450,7 @@ async def worker_run(
         "w",
         OMS_PRODUCER_MAX_BATCH_BYTES=str(batch_bytes),
         OMS_LOG_LEVEL="WARNING",
+        OMS_STORE=options.store,
     )
     kinds = kind_topics(settings)
     all_topics = [t for topics in kinds.values() for t in topics]
@@ -731,6 +732,7 @@ class Options:
     seed: int = 1
     profile: Path | None = None
     two: bool = True
+    store: str = "memory://"
 
 
 @dataclass
@@ -856,6 +858,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="only the one-worker backlog, with py-spy writing here")
     parser.add_argument("--pipe", choices=["batched", "single"], help=argparse.SUPPRESS)
     parser.add_argument("--pipe-args", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--store", choices=("memory://", "rocksdb://"), default="memory://", help="the worker's table store"
+    )
     args = parser.parse_args()
     if args.pipe:
         asyncio.run(pipe(args.pipe, json.loads(args.pipe_args)))
@@ -863,7 +868,13 @@ def main() -> None:
     # The replay that predicts the expected outputs would log every record.
     worker_logging.configure("WARNING", sys.stderr)
     options = Options(
-        args.messages, args.paced_seconds, tuple(args.rate), args.seed, args.profile, not args.no_two
+        args.messages,
+        args.paced_seconds,
+        tuple(args.rate),
+        args.seed,
+        args.profile,
+        not args.no_two,
+        args.store,
     )
     for _ in range(args.runs):
         for batch_bytes in args.batch_bytes:

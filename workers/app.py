@@ -40,7 +40,7 @@ from domain.outcome import Movement
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.timeutil import iso
-from workers import faust_fixes, metrics
+from workers import crashpoints, durable_tables, faust_fixes, metrics
 from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.delivery import Delivery, Failure, reason
 from workers.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
@@ -91,6 +91,9 @@ class TableMap(MutableMapping[str, V], Generic[V]):
 
     def __len__(self) -> int:
         return len(self._table)
+
+    async def settle(self) -> None:
+        await self._table.settle()
 
 
 def _headers(raw: Any) -> dict[str, str]:
@@ -248,7 +251,7 @@ class Runtime:
                 assert routed.key is not None
                 outputs.append(forwarded(record, routed.key, self.inbound_topic, self.settings.partitions))
             causes.append(record)
-        failures = await self.delivery.deliver(outputs)
+        failures = await self.delivery.deliver(outputs, stage="intake")
         await self._dead_letter_failures(failures, causes)
         metrics.BATCH_SECONDS.labels("intake").observe(time.perf_counter() - started)
 
@@ -309,15 +312,16 @@ class Runtime:
             for index, movement in enumerate(processed.movements)
         ]
         outputs += movement_records(movements, self.movements_topic, self.settings.internal_partitions)
-        failures = await self.delivery.deliver(outputs)
+        failures = await self.delivery.deliver(outputs, stage="orders")
         await self._dead_letter_failures(failures, causes)
-        await batch.flush(self.app.producer.flush)
+        await batch.flush("orders")
         # Written only when it changed: most batches hold nothing back.
         for partition, keys in waiting.items():
             if list(keys) != self.waiting.get(f"p{partition}", []):
                 slots: Overlay[list[str]] = Overlay(self.waiting, partial(slot_events.__getitem__, partition))
                 slots[f"p{partition}"] = list(keys)
                 slots.flush()
+                await slots.settle()
             metrics.WAITING.labels(str(partition)).set(len(keys))
         seconds = time.perf_counter() - started
         metrics.BATCH_SECONDS.labels("orders").observe(seconds)
@@ -399,8 +403,11 @@ class Runtime:
                 batch.stock[movement.key] = item
                 if record is not None:
                     outputs.append(record)
-        await self.delivery.deliver(outputs)
-        batch.stock.flush()
+        await self.delivery.deliver(outputs, stage="stock")
+        if batch.stock.flush():
+            crashpoints.reach("stock.stock-written")
+            await batch.stock.settle()
+            crashpoints.reach("stock.stock-settled")
         metrics.BATCH_SECONDS.labels("stock").observe(time.perf_counter() - started)
 
     # -- timers and readiness -----------------------------------------------------------------------
@@ -481,13 +488,17 @@ def _millis(record: InboundRecord) -> float | None:
 
 def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
     # faust 0.15.3 drops records when a worker (re)joins: see workers/faust_fixes.py.
+    # Tables settle their changelog writes, and rocksdb:// is the crash-safe store of
+    # workers/durable_tables.py, not faust's own.
+    durable_tables.register()
     app = faust.App(
         settings.consumer_group,
         **faust_fixes.apply_to(
             dict(
                 broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
                 broker_credentials=_credentials(settings),
-                store=settings.store,
+                store=durable_tables.store_url(settings.store),
+                Table=durable_tables.SettlingTable,
                 # One folder per consumer group: its tables belong to that group's changelogs, and a
                 # RocksDB file read against another group's changelog stops recovery.
                 datadir=str(settings.data_dir / settings.consumer_group),
@@ -511,6 +522,7 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
         ),
     )
     faust_fixes.set_fetch_max_wait(app, settings.fetch_max_wait_ms)
+    durable_tables.install_checker(app, settings.kafka_client_kwargs())
     runtime = Runtime(app, settings, rules)
     raw: dict[str, Any] = {
         "key_type": None,

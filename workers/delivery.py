@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from workers import metrics
+from workers import crashpoints, metrics
 from workers.codec import OutboundRecord
 
 log = structlog.get_logger("oms_postsales.delivery")
@@ -80,9 +80,10 @@ class Delivery:
         self._retries_since_log = 0
         self._last_error = ""
 
-    async def deliver(self, records: Sequence[OutboundRecord]) -> list[Failure]:
+    async def deliver(self, records: Sequence[OutboundRecord], stage: str = "") -> list[Failure]:
         """Deliver every record; return those the broker can never take. Raises CancelledError when the
-        worker stops while the broker is unreachable: the batch is then neither stored nor committed."""
+        worker stops while the broker is unreachable: the batch is then neither stored nor committed.
+        `stage` names the crash points (workers/crashpoints.py) of this delivery."""
         if not records:
             return []
         pending = list(enumerate(records))
@@ -90,7 +91,7 @@ class Delivery:
         delay = RETRY_FIRST_SECONDS
         self.pending_since = time.monotonic()
         while pending:
-            retry = await self._attempt(pending, failures)
+            retry = await self._attempt(pending, failures, stage)
             if not retry:
                 break
             self._outage(retry, delay)
@@ -107,10 +108,12 @@ class Delivery:
         self.pending_since = None
         for record in records:
             metrics.EMITTED.labels(record.topic).inc()
+        if stage:
+            crashpoints.reach(f"{stage}.outputs-acked")
         return failures
 
     async def _attempt(
-        self, pending: list[tuple[int, OutboundRecord]], failures: list[Failure]
+        self, pending: list[tuple[int, OutboundRecord]], failures: list[Failure], stage: str = ""
     ) -> list[tuple[int, OutboundRecord]]:
         sent: list[tuple[int, OutboundRecord, Awaitable[Any] | BaseException]] = []
         for index, record in pending:
@@ -118,6 +121,8 @@ class Delivery:
                 sent.append((index, record, await self._send(record)))
             except Exception as exc:
                 sent.append((index, record, exc))
+        if stage:
+            crashpoints.reach(f"{stage}.outputs-sent")
         retry: list[tuple[int, OutboundRecord]] = []
         for index, record, future in sent:
             error: BaseException | None = future if isinstance(future, BaseException) else None

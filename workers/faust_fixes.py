@@ -37,6 +37,9 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from yarl import URL
 
+from workers import crashpoints
+from workers.topics import INBOUND, STOCK_MOVEMENTS
+
 log = logging.getLogger("oms_postsales.faust_fixes")
 
 #: The faust versions this was verified against (the order of calls in recovery.py it relies on).
@@ -143,6 +146,16 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
         if active_partitions is None:  # client-only apps: every partition, as in faust
             return await super()._getmany(None, timeout)
         return await super()._getmany(cast(set[Any], _NeverEmpty(active_partitions)), timeout)
+
+    async def _commit(self, offsets: Any) -> bool:
+        committed = bool(await super()._commit(offsets))
+        # The crash points after a commit: one per stage whose records it covered.
+        topics = {tp.topic for tp in offsets}
+        if committed and any(topic.endswith(INBOUND) for topic in topics):
+            crashpoints.reach("orders.offsets-committed")
+        if committed and any(topic.endswith(STOCK_MOVEMENTS) for topic in topics):
+            crashpoints.reach("stock.offsets-committed")
+        return committed
 
     def on_buffer_drop(self, tp: Any) -> None:
         if tp not in self._held_tps:

@@ -73,6 +73,13 @@ DELIVERY_RETRIES = Counter(
     ["error_class"],
     registry=REGISTRY,
 )
+TABLE_REBUILDS = Counter(
+    "oms_table_rebuilds",
+    "Local table partitions deleted at assignment and restored from their changelog, because their "
+    "RocksDB folder was not a prefix of the changelog (older version, changelog recreated, foreign folder)",
+    ["table"],
+    registry=REGISTRY,
+)
 READY = Gauge("oms_ready", "1 while /ready answers 200, else 0 (updated at every scrape)", registry=REGISTRY)
 LAG = Gauge(
     "oms_consumer_lag",

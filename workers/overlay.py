@@ -9,12 +9,13 @@ leaves the tables as they were, and its records are handled again.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
 
 from domain.state import OrderState, Series, StockItem, TakenNumbers
+from workers import crashpoints
 from workers.pipeline import Stores
 
 V = TypeVar("V")
@@ -65,6 +66,13 @@ class Overlay(MutableMapping[str, V], Generic[V]):
         self.changes, self.causes = {}, {}
         return written
 
+    async def settle(self) -> None:
+        """Wait until the table underneath has every changelog record written so far acknowledged (and
+        a RocksDB table has written them locally); other mappings have nothing to wait for."""
+        settle = getattr(self._base, "settle", None)
+        if settle is not None:
+            await settle()
+
 
 class BatchStores:
     """Overlays over every store of the worker, flushed in the order that keeps redelivery safe."""
@@ -91,21 +99,26 @@ class BatchStores:
     def _current(self) -> Any:
         return self.event
 
-    async def flush(self, barrier: Callable[[], Awaitable[None]]) -> int:
-        """Write every change, in three steps with `barrier` (the producer's flush: every changelog
-        record sent so far acknowledged) between them, because a crash may keep any subset of a step's
+    async def flush(self, stage: str) -> int:
+        """Write every change in three steps, each settled (its changelog records acknowledged, the
+        local store written) before the next starts, because a crash may keep any subset of a step's
         changelog records: first the numbers each message took and the upstream numbers used, then the
         series counters, then orders and the rest. A redelivered message then finds the numbers it took
-        whenever a counter moved past them; a counter never moves past a number no message holds."""
-        steps: tuple[tuple[Overlay[Any], ...], ...] = (
-            (self.taken, self.upstream),
-            (self.series,),
-            (self.source_skus, self.stock, self.orders),
+        whenever a counter moved past them; a counter never moves past a number no message holds. The
+        last step is settled too: the batch's offsets are committed only after it."""
+        steps: tuple[tuple[str, tuple[Overlay[Any], ...]], ...] = (
+            ("numbers", (self.taken, self.upstream)),
+            ("series", (self.series,)),
+            ("orders", (self.source_skus, self.stock, self.orders)),
         )
         written = 0
-        for number, step in enumerate(steps):
+        for name, step in steps:
             count = sum(overlay.flush() for overlay in step)
+            if not count:
+                continue
             written += count
-            if count and number < len(steps) - 1:
-                await barrier()
+            crashpoints.reach(f"{stage}.{name}-written")
+            for overlay in step:
+                await overlay.settle()
+            crashpoints.reach(f"{stage}.{name}-settled")
         return written

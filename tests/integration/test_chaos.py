@@ -1,6 +1,7 @@
-"""The chaos run's quick mode: two workers, SIGKILLed at random moments while a generated post-sales log
-flows through the broker wave by wave; nothing lost, no effect doubled, credit notes and final stock
-equal to replay's. The full run (10,000 messages, 20 kills) is `bench/chaos.py` with its defaults."""
+"""The chaos run's quick mode, on each table store: two workers, SIGKILLed at random moments while a
+generated post-sales log flows through the broker wave by wave; nothing lost, no effect doubled, credit
+notes and final stock equal to replay's. The full run (10,000 messages, 20 kills) is `bench/chaos.py`
+with its defaults (`--store rocksdb://` for the production store)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ from chaos import Options, run  # noqa: E402
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
-    broker: LocalBroker, tmp_path: Path
+    broker: LocalBroker, tmp_path: Path, store: str
 ) -> None:
     messages = int(os.environ.get("CHAOS_MESSAGES", "600"))
     kills = int(os.environ.get("CHAOS_KILLS", "3"))
     lines: list[str] = []
     verdict, done = run(
-        Options(messages=messages, kills=kills, seed=7, workdir=tmp_path), broker=broker, echo=lines.append
+        Options(messages=messages, kills=kills, seed=7, workdir=tmp_path, store=store),
+        broker=broker,
+        echo=lines.append,
     )
     report = "\n".join(lines)
     assert done == kills, report
@@ -56,7 +60,7 @@ def test_sigterm_stops_the_broker_and_workers_the_run_started(tmp_path: Path) ->
             if "workers ready" in line:
                 break
         text = "".join(seen)
-        started = re.search(r"\(pid (\d+)\); \d+ workers ready \(pids ([\d ]+)\)", text)
+        started = re.search(r"\(pid (\d+)\); \d+ workers ready on \S+ \(pids ([\d ]+)\)", text)
         assert started is not None, text
         pids = [int(started.group(1)), *map(int, started.group(2).split())]
         assert all(pid_exists(pid) for pid in pids)
