@@ -95,12 +95,13 @@ class SettlingTable(faust.Table[Any, Any]):
         store = self.data
         # asyncio.wait, not gather: a cancelled batch must not cancel faust's own futures.
         await asyncio.wait(futures)
-        failed = [f.exception() for f in futures if f.cancelled() or f.exception() is not None]
+        failed = [f for f in futures if f.cancelled() or f.exception() is not None]
         if failed:
             if isinstance(store, DurableStore):
                 store.discard_pending()
             why = f"{len(failed)} changelog records of table {self.name} not acknowledged"
-            raise RuntimeError(why) from failed[0]
+            first = failed[0]
+            raise RuntimeError(why) from (None if first.cancelled() else first.exception())
         if isinstance(store, DurableStore):
             store.commit_pending()
         return len(futures)
@@ -355,10 +356,18 @@ class DurableStore(faust_rocksdb.Store):
         checker: ChangelogChecker | None = getattr(self.app, _CHECKER_ATTRIBUTE, None)
         if checker is None or not marks:
             return
+        started = time.monotonic()
         try:
             reasons = await checker.mismatches(marks)
         except Exception as exc:  # no answer is no proof: rebuilding is always right, only slower
             reasons = {tp: f"the changelog could not be read ({type(exc).__name__})" for tp in marks}
+        log.info(
+            "table.checked",
+            table=self.table.name,
+            partitions=sorted(tp.partition for tp in marks),
+            rebuilt=sorted(tp.partition for tp in reasons),
+            seconds=round(time.monotonic() - started, 3),
+        )
         for tp, why in sorted(reasons.items()):
             self._rebuild(tp, why)
 
