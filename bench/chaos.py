@@ -583,6 +583,14 @@ class Stepwise:
         worker.wait_ready(timeout=120)
         return worker
 
+    def through(self, folder: str, name: str, count: int | None = None) -> None:
+        """The next `count` waves (all: None) through a worker on `folder`, stopped with SIGTERM after."""
+        worker = self.worker(folder, name)
+        self.publish(count)
+        code = worker.stop()
+        if code != 0:
+            raise RuntimeError(f"worker {name} stopped with {code}; see {worker.log_path}")
+
     def publish(self, count: int | None = None, wait: bool = True, timeout: float = 180.0) -> None:
         """The next `count` waves (all that are left: None), each committed by the group before the next
         is published; with `wait=False`, published and not waited for (`committed` waits)."""

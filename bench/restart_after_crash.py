@@ -42,7 +42,7 @@ from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
 
 from workers import logging as worker_logging  # noqa: E402
 from workers.broker import LocalBroker, free_port  # noqa: E402
-from workers.dev import isolated  # noqa: E402
+from workers.dev import isolated, terminate  # noqa: E402
 from workers.pipeline import Pipeline  # noqa: E402
 from workers.rules_file import load_rules  # noqa: E402
 from workers.settings import Settings  # noqa: E402
@@ -106,13 +106,7 @@ def restart(tree: Path, env: dict[str, str], log: Path) -> tuple[float, subproce
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    terminate(process, 60)
 
 
 def one(tree: Path, orders: int, workdir: Path) -> dict[str, float]:

@@ -68,7 +68,7 @@ from domain import names  # noqa: E402
 from workers import logging as worker_logging  # noqa: E402
 from workers.broker import LocalBroker, free_port  # noqa: E402
 from workers.codec import InboundRecord, dumps, loads  # noqa: E402
-from workers.dev import WorkerProcess, isolated  # noqa: E402
+from workers.dev import WorkerProcess, isolated, terminate  # noqa: E402
 from workers.pipeline import Pipeline  # noqa: E402
 from workers.replay import replay  # noqa: E402
 from workers.rules_file import load_rules  # noqa: E402
@@ -661,12 +661,7 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
-    profiler.send_signal(signal.SIGINT)
-    try:
-        profiler.wait(60)
-    except subprocess.TimeoutExpired:
-        profiler.kill()
-        profiler.wait()
+    terminate(profiler, 60, signal.SIGINT)
 
 
 def summarise_profile(path: Path, top: int = 15) -> str:

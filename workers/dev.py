@@ -170,14 +170,21 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        if self.process is None:
+            return None
+        return terminate(self.process, timeout)
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 30.0, signum: int = signal.SIGTERM) -> int:
+    """Stop a child process by its PID: `signum`, then SIGKILL if it is still there after `timeout`."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signum)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def keyed(records: list[InboundRecord], pipeline: Pipeline) -> list[InboundRecord]:

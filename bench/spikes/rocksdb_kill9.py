@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from workers.broker import LocalBroker  # noqa: E402
+from workers.dev import terminate  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.topics import TopicSpec, create_topics  # noqa: E402
 
@@ -125,13 +126,7 @@ def wait_done(done: Path, wanted: set[str], process: subprocess.Popen[bytes] | N
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    terminate(process, 30)
 
 
 def local_table(datadir: Path) -> dict[str, Any]:

@@ -57,18 +57,12 @@ def ok(run: Stepwise) -> None:
 
 def test_an_old_snapshot_of_the_folder_resumes_from_its_offsets(broker: LocalBroker, tmp_path: Path) -> None:
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=21)
-    worker = run.worker("data", "first")
-    run.publish(4)  # stock, early, create, cancel_line
-    assert worker.stop() == 0
+    run.through("data", "first", 4)  # stock, early, create, cancel_line
     shutil.copytree(tmp_path / "data", tmp_path / "snapshot")
-    worker = run.worker("data", "second")
-    run.publish(5)  # cancel, ship, return, receive, appease: credit notes numbered
-    assert worker.stop() == 0
+    run.through("data", "second", 5)  # cancel, ship, return, receive, appease: credit notes numbered
     shutil.rmtree(tmp_path / "data")
     shutil.copytree(tmp_path / "snapshot", tmp_path / "data")  # the volume's old snapshot
-    worker = run.worker("data", "third")
-    run.publish()
-    assert worker.stop() == 0
+    run.through("data", "third")
     ok(run)
     assert rebuilds(tmp_path / "third.log") == []  # behind is a prefix: resumed, not rebuilt
 
@@ -98,15 +92,11 @@ def test_a_folder_ahead_of_the_changelog_is_rebuilt(
     """The same group's folder from another cluster (or from before its changelogs were recreated):
     its offsets are past the end of this cluster's changelogs."""
     foreign = Stepwise(other_broker.bootstrap, tmp_path / "foreign", MESSAGES, seed=99)
-    worker = foreign.worker("data", "foreign")
-    foreign.publish()
-    assert worker.stop() == 0
+    foreign.through("data", "foreign")
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=23)
     run.adopt(foreign, broker.bootstrap)
     shutil.copytree(tmp_path / "foreign" / "data", tmp_path / "data")
-    worker = run.worker("data", "worker")
-    run.publish()
-    assert worker.stop() == 0
+    run.through("data", "worker")
     ok(run)
     found = rebuilds(tmp_path / "worker.log")
     assert found, "the foreign folder was served"
@@ -119,18 +109,12 @@ def test_a_folder_whose_changelog_was_recreated_and_grew_past_it_is_rebuilt(
 ) -> None:
     """Offsets within the changelog, but the record there is not the one the folder was written from."""
     foreign = Stepwise(other_broker.bootstrap, tmp_path / "foreign", 120, seed=98)
-    worker = foreign.worker("data", "foreign")
-    foreign.publish(3)
-    assert worker.stop() == 0
+    foreign.through("data", "foreign", 3)
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=24)
     run.adopt(foreign, broker.bootstrap)
-    worker = run.worker("own", "own")
-    run.publish(9)
-    assert worker.stop() == 0
+    run.through("own", "own", 9)
     shutil.copytree(tmp_path / "foreign" / "data", tmp_path / "data")
-    worker = run.worker("data", "worker")
-    run.publish()
-    assert worker.stop() == 0
+    run.through("data", "worker")
     ok(run)
     found = rebuilds(tmp_path / "worker.log")
     assert any("is not the one it holds" in str(entry["reason"]) for entry in found), found
@@ -139,16 +123,12 @@ def test_a_folder_whose_changelog_was_recreated_and_grew_past_it_is_rebuilt(
 def test_a_folder_of_an_older_version_is_rebuilt(broker: LocalBroker, tmp_path: Path) -> None:
     """A folder without the crash-safe store's mark (faust's own store wrote it) cannot be trusted."""
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=25)
-    worker = run.worker("data", "first")
-    run.publish(6)
-    assert worker.stop() == 0
+    run.through("data", "first", 6)
     for path in (tmp_path / "data").glob("*/v1/tables/*.db"):
         db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
         db.delete(MARK_KEY)
         db.close()
-    worker = run.worker("data", "second")
-    run.publish()
-    assert worker.stop() == 0
+    run.through("data", "second")
     ok(run)
     found = rebuilds(tmp_path / "second.log")
     assert found and all("no mark" in str(entry["reason"]) for entry in found)
