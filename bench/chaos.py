@@ -673,11 +673,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--crash-at",
-        choices=POINTS,
+        metavar="POINT[@N]",
         default=None,
-        help="instead of random kills: every worker kills itself the first time it reaches this point",
+        help="instead of random kills: every worker kills itself the first (or N-th) time it reaches POINT, "
+        f"one of {', '.join(POINTS)}",
     )
     args = parser.parse_args(argv)
+    if args.crash_at is not None and args.crash_at.partition("@")[0] not in POINTS:
+        parser.error(f"--crash-at {args.crash_at}: no such point")
     options = Options(
         messages=args.messages,
         kills=args.kills,

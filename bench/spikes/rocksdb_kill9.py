@@ -140,7 +140,7 @@ def local_table(datadir: Path) -> dict[str, Any]:
     db = rocksdict.Rdict(str(paths[0]), options=options, access_type=rocksdict.AccessType.read_only())
     try:
         raw = [cast(bytes, key) for key in db.keys()]  # noqa: SIM118 (an Rdict is not iterable)
-        keys = sorted(key.decode() for key in raw if not key.startswith(b"__"))
+        keys = sorted(json.loads(key) for key in raw if not key.startswith(b"__"))  # str keys are JSON
         offset = db.get(b"__faust\0offset__")
         return {"keys": keys, "offset": int(bytes(offset)) if offset is not None else None}
     finally:
@@ -159,7 +159,7 @@ async def changelog_and_commit(settings: Settings) -> dict[str, Any]:
         keys: list[str] = []
         for _ in range(10):
             batch = await consumer.getmany(timeout_ms=300)
-            keys += [r.key.decode() for records in batch.values() for r in records if r.key]
+            keys += [json.loads(r.key) for records in batch.values() for r in records if r.key]
         committed = await consumer.committed(TopicPartition(TOPIC, 0))
         return {"changelog": keys, "committed": committed}
     finally:
@@ -179,7 +179,7 @@ async def publish(settings: Settings) -> None:
 
 
 def show(when: str, local: dict[str, Any], kafka: dict[str, Any] | None) -> None:
-    line = f"  {when} local folder {json.dumps(local)}"
+    line = f"  {when} folder {json.dumps(local)}"
     print(line + (f"; Kafka {json.dumps(kafka)}" if kafka is not None else ""))
 
 
@@ -204,21 +204,13 @@ def main() -> int:
             f"store {args.store}; worker 1 handled {handled}, "
             f"then killed itself after writing {DIE_AT} (exit {w1.returncode})"
         )
-        print(
-            "  after the kill:   local",
-            json.dumps(local_table(first)),
-            json.dumps(asyncio.run(changelog_and_commit(settings))),
-        )
+        show("after the kill:   ", local_table(first), asyncio.run(changelog_and_commit(settings)))
         done.unlink(missing_ok=True)
         again = start(broker.bootstrap, args.store, first, False, done, work / "w1.log")
         wait_done(done, {DIE_AT, *MESSAGES[MESSAGES.index(DIE_AT) + 1 :]}, again, 120)
         time.sleep(1.0)  # a commit interval or more: the offsets of what it handled
         stop(again)
-        print(
-            "  same folder again: local",
-            json.dumps(local_table(first)),
-            json.dumps(asyncio.run(changelog_and_commit(settings))),
-        )
+        show("same folder again:", local_table(first), asyncio.run(changelog_and_commit(settings)))
         moved = start(broker.bootstrap, args.store, other, False, done, work / "w2.log")
         done.unlink(missing_ok=True)
         wait_done(done, {"recovered"}, moved, 120)  # nothing left to handle: only the table's recovery
