@@ -277,3 +277,43 @@ def test_snapshot_modes() -> None:
     assert snap("FULL", [("A", 5)]) == {"A": 5, "B": 0, "C": 0}
     assert snap("NONZERO", [("A", 5), ("D", 1)]) == {"A": 5, "D": 1, "B": 0, "C": 0}
     assert snap("DELTA", [("B", 2)]) == {"B": 2}
+
+
+def test_an_order_placed_exactly_at_the_integration_date_is_applied() -> None:
+    h = Harness.with_rules(integration_date="2026-06-01")
+    edge = h.create(order("edge", [line(1, "A", "1")], origin_date="2026-06-01T00:00:00Z"))
+    assert edge.status == "applied"
+    assert [(m.key, m.reserved_delta) for m in edge.movements] == [("DEFAULT:A", 1)]
+
+
+def test_appeasement_tax_is_the_cumulative_share_of_the_line() -> None:
+    """Three appeasements of 3.33 on a line of 11.67 (1.67 tax): the tax of the first k appeasements is
+    round(1.67 x 3.33k / 11.67), so 0.48, 0.47, 0.48 (1.43 in all), not 0.48 three times."""
+    h = Harness()
+    h.create(order("tax", [line(1, "A", "10.00", rate="16.7")]))
+    taxes = []
+    for n in range(3):
+        appease = {
+            "appeasement": {
+                "sales_channel_id": "OCTO",
+                "order_id": "tax",
+                "user": "cs",
+                "lines": [{"line_number": 1, "amount": "3.33", "reason": "R", "reason_description": "x"}],
+            }
+        }
+        refund = the_refund(h.send(names.APPEASEMENT_CREATE, appease, message_id=f"appease-{n}"))
+        taxes.append(refund_lines(refund)["1"]["cost_vat"])
+    assert taxes == ["0.48", "0.47", "0.48"]
+
+
+def test_a_reshipment_child_order_carries_no_price() -> None:
+    h = Harness()
+    h.create(order("12345", [line(1, "24-MB01", "34"), line(2, "24-MB04", "32.47")], store="ST1"))
+    h.ship("12345", [(1, 1), (2, 1)], store="ST1")
+    outcome = h.send(names.RESHIPMENT_CREATE_SEED, seed_004_reshipment(new_order_id="R1"))
+    (child,) = events(outcome, names.ORDER_CREATED)
+    amounts = [ln["amount"] for ln in child["order"]["lines"]]
+    assert len(amounts) == 2  # the reshipped line and its shipping
+    for amount in amounts:
+        assert [Decimal(str(amount[k])) for k in ("gross_amount", "net_amount", "tax_amount")] == [0, 0, 0]
+        assert amount["taxes"] == []
