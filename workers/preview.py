@@ -54,6 +54,10 @@ def read_only(stores: Stores) -> Stores:
         stock=ReadOnly(stores.stock),
         series=ReadOnly(stores.series),
         source_skus=ReadOnly(stores.source_skus),
+        # The numbers taken and upstream numbers used: without them a preview would miss a duplicate
+        # upstream credit note number that the worker refuses.
+        taken=ReadOnly(stores.taken),
+        upstream=ReadOnly(stores.upstream),
     )
 
 

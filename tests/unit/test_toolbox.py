@@ -20,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from domain import names
+from tests.unit.harness import OCTOPUS
 from workers import dlq, lookup, metrics, report
 from workers import logging as oms_logging
 from workers.codec import dumps, loads
@@ -152,6 +153,52 @@ def test_preview_takes_bare_params_with_a_name_and_shows_rejections() -> None:
     record = message_record(params, pipeline.topics, message=names.APPEASEMENT_CREATE, at=datetime.now(UTC))
     looked = preview(pipeline, record)
     assert looked["credit_notes"] == [] and looked["status"] in ("held", "rejected", "dead_letter")
+
+
+def test_preview_sees_the_upstream_numbers_other_orders_used() -> None:
+    """An upstream credit note number already used by another order of the store (same partition) is
+    refused DUPLICATE_REFUND by the worker; the preview must say so, not "applied"."""
+    book = load_rules(RULES)
+    stores = Stores()
+    pipeline = Pipeline(book, stores=stores, partitions=1)
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def record(name: str, params: dict[str, Any], message_id: str) -> Any:
+        envelope = {"jsonrpc": "2.0", "id": message_id, "method": name, "params": params}
+        return message_record(envelope, pipeline.topics, at=at)
+
+    def send(name: str, params: dict[str, Any], message_id: str) -> str:
+        processed = pipeline.process(record(name, params, message_id))
+        pipeline.store(processed)
+        pipeline.apply_movements(processed.movements)
+        return processed.status
+
+    def upstream_refund(order_id: str) -> dict[str, Any]:
+        line = {
+            "order_line": "1",
+            "reason_description": "d",
+            "payments": [{"ref": "PAY1", "details": {"cost_gross": "5.00"}}],
+        }
+        return {
+            "refund": {
+                "client": "shop",
+                "order_id": order_id,
+                "store_id": "OCTO",
+                "status": {"date": "2026-11-05"},
+                "refund_mode": "AMOUNT_ONLY",
+                "credit_note_number": "UP-7",
+                "lines": [line],
+            }
+        }
+
+    for order_id in ("1234", "5678"):
+        params = {**OCTOPUS, "order": {**OCTOPUS["order"], "id": order_id}}
+        assert send(names.ORDER_CREATE, params, f"create-{order_id}") == "applied"
+    assert send(names.REFUND_CREATE, upstream_refund("1234"), "refund-1") == "applied"
+    again = record(names.REFUND_CREATE, upstream_refund("5678"), "refund-2")
+    looked = preview(preview_pipeline(book, stores, partitions=1), again)
+    assert looked["status"] == "rejected", looked
+    assert pipeline.process(again).status == "rejected"
 
 
 def _personal(value: Any) -> set[str]:
