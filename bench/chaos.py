@@ -477,20 +477,18 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             OMS_STORE=options.store,
         )
         pool = Pool(env, workdir, options.workers, crash_at=options.crash_at)
+        # One try from the start on: a stop signal may come at any point after the workers exist (the
+        # SIGTERM test sends it as soon as the line below is out, which can be while echo returns).
         try:
             pool.start()
-        except BaseException:
-            pool.stop()
-            raise
-        echo(
-            f"broker {local.bootstrap} (pid {local.pid}); {options.workers} workers ready "
-            f"on {options.store} "
-            f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
-        )
-        try:
+            echo(
+                f"broker {local.bootstrap} (pid {local.pid}); {options.workers} workers ready "
+                f"on {options.store} "
+                f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
+            )
             found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo))
+            pool.revive(time.monotonic())  # one that died at its crash point after the last commit
         finally:
-            pool.revive(time.monotonic())
             codes = pool.stop()
     finally:
         if own:
