@@ -53,12 +53,16 @@ from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
 from reading import Awaited, ReadTimeout, TopicReader  # noqa: E402
 
 from domain import names  # noqa: E402
-from workers import logging as worker_logging  # noqa: E402
-from workers.broker import LocalBroker, free_port  # noqa: E402
-from workers.codec import InboundRecord  # noqa: E402
-from workers.crashpoints import POINTS  # noqa: E402
-from workers.crashpoints import VARIABLE as CRASH_VARIABLE  # noqa: E402
-from workers.dev import (  # noqa: E402
+from workers.config import logging as worker_logging  # noqa: E402
+from workers.config.rules_file import load_rules  # noqa: E402
+from workers.config.settings import Settings  # noqa: E402
+from workers.engine.codec import InboundRecord  # noqa: E402
+from workers.engine.pipeline import Pipeline  # noqa: E402
+from workers.kafka.crashpoints import POINTS  # noqa: E402
+from workers.kafka.crashpoints import VARIABLE as CRASH_VARIABLE  # noqa: E402
+from workers.kafka.topics import catalogue, create_topics  # noqa: E402
+from workers.local.broker import LocalBroker, free_port  # noqa: E402
+from workers.local.dev import (  # noqa: E402
     Stopped,
     WorkerProcess,
     expected_outputs,
@@ -66,10 +70,6 @@ from workers.dev import (  # noqa: E402
     raising_on_stop_signals,
     settings_from_env,
 )
-from workers.pipeline import Pipeline  # noqa: E402
-from workers.rules_file import load_rules  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.topics import catalogue, create_topics  # noqa: E402
 
 Output = dict[str, Any]
 CREDIT_NOTE = re.compile(r"^CN-(?P<series>.+-\d+)-(?P<number>\d{6})$")
@@ -86,7 +86,7 @@ class Options:
     wave_timeout: float = 900.0
     workdir: Path | None = None
     store: str = "memory://"
-    # A crash point (workers/crashpoints.py) where every worker kills itself the first time it gets
+    # A crash point (workers/kafka/crashpoints.py) where every worker kills itself the first time it gets
     # there; a worker that died is restarted without it.
     crash_at: str | None = None
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from workers.dev import as_output
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.local.dev import as_output
 
 Output = dict[str, Any]
 

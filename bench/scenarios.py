@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from domain import names  # noqa: E402
 from tests.seeds import seed_004_reshipment  # noqa: E402
-from workers.codec import dumps, loads  # noqa: E402
+from workers.engine.codec import dumps, loads  # noqa: E402
 
 EXAMPLE_LOG = ROOT / "examples" / "message-log.jsonl"
 

@@ -65,15 +65,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 from domain import names  # noqa: E402
-from workers import logging as worker_logging  # noqa: E402
-from workers.broker import LocalBroker, free_port  # noqa: E402
-from workers.codec import InboundRecord, dumps, loads  # noqa: E402
-from workers.dev import WorkerProcess, isolated, terminate  # noqa: E402
-from workers.pipeline import Pipeline  # noqa: E402
-from workers.replay import replay  # noqa: E402
-from workers.rules_file import load_rules  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.topics import (  # noqa: E402
+from workers.config import logging as worker_logging  # noqa: E402
+from workers.config.rules_file import load_rules  # noqa: E402
+from workers.config.settings import Settings  # noqa: E402
+from workers.engine.codec import InboundRecord, dumps, loads  # noqa: E402
+from workers.engine.pipeline import Pipeline  # noqa: E402
+from workers.kafka.topics import (  # noqa: E402
     INBOUND,
     STOCK_MOVEMENTS,
     TABLES,
@@ -82,6 +79,9 @@ from workers.topics import (  # noqa: E402
     create_topics,
     describe_partitions,
 )
+from workers.local.broker import LocalBroker, free_port  # noqa: E402
+from workers.local.dev import WorkerProcess, isolated, terminate  # noqa: E402
+from workers.replay.runner import replay  # noqa: E402
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 RUNQUEUE = " runqueue"

@@ -20,9 +20,9 @@ import simplejson
 
 from domain import names
 from schemas import DEFS_NAME, SCHEMA_DIR
-from workers import codec
-from workers.settings import Settings
-from workers.topics import INBOUND, STOCK_MOVEMENTS, TABLES, TICKS, catalogue, changelog_topic
+from workers.config.settings import Settings
+from workers.engine import codec
+from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TABLES, TICKS, catalogue, changelog_topic
 
 # JSON Schema 2020-12 is not among the formats AsyncAPI 3.0 lists, so it is named the way the listed
 # draft-07 format is; tools that do not know it still show the schema as JSON.

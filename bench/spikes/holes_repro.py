@@ -12,7 +12,7 @@ partition, from the offset committed at the kill:
 - stuck: the committed offset stayed below the end of the partition.
 
     python bench/spikes/holes_repro.py --runs 10                 # stock faust
-    python bench/spikes/holes_repro.py --runs 10 --fix           # with workers.faust_fixes
+    python bench/spikes/holes_repro.py --runs 10 --fix           # with workers.kafka.faust_fixes
     python bench/spikes/holes_repro.py --runs 3 --trace          # + consumer trace (trace.jsonl)
 
 Not a test: it prints one JSON line per run and a summary.
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.broker import LocalBroker, free_port  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.topics import TopicSpec, create_topics  # noqa: E402
+from workers.config.settings import Settings  # noqa: E402
+from workers.kafka.topics import TopicSpec, create_topics  # noqa: E402
+from workers.local.broker import LocalBroker, free_port  # noqa: E402
 
 APP_ID = "holes"
 TOPIC_A, TOPIC_B, TOPIC_OUT = "holes.a", "holes.b", "holes.out"
@@ -118,7 +118,7 @@ def build_app(args: argparse.Namespace) -> Any:
         "processing_guarantee": "at_least_once",
     }
     if args.fix:
-        from workers.faust_fixes import apply_to
+        from workers.kafka.faust_fixes import apply_to
 
         kwargs = apply_to(kwargs)
     app = faust.App(APP_ID, **kwargs)
@@ -323,7 +323,11 @@ def main() -> None:
     worker.add_argument("--processed", required=True)
     worker.add_argument("--trace-file", required=True)
     for p in (parser, worker):
-        p.add_argument("--fix", action="store_true", help="app kwargs through workers.faust_fixes.apply_to")
+        p.add_argument(
+            "--fix",
+            action="store_true",
+            help="app kwargs through workers.kafka.faust_fixes.apply_to",
+        )
         p.add_argument("--trace", action="store_true", help="log the consumer's fetches, seeks and gaps")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--kill-at", type=int, default=30)

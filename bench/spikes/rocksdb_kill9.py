@@ -12,7 +12,7 @@ table write, before the batch ends (where the worker's batch would go on to its 
    changelog alone, and its table is read.
 
     python bench/spikes/rocksdb_kill9.py                      # faust's store (rocksdb://)
-    python bench/spikes/rocksdb_kill9.py --store oms-rocksdb://   # workers/durable_tables.py
+    python bench/spikes/rocksdb_kill9.py --store oms-rocksdb://   # workers/kafka/durable_tables.py
 
 Not a test; it prints what each side holds. With faust's store the killed worker's folder has `m3`,
 the changelog does not, the restarted worker finds `m3` applied and writes nothing, so the changelog
@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.broker import LocalBroker  # noqa: E402
-from workers.dev import terminate  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.topics import TopicSpec, create_topics  # noqa: E402
+from workers.config.settings import Settings  # noqa: E402
+from workers.kafka.topics import TopicSpec, create_topics  # noqa: E402
+from workers.local.broker import LocalBroker  # noqa: E402
+from workers.local.dev import terminate  # noqa: E402
 
 APP_ID = "kill9"
 TOPIC = "kill9.in"
@@ -57,7 +57,7 @@ DIE_AT = "m3"
 def worker(bootstrap: str, store: str, datadir: str, die: bool, done_file: str) -> None:
     import faust
 
-    from workers import durable_tables
+    from workers.kafka import durable_tables
 
     durable_tables.register()
     app = faust.App(

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from domain import names
 from schemas import SCHEMA_BASE, SCHEMA_DIR
 from tests.seeds import seed_004_reshipment
-from workers.validation import Validators
+from workers.engine.validation import Validators
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = Validators()

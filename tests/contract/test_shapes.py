@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from domain import names
 from domain.handlers import parse
 from tests.contract.test_schemas import _DELETE, EXAMPLES, _set
-from workers.validation import Validators
+from workers.engine.validation import Validators
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = Validators()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.broker import free_port
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.local.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from domain import names
-from workers.validation import default_validators
+from workers.engine.validation import default_validators
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -19,10 +19,10 @@ from domain.rules import parse_rules
 from domain.state import OrderState
 from domain.timeutil import iso
 from tests.e2e.test_replay_cli import EXAMPLES, run
-from workers.diskstate import DiskStores
-from workers.pipeline import Stores
-from workers.replay import ReplayInputError, replay
-from workers.rules_file import load_rules
+from workers.config.rules_file import load_rules
+from workers.engine.pipeline import Stores
+from workers.replay.disk_stores import DiskStores
+from workers.replay.runner import ReplayInputError, replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from chaos_traffic import RULES_TOML, chaos_waves

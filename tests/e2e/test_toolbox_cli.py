@@ -11,7 +11,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from workers.replay import load_state, save_state
+from workers.replay.runner import load_state, save_state
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

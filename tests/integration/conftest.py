@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workers.broker import LocalBroker, pid_exists
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.local.broker import LocalBroker, pid_exists
 
 
 @pytest.fixture(scope="session")

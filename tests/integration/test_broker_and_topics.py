@@ -13,9 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from domain import names
-from workers.broker import HOST, BrokerError, LocalBroker, pid_exists, probe
-from workers.settings import Settings
-from workers.topics import (
+from workers.config.settings import Settings
+from workers.kafka.topics import (
     INBOUND,
     STOCK_MOVEMENTS,
     TABLES,
@@ -29,6 +28,7 @@ from workers.topics import (
     create_topics,
     describe_partitions,
 )
+from workers.local.broker import HOST, BrokerError, LocalBroker, pid_exists, probe
 
 pytestmark = pytest.mark.integration
 

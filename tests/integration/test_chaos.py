@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.broker import LocalBroker, pid_exists
+from workers.local.broker import LocalBroker, pid_exists
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -1,6 +1,6 @@
 """kill -9 at every step of a batch's commit protocol, on both table stores.
 
-For each crash point (workers/crashpoints.py: outputs sent, outputs acknowledged, each table step
+For each crash point (workers/kafka/crashpoints.py: outputs sent, outputs acknowledged, each table step
 written and settled, offsets committed, for the intake, the orders and the stock stages, and between two
 partitions' write batches of the RocksDB store) a worker runs the chaos traffic with
 OMS_TEST_CRASH_AT set: it kills itself with SIGKILL the first time it gets there, is restarted without
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.broker import LocalBroker
-from workers.crashpoints import POINTS
+from workers.kafka.crashpoints import POINTS
+from workers.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.local.broker import LocalBroker
+from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated
+from workers.local.broker import LocalBroker
+from workers.local.dev import WorkerProcess, isolated
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.broker import pid_exists
+from workers.local.broker import pid_exists
 
 pytestmark = pytest.mark.integration
 

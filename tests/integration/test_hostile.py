@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.dev import normalised
-from workers.logging import configure
-from workers.replay import replay
-from workers.rules_file import load_rules
+from workers.config.logging import configure
+from workers.config.rules_file import load_rules
+from workers.local.broker import LocalBroker
+from workers.local.dev import normalised
+from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

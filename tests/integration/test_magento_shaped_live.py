@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated, normalised, through_kafka
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.local.broker import LocalBroker
+from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.codec import dumps, loads
-from workers.replay import replay
-from workers.rules_file import load_rules
+from workers.config.rules_file import load_rules
+from workers.engine.codec import dumps, loads
+from workers.local.broker import LocalBroker
+from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.local.broker import LocalBroker
+from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

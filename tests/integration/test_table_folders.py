@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import rocksdict
 
-from workers.broker import LocalBroker
-from workers.durable_tables import MARK_KEY
+from workers.kafka.durable_tables import MARK_KEY
+from workers.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

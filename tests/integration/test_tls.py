@@ -24,11 +24,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from domain import names
-from workers.app import _credentials
-from workers.broker import HOST, LocalBroker, free_port
-from workers.codec import InboundRecord, dumps
-from workers.dev import WorkerProcess, collect, isolated, publish
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.engine.codec import InboundRecord, dumps
+from workers.kafka.app import _credentials
+from workers.local.broker import HOST, LocalBroker, free_port
+from workers.local.dev import WorkerProcess, collect, isolated, publish
 
 pytestmark = [
     pytest.mark.integration,

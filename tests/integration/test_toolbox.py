@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker
-from workers.codec import InboundRecord, dumps, loads
-from workers.dev import WorkerProcess, collect, isolated, publish
-from workers.pipeline import partition_for
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.engine.codec import InboundRecord, dumps, loads
+from workers.engine.pipeline import partition_for
+from workers.local.broker import LocalBroker
+from workers.local.dev import WorkerProcess, collect, isolated, publish
 
 from .test_no_pii_in_logs import leaks
 
@@ -306,6 +306,6 @@ def _settled(worker: Worker, key: str, port: int | None) -> bytes:
 
 
 def _free() -> int:
-    from workers.broker import free_port
+    from workers.local.broker import free_port
 
     return free_port()

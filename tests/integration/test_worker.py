@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from domain import names
-from workers.broker import LocalBroker, free_port
-from workers.codec import InboundRecord, dumps
-from workers.dev import (
+from workers.config.settings import Settings
+from workers.engine.codec import InboundRecord, dumps
+from workers.kafka.topics import INBOUND, TopicSpec, create_topics
+from workers.local.broker import LocalBroker, free_port
+from workers.local.dev import (
     WorkerProcess,
     isolated,
     local_env,
@@ -30,8 +32,6 @@ from workers.dev import (
     settings_from_env,
     through_kafka,
 )
-from workers.settings import Settings
-from workers.topics import INBOUND, TopicSpec, create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

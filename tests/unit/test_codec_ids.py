@@ -5,7 +5,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.codec import ID_NAMESPACE, derived_id
+from workers.engine.codec import ID_NAMESPACE, derived_id
 
 
 @given(st.text(st.characters(exclude_categories=("Cs",))), st.integers(min_value=0, max_value=10**6))

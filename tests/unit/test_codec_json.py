@@ -10,7 +10,7 @@ import simplejson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.codec import loads
+from workers.engine.codec import loads
 
 json_values = st.recursive(
     st.none()

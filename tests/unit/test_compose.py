@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from workers import crashpoints
-from workers.durable_tables import SCHEME, fingerprint, store_url
+from workers.kafka import crashpoints
+from workers.kafka.durable_tables import SCHEME, fingerprint, store_url
 
 
 def test_a_crash_point_is_named_and_optionally_counted() -> None:
@@ -30,7 +30,7 @@ def test_a_point_nobody_asked_for_does_nothing() -> None:
 
 def test_the_asked_point_kills_the_process_the_nth_time_with_sigkill() -> None:
     code = (
-        "from workers import crashpoints\n"
+        "from workers.kafka import crashpoints\n"
         "crashpoints.reach('orders.orders-written')\n"
         "print('first passed', flush=True)\n"
         "crashpoints.reach('orders.orders-written')\n"

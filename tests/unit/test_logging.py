@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from workers import logging as oms_logging
-from workers.logging import RepeatThrottle
+from workers.config import logging as oms_logging
+from workers.config.logging import RepeatThrottle
 
 
 class Clock:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import names
-from workers.ordering import (
+from workers.engine.ordering import (
     ORIGIN_TOPIC,
     TimestampOrder,
     lifecycle_ranks,

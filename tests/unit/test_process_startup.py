@@ -25,7 +25,7 @@ def test_the_command_line_loads_faust_and_aiohttp_only_for_the_worker() -> None:
 
 def test_long_runs_freeze_what_start_up_made_and_collect_the_young_generation_less_often() -> None:
     program = (
-        "import gc; from workers.gc_tuning import THRESHOLDS, tune_for_long_runs; "
+        "import gc; from workers.config.gc_tuning import THRESHOLDS, tune_for_long_runs; "
         "before = gc.get_freeze_count(); tune_for_long_runs(); "
         "print(before == 0, gc.get_freeze_count() > 1000, gc.get_threshold() == THRESHOLDS, "
         "THRESHOLDS[0] > 700)"

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from domain import names
-from workers.settings import MASK, Settings, SettingsError, check_runtime, settings_help
+from workers.config.settings import MASK, Settings, SettingsError, check_runtime, settings_help
 
 PASSWORD = "hunter2-Sup3rSecret"
 KEY_PASSWORD = "k3y-Pa55phrase"

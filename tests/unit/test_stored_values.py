@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from domain.state import HeldMessage, OrderState, Series, StockItem
-from workers.values import JsonValues
+from workers.engine.values import JsonValues
 
 STORED = Path(__file__).resolve().parent.parent / "data" / "stored-values"
 

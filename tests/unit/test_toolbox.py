@@ -21,16 +21,17 @@ from pydantic import SecretStr
 
 from domain import names
 from tests.unit.harness import OCTOPUS
-from workers import dlq, lookup, metrics, report
-from workers import logging as oms_logging
-from workers.codec import dumps, loads
-from workers.opsio import Fetched, OpsError, Progress
-from workers.pipeline import Pipeline, Stores
-from workers.preview import message_record, preview, preview_pipeline
-from workers.replay import read_records, replay
-from workers.rules_file import load_rules
-from workers.settings import Settings
-from workers.web import authorized, exposure_problem
+from workers.config import logging as oms_logging
+from workers.config.rules_file import load_rules
+from workers.config.settings import Settings
+from workers.engine.codec import dumps, loads
+from workers.engine.pipeline import Pipeline, Stores
+from workers.engine.preview import message_record, preview, preview_pipeline
+from workers.kafka import metrics
+from workers.kafka.web import authorized, exposure_problem
+from workers.ops import dlq, lookup, report
+from workers.ops.reading import Fetched, OpsError, Progress
+from workers.replay.runner import read_records, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain import names
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
@@ -27,7 +27,7 @@ STOCK_MOVEMENTS = "oms-postsales.stock-movements"
 # Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
 # tables can only be written while handling a record of the same partition, so the timer sends records.
 TICKS = "oms-postsales.settle-ticks"
-# faust tables of the worker (workers/app.py) -> whether they follow the internal stock partitions.
+# faust tables of the worker (workers/kafka/app.py) -> whether they follow the internal stock partitions.
 TABLES = {
     "orders": False,
     "series": False,

@@ -37,8 +37,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from yarl import URL
 
-from workers import crashpoints
-from workers.topics import INBOUND, STOCK_MOVEMENTS
+from workers.kafka import crashpoints
+from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS
 
 log = logging.getLogger("oms_postsales.faust_fixes")
 
@@ -172,7 +172,7 @@ def register() -> None:
     """Make `kafka-seekfirst://` resolve to `Transport` (faust's registry of transports by scheme)."""
     if faust.__version__ not in TESTED_FAUST_VERSIONS:
         warnings.warn(
-            f"workers.faust_fixes was verified with faust {sorted(TESTED_FAUST_VERSIONS)}, "
+            f"workers.kafka.faust_fixes was verified with faust {sorted(TESTED_FAUST_VERSIONS)}, "
             f"not {faust.__version__}: re-run bench/spikes/holes_repro.py",
             RuntimeWarning,
             stacklevel=2,

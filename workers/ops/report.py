@@ -18,9 +18,9 @@ from typing import IO, Any
 
 from domain import names
 from domain.money import ZERO
-from workers.codec import loads
-from workers.opsio import OpsError, Progress, read_topic
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.engine.codec import loads
+from workers.ops.reading import OpsError, Progress, read_topic
 
 GroupKey = tuple[str, str, str, str, str]  # store, currency, credit note date, document type, refund type
 TaxKey = tuple[str, str]  # tax type, rate

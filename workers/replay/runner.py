@@ -24,11 +24,11 @@ from typing import IO, Any
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import EPOCH, iso, parse_time
-from workers.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
-from workers.diskstate import DATABASE, DiskStores
-from workers.ordering import lifecycle_ranks, ties_in_lifecycle_order
-from workers.pipeline import Pipeline, Processed, Stores, Topics
-from workers.values import JsonValues
+from workers.engine.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
+from workers.engine.ordering import lifecycle_ranks, ties_in_lifecycle_order
+from workers.engine.pipeline import Pipeline, Processed, Stores, Topics
+from workers.engine.values import JsonValues
+from workers.replay.disk_stores import DATABASE, DiskStores
 
 
 class ReplayInputError(ValueError):

@@ -22,7 +22,7 @@ from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
-from workers.codec import (
+from workers.engine.codec import (
     MAX_RECORD_BYTES,
     Decoded,
     DecodeError,
@@ -32,7 +32,7 @@ from workers.codec import (
     decode,
     encode,
 )
-from workers.validation import Validators, default_validators
+from workers.engine.validation import Validators, default_validators
 
 log = structlog.get_logger("oms_postsales.pipeline")
 
@@ -234,7 +234,7 @@ class Pipeline:
 
     def store(self, processed: Processed) -> None:
         """Write what a processed record changed: the numbers messages took, then the series counters,
-        then orders (the order the worker makes durable, see workers.overlay.BatchStores.flush)."""
+        then orders (the order the worker makes durable, see workers.kafka.overlay.BatchStores.flush)."""
         for key, taken in processed.taken.items():
             self.stores.taken[key] = taken
         for key, message_id in processed.upstream.items():

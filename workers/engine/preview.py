@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 from domain import names
 from domain.money import ZERO
 from domain.rules import RuleBook
-from workers.codec import InboundRecord, dumps, loads
-from workers.pipeline import Pipeline, Processed, Stores, Topics
-from workers.validation import Validators
+from workers.engine.codec import InboundRecord, dumps, loads
+from workers.engine.pipeline import Pipeline, Processed, Stores, Topics
+from workers.engine.validation import Validators
 
 V = TypeVar("V")
 

@@ -28,13 +28,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
-from workers.broker import BrokerError, LocalBroker, free_port
-from workers.codec import MAX_RECORD_BYTES, InboundRecord, dumps, loads
-from workers.pipeline import Pipeline
-from workers.replay import ReplayInputError, read_records, replay
-from workers.rules_file import load_rules
-from workers.settings import Settings
-from workers.topics import catalogue, create_topics
+from workers.config.rules_file import load_rules
+from workers.config.settings import Settings
+from workers.engine.codec import MAX_RECORD_BYTES, InboundRecord, dumps, loads
+from workers.engine.pipeline import Pipeline
+from workers.kafka.topics import catalogue, create_topics
+from workers.local.broker import BrokerError, LocalBroker, free_port
+from workers.replay.runner import ReplayInputError, read_records, replay
 
 READY_TIMEOUT = 60.0
 # Signals that stop `dev` with everything it started; Ctrl-C included.

@@ -15,7 +15,7 @@ from typing import IO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from workers.settings import Settings
+from workers.config.settings import Settings
 
 IDLE_SECONDS = 1.5
 READ_TIMEOUT = 300.0

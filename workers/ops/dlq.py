@@ -20,9 +20,9 @@ from typing import Any
 import jsonpatch
 
 from domain.timeutil import parse_time
-from workers.codec import dumps, loads
-from workers.opsio import Fetched, OpsError, Progress, producer, read_topic
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.engine.codec import dumps, loads
+from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic
 
 REDRIVEN = "dlq.redriven"
 

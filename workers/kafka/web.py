@@ -24,12 +24,12 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from domain.timeutil import parse_time
-from workers import metrics
-from workers.codec import dumps, loads
-from workers.lookup import changelog_topic, order_view
-from workers.pipeline import partition_for
-from workers.preview import PreviewError, message_record, preview, preview_pipeline
-from workers.settings import Settings
+from workers.config.settings import Settings
+from workers.engine.codec import dumps, loads
+from workers.engine.pipeline import partition_for
+from workers.engine.preview import PreviewError, message_record, preview, preview_pipeline
+from workers.kafka import metrics
+from workers.ops.lookup import changelog_topic, order_view
 
 log = structlog.get_logger("oms_postsales.web")
 

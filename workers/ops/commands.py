@@ -1,7 +1,7 @@
 """The operator's verbs: `dlq list|show|redrive`, `orders show`, `preview`, `report refunds`.
 
-Each verb is a thin shell over a function of workers.dlq, workers.lookup, workers.preview or
-workers.report, which Python callers can use directly.
+Each verb is a thin shell over a function of workers.ops.dlq, workers.ops.lookup, workers.engine.preview or
+workers.ops.report, which Python callers can use directly.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from aiokafka.errors import KafkaError
 
 from domain.rules import RulesError
 from domain.timeutil import parse_time
-from workers import dlq, lookup, report
-from workers import logging as oms_logging
-from workers import preview as previews
-from workers.codec import dumps, loads
-from workers.opsio import OpsError, Progress
-from workers.pipeline import Topics
-from workers.settings import Settings
+from workers.config import logging as oms_logging
+from workers.config.settings import Settings
+from workers.engine import preview as previews
+from workers.engine.codec import dumps, loads
+from workers.engine.pipeline import Topics
+from workers.ops import dlq, lookup, report
+from workers.ops.reading import OpsError, Progress
 
 
 def _fail(message: str) -> None:
@@ -227,8 +227,8 @@ def preview_command(
     at: Annotated[str | None, typer.Option("--at", help="message time (default: now)")] = None,
 ) -> None:
     """What a return, appeasement or refund message would refund, offline, changing nothing."""
-    from workers.replay import load_state
-    from workers.rules_file import load_rules
+    from workers.config.rules_file import load_rules
+    from workers.replay.runner import load_state
 
     oms_logging.configure("ERROR")
     moment = _time(at, "--at") or datetime.now(UTC)

@@ -13,9 +13,9 @@ import faust
 import structlog
 
 from domain.rules import RuleBook
-from workers import gc_tuning
-from workers.app import build_app
-from workers.settings import Settings
+from workers.config import gc_tuning
+from workers.config.settings import Settings
+from workers.kafka.app import build_app
 
 
 def run(settings: Settings, book: RuleBook) -> None:

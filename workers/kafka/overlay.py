@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 from faust.streams import _current_event
 
 from domain.state import OrderState, Series, StockItem, TakenNumbers
-from workers import crashpoints
-from workers.pipeline import Stores
+from workers.engine.pipeline import Stores
+from workers.kafka import crashpoints
 
 V = TypeVar("V")
 

@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from domain.state import OrderState
-from workers.codec import loads
-from workers.opsio import OpsError, read_topic
-from workers.settings import Settings
-from workers.values import JsonValues
+from workers.config.settings import Settings
+from workers.engine.codec import loads
+from workers.engine.values import JsonValues
+from workers.ops.reading import OpsError, read_topic
 
 
 class WorkerUnreachable(OpsError):

@@ -41,7 +41,7 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
 from faust.types import TP, CollectionT, EventT
 
-from workers import crashpoints, metrics
+from workers.kafka import crashpoints, metrics
 
 log = structlog.get_logger("oms_postsales.tables")
 

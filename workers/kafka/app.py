@@ -8,7 +8,7 @@ OMS_BATCH_WITHIN_MS)
   topic, partition and offset. Every other record is forwarded, bytes and headers unchanged, to the
   internal topic `oms-postsales.inbound`, on the partition of the key derived from its payload
   ("<sales channel>:<order id>", a snapshot's source id) and with its original timestamp. Fetched
-  records are taken in record-timestamp order across topics (workers/ordering.py), so one order's
+  records are taken in record-timestamp order across topics (workers/engine/ordering.py), so one order's
   messages reach that topic in the order their producer wrote them.
 - orders: the internal topic and the settle ticks, co-partitioned with the order tables, so one
   order's messages are handled one at a time, in order; stock movements go, one record per
@@ -40,16 +40,16 @@ from domain.outcome import Movement
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.timeutil import iso
-from workers import crashpoints, durable_tables, faust_fixes, metrics
-from workers.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
-from workers.delivery import Delivery, Failure, reason
-from workers.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
-from workers.overlay import BatchStores, Overlay
-from workers.pipeline import Pipeline, Processed, Stores, Topics, partition_for
-from workers.settings import Settings
-from workers.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
-from workers.values import JsonValues
-from workers.web import install_pages
+from workers.config.settings import Settings
+from workers.engine.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
+from workers.engine.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
+from workers.engine.pipeline import Pipeline, Processed, Stores, Topics, partition_for
+from workers.engine.values import JsonValues
+from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
+from workers.kafka.delivery import Delivery, Failure, reason
+from workers.kafka.overlay import BatchStores, Overlay
+from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
+from workers.kafka.web import install_pages
 
 log = structlog.get_logger("oms_postsales.worker")
 
@@ -487,9 +487,9 @@ def _millis(record: InboundRecord) -> float | None:
 
 
 def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
-    # faust 0.15.3 drops records when a worker (re)joins: see workers/faust_fixes.py.
+    # faust 0.15.3 drops records when a worker (re)joins: see workers/kafka/faust_fixes.py.
     # Tables settle their changelog writes, and rocksdb:// is the crash-safe store of
-    # workers/durable_tables.py, not faust's own.
+    # workers/kafka/durable_tables.py, not faust's own.
     durable_tables.register()
     app = faust.App(
         settings.consumer_group,

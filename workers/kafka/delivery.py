@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
-from workers import crashpoints, metrics
-from workers.codec import OutboundRecord
+from workers.engine.codec import OutboundRecord
+from workers.kafka import crashpoints, metrics
 
 log = structlog.get_logger("oms_postsales.delivery")
 
@@ -83,7 +83,7 @@ class Delivery:
     async def deliver(self, records: Sequence[OutboundRecord], stage: str = "") -> list[Failure]:
         """Deliver every record; return those the broker can never take. Raises CancelledError when the
         worker stops while the broker is unreachable: the batch is then neither stored nor committed.
-        `stage` names the crash points (workers/crashpoints.py) of this delivery."""
+        `stage` names the crash points (workers/kafka/crashpoints.py) of this delivery."""
         if not records:
             return []
         pending = list(enumerate(records))

@@ -19,8 +19,8 @@ from typing import Any, Generic, TypeVar
 from rocksdict import Options, Rdict
 
 from domain.state import OrderState, Series, StockItem, TakenNumbers
-from workers.pipeline import Stores
-from workers.values import JsonValues
+from workers.engine.pipeline import Stores
+from workers.engine.values import JsonValues
 
 V = TypeVar("V")
 
