@@ -13,14 +13,12 @@ from typing import Annotated
 
 import typer
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
-from domain.rules import RuleBook, RulesError
 from domain.timeutil import parse_time
 from workers.config import gc_tuning
 from workers.config import logging as oms_logging
-from workers.config.rules_file import load_rules
 from workers.config.settings import Settings, SettingsError, check_runtime, settings_help
+from workers.console import fail, load_settings, read_rules
 from workers.kafka.topics import (
     TopicError,
     catalogue,
@@ -47,19 +45,6 @@ EXAMPLE_RULES = EXAMPLES / "rules.toml"
 LOCAL_BROKER_HINT = "pip install 'oms-postsales[local]'"
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-
-
-def fail(message: str) -> None:
-    typer.echo(f"oms-postsales: error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def read_rules(path: Path | None) -> RuleBook:
-    try:
-        return load_rules(path)
-    except RulesError as exc:
-        fail(f"rules: {exc}")
-        raise  # unreachable: fail() exits
 
 
 def quiet_clients() -> None:
@@ -132,19 +117,6 @@ def replay_command(
         save_state(state, stores)
     counts = ", ".join(f"{name}={count}" for name, count in sorted(summary.counts.items()))
     typer.echo(f"replayed {summary.records} records, emitted {summary.emitted} ({counts})", err=True)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        # Name the setting, never its value: some values are secrets.
-        where = ", ".join(
-            "OMS_" + "__".join(str(part) for part in error["loc"]).upper() + f" ({error['msg']})"
-            for error in exc.errors(include_input=False)
-        )
-        fail(f"settings: {where}")
-        raise  # unreachable: fail() exits
 
 
 @app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())

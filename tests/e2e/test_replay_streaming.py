@@ -20,7 +20,7 @@ from domain.state import OrderState
 from domain.timeutil import iso
 from tests.e2e.test_replay_cli import EXAMPLES, run
 from workers.config.rules_file import load_rules
-from workers.engine.pipeline import Stores
+from workers.engine.stores import Stores
 from workers.replay.disk_stores import DiskStores
 from workers.replay.runner import ReplayInputError, replay
 

@@ -25,11 +25,13 @@ from workers.config import logging as oms_logging
 from workers.config.rules_file import load_rules
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
-from workers.engine.pipeline import Pipeline, Stores
+from workers.engine.order_view import order_view
+from workers.engine.pipeline import Pipeline
 from workers.engine.preview import message_record, preview, preview_pipeline
+from workers.engine.stores import Stores
 from workers.kafka import metrics
 from workers.kafka.web import authorized, exposure_problem
-from workers.ops import dlq, lookup, report
+from workers.ops import dlq, report
 from workers.ops.reading import Fetched, OpsError, Progress
 from workers.replay.runner import read_records, replay
 
@@ -223,13 +225,13 @@ def test_order_view_has_no_personal_data_unless_asked() -> None:
     personal = _personal([json.loads(line)["value"] for line in LOG.read_text().splitlines()])
     assert personal
     for order in stores.orders.values():
-        plain = json.dumps(lookup.order_view(order))
+        plain = json.dumps(order_view(order))
         assert not [p for p in personal if p in plain], order.key
     order = stores.orders["OCTO:1234"]
-    view = lookup.order_view(order)
+    view = order_view(order)
     assert view["ledger"]["refunded"] == str(order.refunded_gross) and view["credit_notes"]
     assert all("shipped" in line and "refunded" in line for line in view["lines"])
-    full = dumps(lookup.order_view(order, with_personal_data=True))
+    full = dumps(order_view(order, with_personal_data=True))
     assert [p for p in personal if p in full]
 
 

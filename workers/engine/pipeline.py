@@ -6,7 +6,7 @@ the worker), so both runners share this code and give the same outputs for the s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from domain import names
 from domain.commands import StockUpdate
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, Ledger, MessageMeta, Movement, Outcome
+from domain.outcome import Event, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
-from domain.state import OrderState, Series, StockItem, TakenNumbers
+from domain.state import StockItem
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.engine.codec import (
@@ -32,25 +32,10 @@ from workers.engine.codec import (
     decode,
     encode,
 )
+from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
 
 log = structlog.get_logger("oms_postsales.pipeline")
-
-
-@dataclass
-class Stores:
-    orders: MutableMapping[str, OrderState] = field(default_factory=dict)
-    stock: MutableMapping[str, StockItem] = field(default_factory=dict)
-    series: MutableMapping[str, Series] = field(default_factory=dict)
-    # SKUs seen per source, so that a FULL snapshot can zero the ones it leaves out.
-    source_skus: MutableMapping[str, list[str]] = field(default_factory=dict)
-    # Credit note numbers recent messages of each order took, upstream numbers used: see Ledger.
-    taken: MutableMapping[str, TakenNumbers] = field(default_factory=dict)
-    upstream: MutableMapping[str, str] = field(default_factory=dict)
-
-    @property
-    def ledger(self) -> Ledger:
-        return Ledger(self.series, self.taken, self.upstream)
 
 
 @dataclass
@@ -64,11 +49,8 @@ class Processed:
     detail: str = ""
     message_id: str | None = None
     message_name: str | None = None
-    orders: list[OrderState] = field(default_factory=list)
-    series: dict[str, Series] = field(default_factory=dict)
-    source_skus: dict[str, list[str]] = field(default_factory=dict)
-    taken: dict[str, TakenNumbers] = field(default_factory=dict)
-    upstream: dict[str, str] = field(default_factory=dict)
+    # What the record changed, per store (no stock: movements are applied by the stock side).
+    changes: Stores = field(default_factory=Stores)
 
 
 @dataclass(frozen=True)
@@ -214,7 +196,9 @@ class Pipeline:
             movements,
             message_id=decoded.message_id,
             message_name=decoded.name,
-            source_skus={snapshot.source_id: [*known, *dict.fromkeys(listed)]} if listed else {},
+            changes=Stores(
+                source_skus={snapshot.source_id: [*known, *dict.fromkeys(listed)]} if listed else {}
+            ),
         )
 
     def apply_movement(self, movement: Movement) -> tuple[StockItem, OutboundRecord | None]:
@@ -233,18 +217,8 @@ class Pipeline:
         return records
 
     def store(self, processed: Processed) -> None:
-        """Write what a processed record changed: the numbers messages took, then the series counters,
-        then orders (the order the worker makes durable, see workers.kafka.overlay.BatchStores.flush)."""
-        for key, taken in processed.taken.items():
-            self.stores.taken[key] = taken
-        for key, message_id in processed.upstream.items():
-            self.stores.upstream[key] = message_id
-        for name, series in processed.series.items():
-            self.stores.series[name] = series
-        for order in processed.orders:
-            self.stores.orders[order.key] = order
-        for source, skus in processed.source_skus.items():
-            self.stores.source_skus[source] = skus
+        """Write what a processed record changed, store by store in the order of `STORES`."""
+        self.stores.update(processed.changes)
 
     # -- holds ------------------------------------------------------------------------------------
 
@@ -263,7 +237,7 @@ class Pipeline:
             order = self.stores.orders.get(key)
             if order is None or not order.held:
                 continue
-            view = self.stores.ledger.after(total)
+            view = self.stores.ledger.after(total.changes)
             at = self.partition_of(key, partition)
             outcome = settle_expired(order, view, self.rules, moment, at, everything=everything)
             if outcome.order is None:
@@ -271,12 +245,9 @@ class Pipeline:
             structlog.contextvars.clear_contextvars()  # not the last record's: a deadline passed
             structlog.contextvars.bind_contextvars(settled=True, key=key, partition=at)
             processed = self._finish(outcome, None)
-            total.series.update(processed.series)
-            total.taken.update(processed.taken)
-            total.upstream.update(processed.upstream)
+            total.changes.update(processed.changes)
             total.records.extend(processed.records)
             total.movements.extend(processed.movements)
-            total.orders.extend(processed.orders)
         return total
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -308,10 +279,12 @@ class Pipeline:
             outcome.detail,
             decoded.message_id if decoded else None,
             decoded.name if decoded else None,
-            orders=[outcome.order] if outcome.order is not None else [],
-            series=dict(outcome.series),
-            taken=dict(outcome.taken),
-            upstream=dict(outcome.upstream),
+            changes=Stores(
+                orders={outcome.order.key: outcome.order} if outcome.order is not None else {},
+                series=dict(outcome.series),
+                taken=dict(outcome.taken),
+                upstream=dict(outcome.upstream),
+            ),
         )
 
     def _encode_all(self, events: list[Event]) -> list[OutboundRecord]:

@@ -16,7 +16,8 @@ from domain import names
 from domain.money import ZERO
 from domain.rules import RuleBook
 from workers.engine.codec import InboundRecord, dumps, loads
-from workers.engine.pipeline import Pipeline, Processed, Stores, Topics
+from workers.engine.pipeline import Pipeline, Processed, Topics
+from workers.engine.stores import Stores
 from workers.engine.validation import Validators
 
 V = TypeVar("V")
@@ -49,16 +50,9 @@ class ReadOnly(MutableMapping[str, V]):
 
 
 def read_only(stores: Stores) -> Stores:
-    return Stores(
-        orders=ReadOnly(stores.orders),
-        stock=ReadOnly(stores.stock),
-        series=ReadOnly(stores.series),
-        source_skus=ReadOnly(stores.source_skus),
-        # The numbers taken and upstream numbers used: without them a preview would miss a duplicate
-        # upstream credit note number that the worker refuses.
-        taken=ReadOnly(stores.taken),
-        upstream=ReadOnly(stores.upstream),
-    )
+    """Every store behind a window: a preview sees all the worker sees (the numbers other messages took
+    and the upstream numbers used too, or it would miss a duplicate the worker refuses)."""
+    return Stores.over(lambda store: ReadOnly(store.of(stores)))
 
 
 def preview_pipeline(

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import faust
 import structlog
@@ -38,17 +38,18 @@ import structlog
 from domain import names
 from domain.outcome import Movement
 from domain.rules import RuleBook
-from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.timeutil import iso
 from workers.config.settings import Settings
 from workers.engine.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.engine.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
-from workers.engine.pipeline import Pipeline, Processed, Stores, Topics, partition_for
+from workers.engine.pipeline import Pipeline, Processed, Topics, partition_for
+from workers.engine.stores import Stores
 from workers.engine.values import JsonValues
 from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
 from workers.kafka.delivery import Delivery, Failure, reason
 from workers.kafka.overlay import BatchStores, Overlay
-from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TICKS, inbound_topics
+from workers.kafka.table_map import TableMap
+from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TICKS, WAITING_TABLE, inbound_topics
 from workers.kafka.web import install_pages
 
 log = structlog.get_logger("oms_postsales.worker")
@@ -64,36 +65,6 @@ ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_KEY)
 OMITTED = "dlq.value.omitted"
 # A batch whose tables could not be written is handled again from scratch after this long.
 BATCH_RETRY_SECONDS = 1.0
-
-
-class TableMap(MutableMapping[str, V], Generic[V]):
-    """A faust table of JSON bytes seen as a typed mapping; the pipeline never knows it is Kafka.
-    Values are bytes (faust's "raw" serializer): as `str` faust would JSON-encode the JSON text again."""
-
-    def __init__(self, table: Any, values: JsonValues[V]) -> None:
-        self._table = table
-        self._values = values
-
-    def __getitem__(self, key: str) -> V:
-        raw = self._table.get(key)
-        if raw is None:
-            raise KeyError(key)
-        return self._values.decode(raw)
-
-    def __setitem__(self, key: str, value: V) -> None:
-        self._table[key] = self._values.encode(value)
-
-    def __delitem__(self, key: str) -> None:
-        del self._table[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._table.keys()))
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    async def settle(self) -> None:
-        await self._table.settle()
 
 
 def _headers(raw: Any) -> dict[str, str]:
@@ -170,27 +141,13 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.rules = rules
-        partitions = settings.partitions
-        self.orders_table = app.Table("orders", key_type=str, value_type=bytes, partitions=partitions)
-        self.series_table = app.Table("series", key_type=str, value_type=bytes, partitions=partitions)
-        self.waiting_table = app.Table("waiting", key_type=str, value_type=bytes, partitions=partitions)
-        self.stock_table = app.Table(
-            "stock", key_type=str, value_type=bytes, partitions=settings.internal_partitions
-        )
-        self.skus_table = app.Table("source-skus", key_type=str, value_type=bytes, partitions=partitions)
-        self.taken_table = app.Table("taken-numbers", key_type=str, value_type=bytes, partitions=partitions)
-        self.upstream_table = app.Table(
-            "upstream-numbers", key_type=str, value_type=bytes, partitions=partitions
-        )
-        self.stores = Stores(
-            orders=TableMap(self.orders_table, JsonValues(OrderState)),
-            stock=TableMap(self.stock_table, JsonValues(StockItem)),
-            series=TableMap(self.series_table, JsonValues(Series)),
-            source_skus=TableMap(self.skus_table, JsonValues(list[str])),
-            taken=TableMap(self.taken_table, JsonValues(TakenNumbers)),
-            upstream=TableMap(self.upstream_table, JsonValues(str)),
-        )
-        self.waiting: TableMap[list[str]] = TableMap(self.waiting_table, JsonValues(list[str]))
+
+        def table(name: str, by_stock: bool = False) -> Any:
+            partitions = settings.internal_partitions if by_stock else settings.partitions
+            return app.Table(name, key_type=str, value_type=bytes, partitions=partitions)
+
+        self.stores = Stores.over(lambda store: TableMap(table(store.table, store.by_stock), store.values))
+        self.waiting: TableMap[list[str]] = TableMap(table(WAITING_TABLE), JsonValues(list[str]))
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
         self.topics = Topics(mapping, settings.dlq_topic)
         # The stages' own pipelines: the orders and stock stages swap in their batch's stores, while
@@ -297,7 +254,7 @@ class Runtime:
                 continue
             pipeline.store(processed)
             slot = self._waiting(waiting, partition)
-            for order in processed.orders:
+            for order in processed.changes.orders.values():
                 if order.held:
                     slot[order.key] = None
                 else:
@@ -393,6 +350,7 @@ class Runtime:
         self.last_record = time.monotonic()
         started = time.perf_counter()
         batch = BatchStores(self.stores)
+        stock = batch.of("stock")
         pipeline = self._stock_pipeline
         pipeline.stores = batch.view
         outputs: list[OutboundRecord] = []
@@ -400,13 +358,13 @@ class Runtime:
             batch.event = event
             for movement in read_movements(event.message.value):
                 item, record = pipeline.apply_movement(movement)
-                batch.stock[movement.key] = item
+                stock[movement.key] = item
                 if record is not None:
                     outputs.append(record)
         await self.delivery.deliver(outputs, stage="stock")
-        if batch.stock.flush():
+        if stock.flush():
             crashpoints.reach("stock.stock-written")
-            await batch.stock.settle()
+            await stock.settle()
             crashpoints.reach("stock.stock-settled")
         metrics.BATCH_SECONDS.labels("stock").observe(time.perf_counter() - started)
 

@@ -14,8 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
 
-from domain.state import OrderState, Series, StockItem, TakenNumbers
-from workers.engine.pipeline import Stores
+from workers.engine.stores import STEPS, STORES, Stores
 from workers.kafka import crashpoints
 
 V = TypeVar("V")
@@ -80,45 +79,32 @@ class BatchStores:
     def __init__(self, stores: Stores) -> None:
         # The faust event being handled; every write is attributed to it.
         self.event: Any = None
-        cause = self._current
-        self.orders: Overlay[OrderState] = Overlay(stores.orders, cause)
-        self.series: Overlay[Series] = Overlay(stores.series, cause)
-        self.stock: Overlay[StockItem] = Overlay(stores.stock, cause)
-        self.source_skus: Overlay[list[str]] = Overlay(stores.source_skus, cause)
-        self.taken: Overlay[TakenNumbers] = Overlay(stores.taken, cause)
-        self.upstream: Overlay[str] = Overlay(stores.upstream, cause)
-        self.view = Stores(
-            orders=self.orders,
-            stock=self.stock,
-            series=self.series,
-            source_skus=self.source_skus,
-            taken=self.taken,
-            upstream=self.upstream,
-        )
+        self.overlays: dict[str, Overlay[Any]] = {
+            store.attribute: Overlay(mapping, self._current) for store, mapping in stores.each()
+        }
+        self.view = Stores.over(lambda store: self.overlays[store.attribute])
 
     def _current(self) -> Any:
         return self.event
 
+    def of(self, store: str) -> Overlay[Any]:
+        return self.overlays[store]
+
     async def flush(self, stage: str) -> int:
-        """Write every change in three steps, each settled (its changelog records acknowledged, the
-        local store written) before the next starts, because a crash may keep any subset of a step's
-        changelog records: first the numbers each message took and the upstream numbers used, then the
-        series counters, then orders and the rest. A redelivered message then finds the numbers it took
-        whenever a counter moved past them; a counter never moves past a number no message holds. The
-        last step is settled too: the batch's offsets are committed only after it."""
-        steps: tuple[tuple[str, tuple[Overlay[Any], ...]], ...] = (
-            ("numbers", (self.taken, self.upstream)),
-            ("series", (self.series,)),
-            ("orders", (self.source_skus, self.stock, self.orders)),
-        )
+        """Write every change step by step (`STEPS`), each settled (its changelog records acknowledged,
+        the local store written) before the next starts, because a crash may keep any subset of a step's
+        changelog records. A redelivered message then finds the numbers it took whenever a counter moved
+        past them; a counter never moves past a number no message holds. The last step is settled too:
+        the batch's offsets are committed only after it."""
         written = 0
-        for name, step in steps:
-            count = sum(overlay.flush() for overlay in step)
+        for step in STEPS:
+            overlays = [self.overlays[store.attribute] for store in STORES if store.step == step]
+            count = sum(overlay.flush() for overlay in overlays)
             if not count:
                 continue
             written += count
-            crashpoints.reach(f"{stage}.{name}-written")
-            for overlay in step:
+            crashpoints.reach(f"{stage}.{step}-written")
+            for overlay in overlays:
                 await overlay.settle()
-            crashpoints.reach(f"{stage}.{name}-settled")
+            crashpoints.reach(f"{stage}.{step}-settled")
         return written

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain import names
 from workers.config.settings import Settings
+from workers.engine.stores import table_names
 
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
@@ -27,16 +28,11 @@ STOCK_MOVEMENTS = "oms-postsales.stock-movements"
 # Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
 # tables can only be written while handling a record of the same partition, so the timer sends records.
 TICKS = "oms-postsales.settle-ticks"
-# faust tables of the worker (workers/kafka/app.py) -> whether they follow the internal stock partitions.
-TABLES = {
-    "orders": False,
-    "series": False,
-    "taken-numbers": False,
-    "upstream-numbers": False,
-    "waiting": False,
-    "source-skus": False,
-    "stock": True,
-}
+# The runtime's own table beside the pipeline's stores: per partition, the keys of the orders holding
+# messages, whose deadlines the settle ticks check.
+WAITING_TABLE = "waiting"
+# faust tables of the worker -> whether they follow the internal stock partitions.
+TABLES = {**table_names(), WAITING_TABLE: False}
 COMPACT = MappingProxyType({"cleanup.policy": "compact"})
 
 

@@ -26,10 +26,11 @@ from yarl import URL
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
+from workers.engine.order_view import order_view
 from workers.engine.pipeline import partition_for
 from workers.engine.preview import PreviewError, message_record, preview, preview_pipeline
 from workers.kafka import metrics
-from workers.ops.lookup import changelog_topic, order_view
+from workers.kafka.topics import changelog_topic
 
 log = structlog.get_logger("oms_postsales.web")
 
@@ -115,7 +116,7 @@ def install_pages(app: faust.App, runtime: Any) -> None:
         and not by faust's router, which hashes the key as the table serialises it (JSON text), while
         the records, and so the table partitions, are keyed by the raw key."""
         partition = partition_for(key, settings.partitions)
-        changelog = changelog_topic(settings)
+        changelog = changelog_topic(settings, "orders")
         for url, topics in app.router.tables_metadata().items():
             if partition in topics.get(changelog, ()):
                 return URL(str(url))

@@ -17,27 +17,18 @@ from typing import Annotated, Any
 import typer
 from aiokafka.errors import KafkaError
 
-from domain.rules import RulesError
 from domain.timeutil import parse_time
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings
+from workers.console import fail, load_settings, read_rules
 from workers.engine import preview as previews
 from workers.engine.codec import dumps, loads
+from workers.engine.order_view import order_view
 from workers.engine.pipeline import Topics
+from workers.kafka.topics import changelog_topic
 from workers.ops import dlq, lookup, report
 from workers.ops.reading import OpsError, Progress
-
-
-def _fail(message: str) -> None:
-    from workers.cli import fail
-
-    fail(message)
-
-
-def _settings() -> Settings:
-    from workers.cli import load_settings
-
-    return load_settings()
+from workers.replay.runner import load_state
 
 
 @contextmanager
@@ -45,10 +36,10 @@ def _one_line_errors(settings: Settings | None = None) -> Iterator[None]:
     try:
         yield
     except OpsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (KafkaError, OSError) as exc:
         where = settings.bootstrap_servers if settings else "the broker"
-        _fail(f"cannot reach the broker at {where}: {type(exc).__name__}")
+        fail(f"cannot reach the broker at {where}: {type(exc).__name__}")
 
 
 def _time(text: str | None, option: str) -> datetime | None:
@@ -56,7 +47,7 @@ def _time(text: str | None, option: str) -> datetime | None:
         return None
     moment = parse_time(text)
     if moment is None:
-        _fail(f"{option} {text!r} is not an ISO-8601 time")
+        fail(f"{option} {text!r} is not an ISO-8601 time")
     return moment
 
 
@@ -93,7 +84,7 @@ def dlq_list(
     error_class: ErrorClass = None, topic: OriginalTopic = None, since: Since = None, until: Until = None
 ) -> None:
     """The dead letters (a table on a terminal, JSON lines otherwise)."""
-    settings = _settings()
+    settings = load_settings()
     selection = _selection(error_class, topic, since, until)
     with _one_line_errors(settings):
         progress = Progress("reading")
@@ -124,7 +115,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(where: Annotated[str, typer.Argument(metavar="PARTITION:OFFSET")]) -> None:
     """One dead letter: headers, error, JSON pointer and what it points at, the original bytes."""
-    settings = _settings()
+    settings = load_settings()
     with _one_line_errors(settings):
         letter = dlq.find(settings, where)
     typer.echo(json.dumps(letter.detail(), indent=2, default=str))
@@ -149,8 +140,8 @@ def dlq_redrive(
 ) -> None:
     """Send dead letters back to their original topic (original key and headers, plus dlq.redriven)."""
     if not (records or error_class or topic or since or until or every):
-        _fail("choose what to re-drive: --record, --error-class, --topic, --since/--until, or --all")
-    settings = _settings()
+        fail("choose what to re-drive: --record, --error-class, --topic, --since/--until, or --all")
+    settings = load_settings()
     selection = _selection(error_class, topic, since, until, records)
     with _one_line_errors(settings):
         patch = dlq.load_patch(fix) if fix is not None else None
@@ -186,10 +177,10 @@ def orders_show(
 ) -> None:
     """Lines with shipped/returned/refunded/cancelled counts, returns, credit notes, ledger, held messages."""
     if ":" not in key:
-        _fail(f"{key!r} is not <sales channel>:<order id>")
+        fail(f"{key!r} is not <sales channel>:<order id>")
     if source not in ("auto", "api", "changelog"):
-        _fail("--source must be auto, api or changelog")
-    settings = _settings()
+        fail("--source must be auto, api or changelog")
+    settings = load_settings()
     host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
     base = url or f"http://{host}:{settings.web_port}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -203,14 +194,14 @@ def orders_show(
                 typer.echo(f"no worker answers at {base}; reading the changelog", err=True)
             else:
                 if found is None:
-                    _fail(f"no order {key}")
+                    fail(f"no order {key}")
                 _print_json(found)
                 return
         order = lookup.from_changelog(settings, key)
     if order is None:
-        _fail(f"no order {key} in {lookup.changelog_topic(settings)}")
+        fail(f"no order {key} in {changelog_topic(settings, 'orders')}")
         return
-    _print_json(lookup.order_view(order, with_personal_data=with_personal_data))
+    _print_json(order_view(order, with_personal_data=with_personal_data))
 
 
 # -- refund preview ---------------------------------------------------------------------------------------
@@ -227,28 +218,22 @@ def preview_command(
     at: Annotated[str | None, typer.Option("--at", help="message time (default: now)")] = None,
 ) -> None:
     """What a return, appeasement or refund message would refund, offline, changing nothing."""
-    from workers.config.rules_file import load_rules
-    from workers.replay.runner import load_state
-
     oms_logging.configure("ERROR")
     moment = _time(at, "--at") or datetime.now(UTC)
     if not state.is_dir():
-        _fail(f"--state {state} is not a folder")
-    try:
-        book = load_rules(rules)
-    except RulesError as exc:
-        _fail(f"rules: {exc}")
+        fail(f"--state {state} is not a folder")
+    book = read_rules(rules)
     try:
         document = loads(message_path.read_bytes())
     except OSError as exc:
-        _fail(f"cannot read {message_path}: {exc.strerror}")
+        fail(f"cannot read {message_path}: {exc.strerror}")
     except ValueError:
-        _fail(f"{message_path}: not JSON")
+        fail(f"{message_path}: not JSON")
     pipeline = previews.preview_pipeline(book, load_state(state), topics=Topics(), partitions=partitions)
     try:
         record = previews.message_record(document, pipeline.topics, message=message, at=moment)
     except previews.PreviewError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_json(previews.preview(pipeline, record))
 
 
@@ -269,7 +254,7 @@ def report_refunds(
 ) -> None:
     """Refunds and their tax per store, currency, date, document and refund type; one row per note."""
     if output_format not in ("csv", "json"):
-        _fail("--format must be csv or json")
+        fail("--format must be csv or json")
     first, last = _day(start, "--from"), _day(end, "--to")
     progress = Progress("reading credit notes")
     if input_path is not None:
@@ -277,9 +262,9 @@ def report_refunds(
             with input_path.open(encoding="utf-8") as lines, _one_line_errors():
                 notes = list(report.notes_from_file(lines, str(input_path)))
         except OSError as exc:
-            _fail(f"cannot read {input_path}: {exc.strerror}")
+            fail(f"cannot read {input_path}: {exc.strerror}")
     else:
-        settings = _settings()
+        settings = load_settings()
         with _one_line_errors(settings):
             notes = report.notes_from_broker(settings, progress)
     progress.close()
@@ -296,7 +281,7 @@ def _day(text: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        _fail(f"{option} {text!r} is not a date (YYYY-MM-DD)")
+        fail(f"{option} {text!r} is not a date (YYYY-MM-DD)")
     return None
 
 

@@ -12,111 +12,17 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from decimal import Decimal
 from typing import Any
 
 from domain.state import OrderState
 from workers.config.settings import Settings
-from workers.engine.codec import loads
 from workers.engine.values import JsonValues
+from workers.kafka.topics import changelog_topic
 from workers.ops.reading import OpsError, read_topic
 
 
 class WorkerUnreachable(OpsError):
     """No worker answered at the URL: the caller may fall back to the changelog."""
-
-
-def _money(value: Decimal) -> str:
-    return format(value, "f")
-
-
-def order_view(order: OrderState, *, with_personal_data: bool = False) -> dict[str, Any]:
-    """Counts, returns, credit notes, ledger and held messages. Personal data (the upstream order with
-    its customer, addresses and contacts, return users and free-text reasons, held payloads) only when
-    `with_personal_data`."""
-    view: dict[str, Any] = {
-        "key": order.key,
-        "sales_channel": order.sales_channel,
-        "order_id": order.order_id,
-        "known": order.known,
-        "skipped_before_integration": order.skipped_before_integration,
-        "store": order.store,
-        "currency": order.currency,
-        "cancelled": order.cancelled,
-        "lines": [
-            {
-                "line_number": line.line_number,
-                "kind": line.kind,
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "open": line.open_units,
-                "shipped": line.shipped,
-                "cancelled": line.cancelled,
-                "returned": line.returned,
-                "refunded": line.refunded_units,
-                "reshipped": line.reshipped,
-                "restocked": line.restocked,
-                "written_off": line.written_off,
-                "gross": _money(line.gross),
-                "refunded_gross": _money(line.refunded_gross),
-            }
-            for line in sorted(order.lines.values(), key=lambda item: item.line_number)
-        ],
-        "returns": [
-            {
-                "rma": ret.rma,
-                "status": ret.status,
-                "source_id": ret.source_id,
-                "refund_mode": ret.refund_mode,
-                "reshipment": ret.reshipment,
-                "refunded": ret.refunded,
-                "lines": [
-                    {
-                        "line_number": line.line_number,
-                        "sku": line.sku,
-                        "quantity": line.quantity,
-                        "status": line.status,
-                        "reason": line.reason,
-                        "condition": line.condition,
-                        "added_by_rule": line.added_by_rule,
-                        "restock": line.restock,
-                    }
-                    | ({"reason_description": line.reason_description} if with_personal_data else {})
-                    for line in ret.lines
-                ],
-            }
-            | ({"user": ret.user} if with_personal_data else {})
-            for ret in order.returns.values()
-        ],
-        "credit_notes": list(order.credit_notes),
-        "ledger": {
-            "paid": _money(order.paid),
-            "refunded": _money(order.refunded_gross),
-            "refundable": _money(order.refundable),
-            "transactions": [
-                {
-                    "type": t.type,
-                    "amount": _money(t.amount),
-                    "reference": t.reference,
-                    "credit_note_number": t.credit_note_number,
-                }
-                for t in order.transactions
-            ],
-        },
-        "held": [
-            {
-                "message_name": h.message_name,
-                "message_id": h.message_id,
-                "arrived": h.arrived,
-                "deadline": h.deadline,
-            }
-            | ({"params": loads(h.params_json)} if with_personal_data else {})
-            for h in order.held
-        ],
-    }
-    if with_personal_data:
-        view["upstream_order"] = loads(order.upstream_json) if order.upstream_json else None
-    return view
 
 
 def from_api(
@@ -140,10 +46,6 @@ def from_api(
         raise WorkerUnreachable(f"no worker answers at {base_url} ({error})") from None
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.consumer_group}-orders-changelog"
-
-
 def _text(raw: bytes | None) -> str | None:
     """faust writes table keys and values of type str as JSON strings; accept bare text too."""
     if raw is None:
@@ -160,7 +62,7 @@ def _text(raw: bytes | None) -> str | None:
 
 def latest_states(settings: Settings, keys: set[str] | None = None) -> dict[str, OrderState]:
     """The orders as the changelog has them now (last value per key; a tombstone deletes)."""
-    records = asyncio.run(read_topic(settings, changelog_topic(settings)))
+    records = asyncio.run(read_topic(settings, changelog_topic(settings, "orders")))
     states: dict[str, str | None] = {}
     for record in records:
         key = _text(record.key)

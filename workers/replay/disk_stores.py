@@ -18,8 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from rocksdict import Options, Rdict
 
-from domain.state import OrderState, Series, StockItem, TakenNumbers
-from workers.engine.pipeline import Stores
+from workers.engine.stores import STORES, Stores
 from workers.engine.values import JsonValues
 
 V = TypeVar("V")
@@ -110,12 +109,7 @@ class DiskStores(Stores):
         options.create_if_missing(True)
         self._db = Rdict(str(self.folder / DATABASE), options)
         maps: dict[str, DiskMap[Any]] = {
-            "orders": DiskMap(self._db, "orders", JsonValues(OrderState), cache_entries),
-            "stock": DiskMap(self._db, "stock", JsonValues(StockItem), cache_entries),
-            "series": DiskMap(self._db, "series", JsonValues(Series), cache_entries),
-            "source_skus": DiskMap(self._db, "source-skus", JsonValues(list[str]), cache_entries),
-            "taken": DiskMap(self._db, "taken-numbers", JsonValues(TakenNumbers), cache_entries),
-            "upstream": DiskMap(self._db, "upstream-numbers", JsonValues(str), cache_entries),
+            store.attribute: DiskMap(self._db, store.table, store.values, cache_entries) for store in STORES
         }
         self._maps = list(maps.values())
         super().__init__(**maps)

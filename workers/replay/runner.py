@@ -26,7 +26,8 @@ from domain.state import OrderState, Series, StockItem
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.engine.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
 from workers.engine.ordering import lifecycle_ranks, ties_in_lifecycle_order
-from workers.engine.pipeline import Pipeline, Processed, Stores, Topics
+from workers.engine.pipeline import Pipeline, Processed, Topics
+from workers.engine.stores import Stores
 from workers.engine.values import JsonValues
 from workers.replay.disk_stores import DATABASE, DiskStores
 
@@ -248,7 +249,7 @@ def _replay(
         write(processed.records)
         pipeline.store(processed)
         write(pipeline.apply_movements(processed.movements))
-        for order in processed.orders:
+        for order in processed.changes.orders.values():
             if order.held:
                 wait(order)
             elif order.key in waiting:

@@ -1,0 +1,103 @@
+"""One order's post-sales state as an operator reads it (the worker's API and `orders show`), without
+personal data unless asked."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from domain.state import OrderState
+from workers.engine.codec import loads
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def order_view(order: OrderState, *, with_personal_data: bool = False) -> dict[str, Any]:
+    """Counts, returns, credit notes, ledger and held messages. Personal data (the upstream order with
+    its customer, addresses and contacts, return users and free-text reasons, held payloads) only when
+    `with_personal_data`."""
+    view: dict[str, Any] = {
+        "key": order.key,
+        "sales_channel": order.sales_channel,
+        "order_id": order.order_id,
+        "known": order.known,
+        "skipped_before_integration": order.skipped_before_integration,
+        "store": order.store,
+        "currency": order.currency,
+        "cancelled": order.cancelled,
+        "lines": [
+            {
+                "line_number": line.line_number,
+                "kind": line.kind,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "open": line.open_units,
+                "shipped": line.shipped,
+                "cancelled": line.cancelled,
+                "returned": line.returned,
+                "refunded": line.refunded_units,
+                "reshipped": line.reshipped,
+                "restocked": line.restocked,
+                "written_off": line.written_off,
+                "gross": _money(line.gross),
+                "refunded_gross": _money(line.refunded_gross),
+            }
+            for line in sorted(order.lines.values(), key=lambda item: item.line_number)
+        ],
+        "returns": [
+            {
+                "rma": ret.rma,
+                "status": ret.status,
+                "source_id": ret.source_id,
+                "refund_mode": ret.refund_mode,
+                "reshipment": ret.reshipment,
+                "refunded": ret.refunded,
+                "lines": [
+                    {
+                        "line_number": line.line_number,
+                        "sku": line.sku,
+                        "quantity": line.quantity,
+                        "status": line.status,
+                        "reason": line.reason,
+                        "condition": line.condition,
+                        "added_by_rule": line.added_by_rule,
+                        "restock": line.restock,
+                    }
+                    | ({"reason_description": line.reason_description} if with_personal_data else {})
+                    for line in ret.lines
+                ],
+            }
+            | ({"user": ret.user} if with_personal_data else {})
+            for ret in order.returns.values()
+        ],
+        "credit_notes": list(order.credit_notes),
+        "ledger": {
+            "paid": _money(order.paid),
+            "refunded": _money(order.refunded_gross),
+            "refundable": _money(order.refundable),
+            "transactions": [
+                {
+                    "type": t.type,
+                    "amount": _money(t.amount),
+                    "reference": t.reference,
+                    "credit_note_number": t.credit_note_number,
+                }
+                for t in order.transactions
+            ],
+        },
+        "held": [
+            {
+                "message_name": h.message_name,
+                "message_id": h.message_id,
+                "arrived": h.arrived,
+                "deadline": h.deadline,
+            }
+            | ({"params": loads(h.params_json)} if with_personal_data else {})
+            for h in order.held
+        ],
+    }
+    if with_personal_data:
+        view["upstream_order"] = loads(order.upstream_json) if order.upstream_json else None
+    return view
