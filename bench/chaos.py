@@ -53,6 +53,7 @@ from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
 from reading import Awaited, ReadTimeout, TopicReader  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
@@ -66,7 +67,6 @@ from workers.local.dev import (  # noqa: E402
     Stopped,
     WorkerProcess,
     expected_outputs,
-    isolated,
     raising_on_stop_signals,
     settings_from_env,
 )

@@ -38,12 +38,13 @@ sys.path.insert(0, str(ROOT))
 from reading import read_counts  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.live import isolated, normalised  # noqa: E402
 from workers.config.logging import configure  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
 from workers.engine.pipeline import Pipeline, partition_for  # noqa: E402
 from workers.local.broker import LocalBroker  # noqa: E402
-from workers.local.dev import Collected, WorkerProcess, isolated, keyed, normalised, through_kafka  # noqa: E402
+from workers.local.dev import Collected, WorkerProcess, keyed, through_kafka  # noqa: E402
 from workers.replay.runner import read_records  # noqa: E402
 
 LOG = ROOT / "examples" / "message-log.jsonl"

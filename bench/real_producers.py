@@ -55,10 +55,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scenarios import DEPENDS_ON_SHIPMENT, RULES, SHIPMENT, STORIES, Scenario, Step, build, log_line  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.live import isolated  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
 from workers.engine.codec import dumps, loads  # noqa: E402
 from workers.local.broker import LocalBroker  # noqa: E402
-from workers.local.dev import WorkerProcess, collect, isolated  # noqa: E402
+from workers.local.dev import WorkerProcess, collect  # noqa: E402
 
 Json = dict[str, Any]
 PRODUCERS = {

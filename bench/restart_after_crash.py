@@ -40,12 +40,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from chaos import Progress, publish_wave, wave_records  # noqa: E402
 from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
 
+from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
 from workers.engine.pipeline import Pipeline  # noqa: E402
 from workers.local.broker import LocalBroker, free_port  # noqa: E402
-from workers.local.dev import isolated, terminate  # noqa: E402
+from workers.local.dev import terminate  # noqa: E402
 
 
 def start_worker(tree: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
@@ -80,7 +81,7 @@ from workers.kafka.topics import (  # noqa: E402
     describe_partitions,
 )
 from workers.local.broker import LocalBroker, free_port  # noqa: E402
-from workers.local.dev import WorkerProcess, isolated, terminate  # noqa: E402
+from workers.local.dev import WorkerProcess, terminate  # noqa: E402
 from workers.replay.runner import replay  # noqa: E402
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")

@@ -65,3 +65,13 @@ def test_rocksdb_is_core_and_the_local_broker_is_an_extra(wheel: zipfile.ZipFile
 def test_the_console_script_is_declared(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     assert "oms-postsales = workers.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_every_module_of_the_source_is_in_the_wheel_and_no_test_harness(wheel: zipfile.ZipFile) -> None:
+    shipped = {name for name in wheel.namelist() if name.endswith(".py")}
+    for top in ("domain", "workers", "schemas"):
+        for module in (ROOT / top).rglob("*.py"):
+            assert module.relative_to(ROOT).as_posix() in shipped, f"{module} is missing from the wheel"
+    assert not [name for name in shipped if name.split("/")[0] in ("testkit", "tests", "bench")]
+    for name in shipped:
+        assert "testkit" not in wheel.read(name).decode(), f"{name} needs the test harness"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.local.dev import WorkerProcess, through_kafka
 
 pytestmark = pytest.mark.integration
 

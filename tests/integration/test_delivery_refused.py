@@ -13,8 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from domain import names
+from testkit.live import isolated
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, isolated
+from workers.local.dev import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

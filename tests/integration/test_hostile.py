@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from domain import names
+from testkit.live import normalised
 from workers.config.logging import configure
 from workers.config.rules_file import load_rules
 from workers.local.broker import LocalBroker
-from workers.local.dev import normalised
 from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from domain import names
+from testkit.live import isolated, normalised
 from workers.config.settings import Settings
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.local.dev import WorkerProcess, through_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from testkit.live import isolated
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, isolated, through_kafka
+from workers.local.dev import WorkerProcess, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

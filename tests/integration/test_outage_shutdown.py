@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit.live import isolated
 from workers.kafka.topics import catalogue, describe_partitions
 from workers.local.broker import LocalBroker, free_port
-from workers.local.dev import WorkerProcess, isolated, local_env, settings_from_env
+from workers.local.dev import WorkerProcess, local_env, settings_from_env
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from domain import names
+from testkit.live import isolated
 from workers.config.rules_file import load_rules
 from workers.engine.codec import InboundRecord
 from workers.engine.pipeline import Pipeline
 from workers.local.broker import LocalBroker, free_port
-from workers.local.dev import WorkerProcess, expected_outputs, isolated, keyed, publish, stamped
+from workers.local.dev import WorkerProcess, expected_outputs, keyed, publish, stamped
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from reading import read_ids

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from domain import names
+from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, isolated, normalised, through_kafka
+from workers.local.dev import WorkerProcess, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

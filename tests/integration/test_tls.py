@@ -24,11 +24,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from domain import names
+from testkit.live import isolated
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps
 from workers.kafka.app import _credentials
 from workers.local.broker import HOST, LocalBroker, free_port
-from workers.local.dev import WorkerProcess, collect, isolated, publish
+from workers.local.dev import WorkerProcess, collect, publish
 
 pytestmark = [
     pytest.mark.integration,

@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 
 from domain import names
+from testkit.live import isolated
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps, loads
 from workers.engine.pipeline import partition_for
 from workers.local.broker import LocalBroker
-from workers.local.dev import WorkerProcess, collect, isolated, publish
+from workers.local.dev import WorkerProcess, collect, publish
 
 from .test_no_pii_in_logs import leaks
 

@@ -19,19 +19,12 @@ from typing import Any
 import pytest
 
 from domain import names
+from testkit.live import isolated, normalised
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps
 from workers.kafka.topics import INBOUND, TopicSpec, create_topics
 from workers.local.broker import LocalBroker, free_port
-from workers.local.dev import (
-    WorkerProcess,
-    isolated,
-    local_env,
-    normalised,
-    publish,
-    settings_from_env,
-    through_kafka,
-)
+from workers.local.dev import WorkerProcess, local_env, publish, settings_from_env, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -16,8 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -89,26 +87,6 @@ def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) 
 
 def settings_from_env(env: dict[str, str]) -> Settings:
     return Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-
-
-def isolated(
-    bootstrap: str, workdir: Path, rules: Path | None, letter: str, **extra: str
-) -> tuple[dict[str, str], Settings]:
-    """Settings for a worker whose topics, DLQ and consumer group carry their own prefix, so several
-    can share one broker (which cannot be wiped); the topics are created."""
-    tag = f"{letter}{uuid.uuid4().hex[:8]}"
-    env = local_env(bootstrap, workdir, rules, free_port())
-    env.update(
-        {
-            "OMS_TOPIC_PREFIX": f"{tag}.",
-            "OMS_CONSUMER_GROUP": f"oms-{tag}",
-            "OMS_DLQ_TOPIC": f"{tag}.dlq",
-            **extra,
-        }
-    )
-    settings = settings_from_env(env)
-    asyncio.run(create_topics(settings, catalogue(settings)))
-    return env, settings
 
 
 class WorkerProcess:
@@ -386,24 +364,6 @@ def through_kafka(
     found = asyncio.run(collect(settings, outputs, len(earlier) + len(expected), timeout))
     found.records = [r for r in found.records if _where(r) not in earlier]
     return found, expected
-
-
-def normalised(records: list[dict[str, Any]], dlq: str) -> dict[tuple[str, str | None], list[Any]]:
-    """Per topic and key, in order: message id and value. Dead letters have no order across partitions
-    and replay cannot know the partition, offset or key a producer gave them: compared as a sorted set."""
-    grouped: dict[tuple[str, str | None], list[Any]] = defaultdict(list)
-    for record in records:
-        headers = dict(record["headers"])
-        if record["topic"] == dlq:
-            for varying in ("dlq.original.partition", "dlq.original.offset", "dlq.original.topic"):
-                headers.pop(varying)
-            grouped[("DLQ", None)].append(json.dumps([headers, record["value"]], sort_keys=True))
-        else:
-            grouped[(record["topic"].split(".", 1)[1], record["key"])].append(
-                (headers["message_id"], record["value"])
-            )
-    grouped[("DLQ", None)].sort()
-    return dict(grouped)
 
 
 def _where(record: dict[str, Any]) -> tuple[str, int, int]:

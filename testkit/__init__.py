@@ -1,0 +1,1 @@
+"""What the tests and the benchmarks share to drive live workers; not part of the shipped package."""
