@@ -19,7 +19,14 @@ ALLOWED = {
     "workers.engine": {"domain", "schemas"},
     "workers.replay": {"domain", "workers.engine"},
     "workers.kafka": {"domain", "workers.config", "workers.engine"},
-    "workers.ops": {"domain", "workers.config", "workers.engine", "workers.kafka", "workers.replay", "workers"},
+    "workers.ops": {
+        "domain",
+        "workers.config",
+        "workers.engine",
+        "workers.kafka",
+        "workers.replay",
+        "workers",
+    },
     "workers.local": {"domain", "workers.config", "workers.engine", "workers.kafka", "workers.replay"},
     "workers": {
         "domain",
