@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain import names  # noqa: E402
-from tests.seeds import seed_004_reshipment  # noqa: E402
+from tests.mom_examples import documented_reshipment  # noqa: E402
 from workers.engine.codec import dumps, loads  # noqa: E402
 
 EXAMPLE_LOG = ROOT / "examples" / "message-log.jsonl"
@@ -544,7 +544,7 @@ def reshipment(s: Scenario) -> None:
         [Line(st.sku("DUFFLE"), 1, "34.0", source="SOU1"), Line(st.sku("ITEM"), 1, "32.5", source="SOU1")]
     )
     st.ship("SOU1", [(1, 1), (2, 1)])
-    params = seed_004_reshipment(order_id=st.order_id, new_order_id=f"R-{s.token}")
+    params = documented_reshipment(order_id=st.order_id, new_order_id=f"R-{s.token}")
     s.step(names.RESHIPMENT_CREATE_SEED, st.key, params, "reship", DEPENDS_ON_SHIPMENT)
 
 
@@ -552,7 +552,7 @@ def reshipment_then_return(s: Scenario) -> None:
     st = Story(s, "OCTO")
     st.create([Line(st.sku("VASE"), 1, "60.0"), Line(st.sku("BOWL"), 1, "40.0")])
     st.ship("OCTO-STORE", [(1, 1), (2, 1)])
-    params = seed_004_reshipment(sales_channel_id="OCTO", order_id=st.order_id)
+    params = documented_reshipment(sales_channel_id="OCTO", order_id=st.order_id)
     params["reshipment"]["lines"] = [
         {"line_number": 1, "reason": "Broken", "reason_description": "In transit"}
     ]

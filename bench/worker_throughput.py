@@ -72,8 +72,8 @@ from workers.config.settings import Settings  # noqa: E402
 from workers.engine.codec import InboundRecord, dumps, loads  # noqa: E402
 from workers.engine.pipeline import Pipeline  # noqa: E402
 from workers.kafka.topics import (  # noqa: E402
-    INBOUND,
-    STOCK_MOVEMENTS,
+    INBOUND_TOPIC,
+    STOCK_MOVEMENTS_TOPIC,
     TABLES,
     TopicSpec,
     changelog_topic,
@@ -400,8 +400,8 @@ def kind_topics(settings: Settings) -> dict[str, list[str]]:
     return {
         "outputs": [settings.topic_for(n) for n in names.OUTBOUND if n != names.STOCK_ADJUSTED],
         "dead letters": [settings.dlq_topic],
-        "internal forwards": [settings.topic_prefix + INBOUND],
-        "stock movements": [settings.topic_prefix + STOCK_MOVEMENTS],
+        "internal forwards": [settings.topic_prefix + INBOUND_TOPIC],
+        "stock movements": [settings.topic_prefix + STOCK_MOVEMENTS_TOPIC],
         "stock adjustments": [adjusted],
         **{f"changelog {table}": [changelog_topic(settings, table)] for table in TABLES},
     }
@@ -413,7 +413,7 @@ def output_topics(settings: Settings) -> list[str]:
 
 def self_stamped_topics(settings: Settings) -> list[str]:
     """Records whose timestamp the worker's producer sets when it sends them (forwards keep theirs)."""
-    return [*output_topics(settings), settings.topic_prefix + STOCK_MOVEMENTS]
+    return [*output_topics(settings), settings.topic_prefix + STOCK_MOVEMENTS_TOPIC]
 
 
 def start_workers(env: dict[str, str], workdir: Path, count: int, tag: str) -> list[WorkerProcess]:

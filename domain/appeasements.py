@@ -8,10 +8,10 @@ from decimal import Decimal
 from domain.commands import Appeasement
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
-from domain.outcome import Refused, Work
+from domain.outcome import Refused
 from domain.refunds import (
     CreditNote,
-    RefundLine,
+    CreditNoteLine,
     amount_taxes,
     book,
     check_upstream_number,
@@ -19,6 +19,7 @@ from domain.refunds import (
     remember_upstream_number,
     standalone_line,
 )
+from domain.work import Work
 
 
 def _note(work: Work, cmd: Appeasement, *, standalone: bool) -> CreditNote:
@@ -66,7 +67,7 @@ def appease(work: Work, cmd: Appeasement) -> None:
             )
         asked[line.line_number] = already + amount
         taxes = amount_taxes(line, amount, places)
-        refund = RefundLine(
+        refund = CreditNoteLine(
             line,
             0,
             amount,

@@ -18,7 +18,7 @@ from typing import Any
 from msgspec.structs import replace
 from pydantic import BaseModel
 
-from domain import appeasements, jsontext, names, orders, returns, upstream
+from domain import appeasements, jsontext, names, orders, returns, upstream_refunds
 from domain.commands import (
     AppeasementCreate,
     OrderCancel,
@@ -29,47 +29,17 @@ from domain.commands import (
     ReturnCommand,
     ShipmentDone,
 )
-from domain.outcome import Ledger, MessageMeta, Outcome, Refused, Work, rejection_event
+from domain.credit_notes import Ledger
+from domain.outcome import MessageMeta, Outcome, Refused, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
 from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
 from domain.timeutil import iso, parse_time
+from domain.work import Work
 
 
 def order_key(sales_channel: str, order_id: str) -> str:
     return f"{sales_channel}:{order_id}"
-
-
-def _authorize(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, ReturnCommand)
-    ret = returns.open_return(work, cmd.return_, rma=cmd.return_.rma)
-    if work.rules.auto_approve_return:
-        returns.approve(work, ret)
-    orders.emit_order(work)
-
-
-def _received(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, ReturnCommand)
-    request = cmd.return_
-    existing = work.order.returns.get(request.rma) if request.rma else None
-    if existing is None and request.rma and work.may_wait:
-        # An RMA this worker has not seen: its authorization may still be on its way.
-        raise Refused(
-            "RETURN_NOT_OPEN", f"order {work.order.order_id} has no return {request.rma}", not_yet=True
-        )
-    if existing is None:
-        # A blind return (no RMA, or one this worker never saw): open it from what arrived.
-        existing = returns.open_return(work, request, rma=request.rma)
-    elif not existing.is_open:
-        raise Refused("RETURN_NOT_OPEN", f"return {existing.rma} is {existing.status}")
-    returns.receive(work, existing, request.lines)
-    orders.emit_order(work)
-
-
-def _return_cancel(work: Work, cmd: BaseModel) -> None:
-    assert isinstance(cmd, ReturnCommand)
-    returns.cancel(work, returns.find_open(work, cmd.return_.rma))
-    orders.emit_order(work)
 
 
 Apply = Callable[[Work, BaseModel], None]
@@ -123,11 +93,26 @@ ROUTES: dict[str, Route] = {
         time=lambda c: c.shipment.shipment_date,
     ),
     names.RETURN_AUTHORIZE: Route(
-        ReturnCommand, _return_key, _authorize, time=lambda c: c.return_.origin_date
+        ReturnCommand,
+        _return_key,
+        _unwrap(ReturnCommand, "return_", returns.authorize_return),
+        time=lambda c: c.return_.origin_date,
     ),
-    names.RETURN_REQUEST: Route(ReturnCommand, _return_key, _authorize, time=lambda c: c.return_.origin_date),
-    names.RETURN_RECEIVED: Route(ReturnCommand, _return_key, _received, time=lambda c: c.return_.origin_date),
-    names.RETURN_CANCEL: Route(ReturnCommand, _return_key, _return_cancel),
+    names.RETURN_REQUEST: Route(
+        ReturnCommand,
+        _return_key,
+        _unwrap(ReturnCommand, "return_", returns.authorize_return),
+        time=lambda c: c.return_.origin_date,
+    ),
+    names.RETURN_RECEIVED: Route(
+        ReturnCommand,
+        _return_key,
+        _unwrap(ReturnCommand, "return_", returns.receive_return),
+        time=lambda c: c.return_.origin_date,
+    ),
+    names.RETURN_CANCEL: Route(
+        ReturnCommand, _return_key, _unwrap(ReturnCommand, "return_", returns.cancel_return)
+    ),
     names.RESHIPMENT_CREATE: Route(
         ReshipmentCreate,
         lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
@@ -148,7 +133,7 @@ ROUTES: dict[str, Route] = {
     names.REFUND_CREATE: Route(
         RefundCreate,
         lambda c: (c.refund.sales_channel_id or c.refund.store_id, c.refund.order_id),
-        _unwrap(RefundCreate, "refund", upstream.refund),
+        _unwrap(RefundCreate, "refund", upstream_refunds.refund),
         time=lambda c: c.refund.status.date,
     ),
 }
@@ -418,8 +403,3 @@ def _order_never_came(
     return Outcome(
         "rejected", rejected, events=[rejection_event(current.key, meta, message.params_json, refused)]
     )
-
-
-def deadline_of(state: OrderState) -> str | None:
-    """The earliest deadline among held messages (for the runner's settle schedule)."""
-    return min((h.deadline for h in state.held), default=None)

@@ -11,7 +11,8 @@ RETURN_REQUEST: Final = "magento.postsales.return_management.request"
 RETURN_RECEIVED: Final = "magento.postsales.return_management.received"
 RETURN_CANCEL: Final = "magento.postsales.return_management.cancel"
 RESHIPMENT_CREATE: Final = "magento.postsales.reshipment_management.create"
-# The seed document spells the reshipment command this way; both spellings are accepted.
+# The archived MOM documentation's example spells the reshipment command this way; both spellings are
+# accepted (docs/contract.md, "Wire format").
 RESHIPMENT_CREATE_SEED: Final = "magento.postsales.reshipment.management.create"
 APPEASEMENT_CREATE: Final = "magento.postsales.appeasement_management.create"
 REFUND_CREATE: Final = "magento.postsales.refund_management.create"

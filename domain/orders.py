@@ -10,10 +10,11 @@ from msgspec.structs import replace
 from domain import jsontext, names
 from domain.commands import Order, OrderCancel, OrderCancelLine, OrderLine, ShipmentDone
 from domain.money import ZERO, fmt, to_decimal
-from domain.outcome import Refused, Work
+from domain.outcome import Refused
 from domain.refunds import CreditNote, issue, unit_refund_line
 from domain.rules import ChannelRules
 from domain.state import LineKind, LineState, OrderState, TaxShare, Transaction
+from domain.work import Work
 
 KINDS: dict[str, LineKind] = {"PHYSICAL": "PHYSICAL", "SERVICE": "SERVICE", "SHIPPING": "SHIPPING"}
 

@@ -12,15 +12,16 @@ from typing import Any, Literal
 
 from domain import names
 from domain.money import ZERO, fmt, prorate_step, quantize
-from domain.outcome import Refused, Work
+from domain.outcome import Refused
 from domain.state import LineState, Transaction
+from domain.work import Work
 
 RefundType = Literal["return", "appeasement", "cancellation"]
 DocumentType = Literal["CREDIT_MEMO", "INVENTORY_CREDIT_MEMO"]
 
 
 @dataclass
-class RefundLine:
+class CreditNoteLine:
     line: LineState
     units: int
     gross: Decimal
@@ -40,7 +41,7 @@ class CreditNote:
     refund_type: RefundType
     document_type: DocumentType
     refund_mode: str
-    lines: list[RefundLine] = field(default_factory=list)
+    lines: list[CreditNoteLine] = field(default_factory=list)
     rma: str | None = None
     user: str | None = None
     refund_reason: str | None = None
@@ -102,7 +103,7 @@ def amount_taxes(line: LineState, gross: Decimal, places: int) -> list[Decimal]:
     return taxes
 
 
-def book(line: LineState, refund: RefundLine, *, units_refunded: int, amount_only: bool) -> None:
+def book(line: LineState, refund: CreditNoteLine, *, units_refunded: int, amount_only: bool) -> None:
     line.refunded_gross += refund.gross
     for index, amount in enumerate(refund.taxes):
         line.refunded_tax[index] += amount
@@ -111,11 +112,13 @@ def book(line: LineState, refund: RefundLine, *, units_refunded: int, amount_onl
         line.amount_only_gross += refund.gross
 
 
-def unit_refund_line(work: Work, line: LineState, units: int, explanation: str, **details: Any) -> RefundLine:
+def unit_refund_line(
+    work: Work, line: LineState, units: int, explanation: str, **details: Any
+) -> CreditNoteLine:
     gross, taxes, capped = unit_amounts(line, units, work.places)
     if capped:
         explanation += "; capped at what is left refundable on the line"
-    refund = RefundLine(line, units, gross, taxes, explanation, **details)
+    refund = CreditNoteLine(line, units, gross, taxes, explanation, **details)
     book(line, refund, units_refunded=units, amount_only=False)
     return refund
 
@@ -125,7 +128,7 @@ def check_upstream_number(work: Work, number: str | None) -> None:
     if number is None:
         return
     store = work.order.store or work.order.sales_channel
-    used_by = work.upstream_number_user(store, number)
+    used_by = work.numbers.upstream_number_user(store, number)
     if number in work.order.credit_notes or (used_by is not None and used_by != work.meta.message_id):
         raise Refused("DUPLICATE_REFUND", f"credit note {number} is already used for store {store}")
 
@@ -133,12 +136,12 @@ def check_upstream_number(work: Work, number: str | None) -> None:
 def remember_upstream_number(work: Work, number: str | None) -> None:
     if number is None:
         return
-    work.remember_upstream_number(work.order.store or work.order.sales_channel, number)
+    work.numbers.remember_upstream_number(work.order.store or work.order.sales_channel, number)
 
 
 def standalone_line(
     line_number: int, gross: Decimal, *, units: int = 0, ref: str | None = None, **details: Any
-) -> RefundLine:
+) -> CreditNoteLine:
     """A refund line for an order that never arrived: the amount as sent, no tax known."""
     placeholder = LineState(
         line_number=line_number,
@@ -151,7 +154,7 @@ def standalone_line(
         payment_reference=ref,
     )
     explanation = "standalone refund: the original order never arrived (unknown_order=standalone)"
-    return RefundLine(placeholder, units, gross, [], explanation, **details)
+    return CreditNoteLine(placeholder, units, gross, [], explanation, **details)
 
 
 def _payment_ref(work: Work, line: LineState) -> str:
@@ -161,7 +164,7 @@ def _payment_ref(work: Work, line: LineState) -> str:
     return payments[0] if payments else work.order.order_id
 
 
-def _line_document(work: Work, refund: RefundLine) -> dict[str, Any]:
+def _line_document(work: Work, refund: CreditNoteLine) -> dict[str, Any]:
     places = work.places
     line = refund.line
     vat = refund.vat
@@ -202,7 +205,7 @@ def issue(work: Work, note: CreditNote) -> str:
     """Number the credit note, publish it, and write the negative transaction to the order's ledger."""
     order = work.order
     store = order.store or order.sales_channel
-    number = note.credit_note_number or work.next_credit_note(store)
+    number = note.credit_note_number or work.numbers.next_number(store)
     places = work.places
     gross, vat = note.gross, note.vat
     order.credit_notes.append(number)

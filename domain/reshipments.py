@@ -1,5 +1,6 @@
 """Reshipment: the original lines are returned without a refund (a CLOSED return), and a child order with
-origin RE, a zero-amount ZEROPAY payment and its shipment request are published (seed 004)."""
+origin RE, a zero-amount ZEROPAY payment and its shipment request are published (docs/contract.md,
+"Inbound messages")."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 from domain import jsontext, names
 from domain.commands import Reshipment, ReshipmentLine
 from domain.orders import emit_order
-from domain.outcome import Refused, Work
+from domain.outcome import Refused
 from domain.returns import claim_goods, emit_return, new_rma
 from domain.state import LineState, ReturnLineState, ReturnState
+from domain.work import Work
 
 ZERO_PRICE: dict[str, Any] = {"net_amount": 0, "gross_amount": 0, "tax_amount": 0, "tax_rate": 0, "taxes": []}
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from domain import names
 from domain.commands import Return, ReturnLine
-from domain.outcome import Refused, Work
-from domain.refunds import CreditNote, RefundLine, issue, unit_refund_line
+from domain.orders import emit_order
+from domain.outcome import Refused
+from domain.refunds import CreditNote, CreditNoteLine, issue, unit_refund_line
 from domain.state import LineState, ReturnLineState, ReturnState
+from domain.work import Work
 
 ALL_OPEN = ("REQUESTED", "APPROVED")
 
@@ -261,7 +263,7 @@ def refund_return(work: Work, ret: ReturnState) -> None:
         restock = rline.restock if rline.stock_done else None
         if quantity_only:
             note.lines.append(
-                RefundLine(
+                CreditNoteLine(
                     line,
                     rline.quantity,
                     0 * line.gross,
@@ -376,3 +378,37 @@ def emit_return(work: Work, ret: ReturnState) -> None:
             }
         },
     )
+
+
+# -- the return messages ---------------------------------------------------------------------------------
+
+
+def authorize_return(work: Work, request: Return) -> None:
+    """return_management.authorize / .request: open the RMA, approved at once if the channel says so."""
+    ret = open_return(work, request, rma=request.rma)
+    if work.rules.auto_approve_return:
+        approve(work, ret)
+    emit_order(work)
+
+
+def receive_return(work: Work, request: Return) -> None:
+    """return_management.received: the goods of an open RMA arrived, or a blind return was received."""
+    existing = work.order.returns.get(request.rma) if request.rma else None
+    if existing is None and request.rma and work.may_wait:
+        # An RMA this worker has not seen: its authorization may still be on its way.
+        raise Refused(
+            "RETURN_NOT_OPEN", f"order {work.order.order_id} has no return {request.rma}", not_yet=True
+        )
+    if existing is None:
+        # A blind return (no RMA, or one this worker never saw): open it from what arrived.
+        existing = open_return(work, request, rma=request.rma)
+    elif not existing.is_open:
+        raise Refused("RETURN_NOT_OPEN", f"return {existing.rma} is {existing.status}")
+    receive(work, existing, request.lines)
+    emit_order(work)
+
+
+def cancel_return(work: Work, request: Return) -> None:
+    """return_management.cancel: an open RMA is cancelled."""
+    cancel(work, find_open(work, request.rma))
+    emit_order(work)

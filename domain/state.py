@@ -119,10 +119,6 @@ class ReturnState(Model, kw_only=True):
     def is_open(self) -> bool:
         return self.status in ("REQUESTED", "APPROVED")
 
-    @property
-    def is_active(self) -> bool:
-        return self.status not in ("CANCELLED", "REJECTED")
-
 
 class Transaction(Model, kw_only=True):
     type: Literal["PAYMENT", "REFUND"]

@@ -1,5 +1,5 @@
-"""Stock per source and SKU: on hand, reserved, and available-to-sell = on hand − reserved (seed 003).
-Orders may take stock below zero (seed 002): the worker records what happened, it does not refuse sales.
+"""Stock per source and SKU: on hand, reserved, and available-to-sell = on hand − reserved.
+Orders may take stock below zero: the worker records what happened, it does not refuse sales.
 """
 
 from __future__ import annotations

@@ -22,7 +22,14 @@ from domain import names
 from schemas import DEFS_NAME, SCHEMA_DIR
 from workers.config.settings import Settings
 from workers.engine import codec
-from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TABLES, TICKS, catalogue, changelog_topic
+from workers.kafka.topics import (
+    INBOUND_TOPIC,
+    STOCK_MOVEMENTS_TOPIC,
+    TABLES,
+    TICKS_TOPIC,
+    catalogue,
+    changelog_topic,
+)
 
 # JSON Schema 2020-12 is not among the formats AsyncAPI 3.0 lists, so it is named the way the listed
 # draft-07 format is; tools that do not know it still show the schema as JSON.
@@ -186,11 +193,12 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
     }
 
     internal = {
-        settings.topic_prefix + INBOUND: "every decodable inbound record, bytes and headers as sent plus "
+        settings.topic_prefix
+        + INBOUND_TOPIC: "every decodable inbound record, bytes and headers as sent plus "
         "oms.origin.* headers, re-keyed by the order (or source) its payload names.",
-        settings.topic_prefix + STOCK_MOVEMENTS: "Stock movements re-keyed <source>:<sku> between the "
+        settings.topic_prefix + STOCK_MOVEMENTS_TOPIC: "Stock movements re-keyed <source>:<sku> between the "
         "worker's own agents.",
-        settings.topic_prefix + TICKS: "Clock ticks that settle messages held for orders not seen yet.",
+        settings.topic_prefix + TICKS_TOPIC: "Clock ticks that settle messages held for orders not seen yet.",
         **{
             changelog_topic(settings, table): f"Changelog of the worker's {table!r} table (compacted)."
             for table in TABLES

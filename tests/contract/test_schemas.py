@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from domain import names
 from schemas import SCHEMA_BASE, SCHEMA_DIR
-from tests.seeds import seed_004_reshipment
+from tests.mom_examples import documented_reshipment
 from workers.engine.validation import Validators
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,8 +190,8 @@ def test_what_real_producers_send_is_accepted(name: str, path: str, value: Any) 
     assert VALIDATORS.explain(name, document) is None
 
 
-def test_seed_004_reshipment_example_is_valid_verbatim() -> None:
-    seed = seed_004_reshipment()
+def test_the_documented_reshipment_example_is_valid_verbatim() -> None:
+    seed = documented_reshipment()
     assert VALIDATORS.check(names.RESHIPMENT_CREATE_SEED, seed) is None
 
 

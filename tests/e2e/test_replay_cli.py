@@ -71,7 +71,7 @@ def test_octopus_watches_refund_and_upstream_number(outputs: list[dict[str, Any]
     assert refunds["CN-DOSHII-0-000002"]["standalone"] is True
 
 
-def test_seed_004_reshipment_id(outputs: list[dict[str, Any]]) -> None:
+def test_the_documented_reshipment_id(outputs: list[dict[str, Any]]) -> None:
     (request,) = params(outputs, names.SHIPMENT_REQUESTED)
     assert request["shipment_request"]["id"] == "ST1-R00000548-01"
 

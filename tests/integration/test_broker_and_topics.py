@@ -15,10 +15,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from domain import names
 from workers.config.settings import Settings
 from workers.kafka.topics import (
-    INBOUND,
-    STOCK_MOVEMENTS,
+    INBOUND_TOPIC,
+    STOCK_MOVEMENTS_TOPIC,
     TABLES,
-    TICKS,
+    TICKS_TOPIC,
     TopicError,
     TopicSpec,
     catalogue,
@@ -54,9 +54,9 @@ async def test_create_topics_creates_the_catalogue_and_is_idempotent(make_settin
     # + the re-keyed inbound topic, stock movements, settle ticks, the DLQ, and one compacted changelog
     # per faust table.
     assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 4 + len(TABLES)
-    assert wanted[settings.topic_prefix + INBOUND] == 3
-    assert wanted[settings.topic_prefix + STOCK_MOVEMENTS] == 2
-    assert wanted[settings.topic_prefix + TICKS] == 3
+    assert wanted[settings.topic_prefix + INBOUND_TOPIC] == 3
+    assert wanted[settings.topic_prefix + STOCK_MOVEMENTS_TOPIC] == 2
+    assert wanted[settings.topic_prefix + TICKS_TOPIC] == 3
     assert wanted[settings.dlq_topic] == 3
     assert (
         wanted[changelog_topic(settings, "orders")] == 3 and wanted[changelog_topic(settings, "stock")] == 2
@@ -129,7 +129,7 @@ async def test_copartitioning_mismatch_on_the_broker_is_named(make_settings: Mak
     settings = make_settings()
     # Upstream's topics may have any partition count: the intake reads them whatever it is.
     upstream = settings.topic_for(names.RETURN_RECEIVED)
-    odd = settings.topic_prefix + INBOUND
+    odd = settings.topic_prefix + INBOUND_TOPIC
     await create_topics(settings, [TopicSpec(upstream, 7, 1), TopicSpec(odd, settings.partitions + 2, 1)])
 
     with pytest.raises(TopicError, match=rf"{odd} has 6 \(wanted 4\)") as refused:

@@ -22,7 +22,7 @@ from domain import names
 from testkit.live import isolated, normalised
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps
-from workers.kafka.topics import INBOUND, TopicSpec, create_topics
+from workers.kafka.topics import INBOUND_TOPIC, TopicSpec, create_topics
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, local_env, publish, settings_from_env, through_kafka
 
@@ -266,7 +266,7 @@ def test_worker_refuses_its_copartitioned_topics_with_different_partition_counts
     settings = settings_from_env(env)
     # Upstream topics may have any partition count; the worker's own re-keyed topic may not.
     upstream = settings.topic_for(names.RETURN_RECEIVED)
-    odd = settings.topic_prefix + INBOUND
+    odd = settings.topic_prefix + INBOUND_TOPIC
     asyncio.run(create_topics(settings, [TopicSpec(odd, 2, 1), TopicSpec(upstream, 3, 1)]))
     done = subprocess.run(
         [sys.executable, "-m", "workers", "worker"],

@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from domain import names
+from domain.credit_notes import Ledger
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, Ledger, MessageMeta, Outcome
+from domain.outcome import Event, MessageMeta, Outcome
 from domain.rules import RuleBook, parse_rules
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement

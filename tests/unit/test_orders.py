@@ -5,7 +5,7 @@ from decimal import Decimal
 from domain import names
 from domain.commands import SourceSnapshot
 from domain.stock import snapshot_movements
-from tests.seeds import seed_004_reshipment
+from tests.mom_examples import documented_reshipment
 from tests.unit.harness import OCTOPUS, Harness, events, line, order, refund_lines, rejection, the_refund
 
 
@@ -121,11 +121,11 @@ def test_cancel_line_partial_then_whole_line_takes_its_service_along() -> None:
     assert rejection(h.send(names.ORDER_CANCEL_LINE, cancel_again)) == "NOT_ALLOWED"
 
 
-def test_seed_004_reshipment_yields_child_order_and_shipment_request_without_refund() -> None:
+def test_the_documented_reshipment_yields_child_order_and_shipment_request_without_refund() -> None:
     h = Harness()
     h.create(order("12345", [line(1, "24-MB01", "34"), line(2, "24-MB04", "32.47")], store="ST1"))
     h.ship("12345", [(1, 1), (2, 1)], store="ST1")
-    seed = seed_004_reshipment(new_order_id="R00000548")
+    seed = documented_reshipment(new_order_id="R00000548")
     outcome = h.send(names.RESHIPMENT_CREATE_SEED, seed)
     assert events(outcome, names.REFUND_UPDATED) == []
     (request,) = events(outcome, names.SHIPMENT_REQUESTED)
@@ -310,7 +310,7 @@ def test_a_reshipment_child_order_carries_no_price() -> None:
     h = Harness()
     h.create(order("12345", [line(1, "24-MB01", "34"), line(2, "24-MB04", "32.47")], store="ST1"))
     h.ship("12345", [(1, 1), (2, 1)], store="ST1")
-    outcome = h.send(names.RESHIPMENT_CREATE_SEED, seed_004_reshipment(new_order_id="R1"))
+    outcome = h.send(names.RESHIPMENT_CREATE_SEED, documented_reshipment(new_order_id="R1"))
     (child,) = events(outcome, names.ORDER_CREATED)
     amounts = [ln["amount"] for ln in child["order"]["lines"]]
     assert len(amounts) == 2  # the reshipped line and its shipping

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import names
+from domain.credit_notes import Ledger
 from domain.handlers import handle, parse
-from domain.outcome import Ledger, MessageMeta, Outcome
+from domain.outcome import MessageMeta, Outcome
 from domain.state import APPLIED_IDS_KEPT, Series, upstream_key
 from tests.unit.harness import OCTOPUS, START, Harness, order, refunds
 

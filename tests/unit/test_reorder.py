@@ -8,7 +8,7 @@ from typing import Any
 
 from domain import names
 from tests.unit.harness import OCTOPUS, Harness, events, rejection, the_refund
-from tests.unit.test_upstream import upstream
+from tests.unit.test_upstream_refunds import upstream
 
 
 def window(seconds: int = 600, **rules: Any) -> Harness:

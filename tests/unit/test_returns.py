@@ -1,4 +1,4 @@
-"""Returns and the refund-return rules, with the figures of docs/contract.md and the seeds."""
+"""Returns and the refund-return rules, with the figures of docs/contract.md."""
 
 from decimal import Decimal
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rocksdict import Options, Rdict
 
-from domain.outcome import Layered
+from domain.credit_notes import Layered
 from domain.state import Series
 from workers.config.settings import Settings
 from workers.engine.preview import ReadOnly, read_only

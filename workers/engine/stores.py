@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from domain.outcome import Ledger
+from domain.credit_notes import Ledger
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from workers.engine.values import JsonValues
 

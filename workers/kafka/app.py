@@ -49,7 +49,13 @@ from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
 from workers.kafka.delivery import Delivery, Failure, reason
 from workers.kafka.overlay import BatchStores, Overlay
 from workers.kafka.table_map import TableMap
-from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS, TICKS, WAITING_TABLE, inbound_topics
+from workers.kafka.topics import (
+    INBOUND_TOPIC,
+    STOCK_MOVEMENTS_TOPIC,
+    TICKS_TOPIC,
+    WAITING_TABLE,
+    inbound_topics,
+)
 from workers.kafka.web import install_pages
 
 log = structlog.get_logger("oms_postsales.worker")
@@ -156,9 +162,9 @@ class Runtime:
         self._orders_pipeline = self._pipeline(self.stores)
         self._stock_pipeline = self._pipeline(self.stores)
         self.ranks = lifecycle_ranks(settings.topic_for)
-        self.inbound_topic = settings.topic_prefix + INBOUND
-        self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS
-        self.ticks_topic = settings.topic_prefix + TICKS
+        self.inbound_topic = settings.topic_prefix + INBOUND_TOPIC
+        self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS_TOPIC
+        self.ticks_topic = settings.topic_prefix + TICKS_TOPIC
         self.delivery = Delivery(self._send, lambda: bool(self.app.should_stop))
         self.broker_ok = False
         self.broker_checked = 0.0

@@ -38,7 +38,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from yarl import URL
 
 from workers.kafka import crashpoints
-from workers.kafka.topics import INBOUND, STOCK_MOVEMENTS
+from workers.kafka.topics import INBOUND_TOPIC, STOCK_MOVEMENTS_TOPIC
 
 log = logging.getLogger("oms_postsales.faust_fixes")
 
@@ -151,9 +151,9 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
         committed = bool(await super()._commit(offsets))
         # The crash points after a commit: one per stage whose records it covered.
         topics = {tp.topic for tp in offsets}
-        if committed and any(topic.endswith(INBOUND) for topic in topics):
+        if committed and any(topic.endswith(INBOUND_TOPIC) for topic in topics):
             crashpoints.reach("orders.offsets-committed")
-        if committed and any(topic.endswith(STOCK_MOVEMENTS) for topic in topics):
+        if committed and any(topic.endswith(STOCK_MOVEMENTS_TOPIC) for topic in topics):
             crashpoints.reach("stock.offsets-committed")
         return committed
 

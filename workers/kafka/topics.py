@@ -21,13 +21,13 @@ from workers.engine.stores import table_names
 
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
-INBOUND = "oms-postsales.inbound"
+INBOUND_TOPIC = "oms-postsales.inbound"
 # Stock movements re-keyed "<source>:<sku>" between the order agent and the stock agent (README, "The
 # worker on Kafka").
-STOCK_MOVEMENTS = "oms-postsales.stock-movements"
+STOCK_MOVEMENTS_TOPIC = "oms-postsales.stock-movements"
 # Clock ticks, one per order partition, that settle messages held for orders that never arrived: faust
 # tables can only be written while handling a record of the same partition, so the timer sends records.
-TICKS = "oms-postsales.settle-ticks"
+TICKS_TOPIC = "oms-postsales.settle-ticks"
 # The runtime's own table beside the pipeline's stores: per partition, the keys of the orders holding
 # messages, whose deadlines the settle ticks check.
 WAITING_TABLE = "waiting"
@@ -64,11 +64,6 @@ class TopicError(RuntimeError):
     """The broker's topics do not match what the worker needs."""
 
 
-def order_keyed_topics(settings: Settings) -> list[str]:
-    """Inbound topics about orders (upstream's own: any key, any partition count)."""
-    return _unique(settings.topic_for(m) for m in names.ORDER_INBOUND)
-
-
 def inbound_topics(settings: Settings) -> list[str]:
     """Every topic upstream writes to: what the intake reads."""
     return _unique(settings.topic_for(m) for m in names.INBOUND)
@@ -78,7 +73,7 @@ def copartitioned_topics(settings: Settings) -> list[str]:
     """What the order agent reads and writes together: the re-keyed inbound topic, ticks and the
     order tables' changelogs. They must have the same partition count."""
     tables = [changelog_topic(settings, table) for table, stock in TABLES.items() if not stock]
-    return [settings.topic_prefix + INBOUND, settings.topic_prefix + TICKS, *tables]
+    return [settings.topic_prefix + INBOUND_TOPIC, settings.topic_prefix + TICKS_TOPIC, *tables]
 
 
 def catalogue(settings: Settings) -> list[TopicSpec]:
@@ -86,9 +81,9 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     wanted: list[tuple[str, int]] = [
         *((settings.topic_for(m), settings.partitions) for m in names.INBOUND),
         *((settings.topic_for(m), settings.partitions) for m in names.OUTBOUND),
-        (settings.topic_prefix + INBOUND, settings.partitions),
-        (settings.topic_prefix + STOCK_MOVEMENTS, settings.internal_partitions),
-        (settings.topic_prefix + TICKS, settings.partitions),
+        (settings.topic_prefix + INBOUND_TOPIC, settings.partitions),
+        (settings.topic_prefix + STOCK_MOVEMENTS_TOPIC, settings.internal_partitions),
+        (settings.topic_prefix + TICKS_TOPIC, settings.partitions),
         (settings.dlq_topic, settings.partitions),
     ]
     changelogs = {

@@ -1,12 +1,13 @@
-"""Payloads quoted from the seed documents (shared/seeds), verbatim, for the tests that need them."""
+"""Payloads quoted verbatim from the archived Magento Order Management documentation, for the tests that
+check the worker takes them as published."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-# Seed 004, "Example of a magento.postsales.reshipment.management.create message".
-_SEED_004_RESHIPMENT: dict[str, Any] = {
+# "Example of a magento.postsales.reshipment.management.create message" (its spelling of the name).
+_DOCUMENTED_RESHIPMENT: dict[str, Any] = {
     "reshipment": {
         "sales_channel_id": "ST1",
         "order_id": "12345",
@@ -27,8 +28,8 @@ _SEED_004_RESHIPMENT: dict[str, Any] = {
 }
 
 
-def seed_004_reshipment(**reshipment: Any) -> dict[str, Any]:
+def documented_reshipment(**reshipment: Any) -> dict[str, Any]:
     """A fresh copy of the seed's reshipment, with members of `reshipment` added or replaced."""
-    params = copy.deepcopy(_SEED_004_RESHIPMENT)
+    params = copy.deepcopy(_DOCUMENTED_RESHIPMENT)
     params["reshipment"].update(reshipment)
     return params

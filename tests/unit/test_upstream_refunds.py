@@ -1,4 +1,4 @@
-"""Refunds decided upstream (Shopify / POS): seeds 000 and 003 through refund_management.create."""
+"""Refunds decided upstream (Shopify / POS) through refund_management.create."""
 
 from typing import Any
 

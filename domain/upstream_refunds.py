@@ -1,5 +1,5 @@
 """Refunds decided upstream (`refund_management.create`): a Shopify / POS refund arrives with its own
-amounts per line, a "restock items" choice and a refund mode (seeds 000 and 003, docs/contract.md).
+amounts per line, a "restock items" choice and a refund mode (docs/contract.md, "Inbound messages").
 
 The order's status decides how it applies: units not shipped yet are cancelled (reservation released),
 shipped units are returned (restocked or written off). The worker checks the amounts against what is
@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.commands import Refund
-from domain.commands import RefundLine as UpstreamLine
+from domain.commands import Refund, RefundLine
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
-from domain.outcome import Refused, Work
+from domain.outcome import Refused
 from domain.refunds import (
     CreditNote,
-    RefundLine,
+    CreditNoteLine,
     amount_taxes,
     book,
     check_upstream_number,
@@ -28,6 +27,7 @@ from domain.refunds import (
     standalone_line,
 )
 from domain.state import LineState
+from domain.work import Work
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def _line(work: Work, order_line: str) -> LineState:
     return line
 
 
-def _split(line: LineState, request: UpstreamLine) -> Split:
+def _split(line: LineState, request: RefundLine) -> Split:
     """Unshipped units first: a refund of an item still in the warehouse is a cancellation."""
     if line.kind != "PHYSICAL":
         remaining = line.quantity - line.cancelled - line.claimed
@@ -67,7 +67,7 @@ def _split(line: LineState, request: UpstreamLine) -> Split:
     return Split(cancelled=cancelled, returned=units - cancelled)
 
 
-def _given_taxes(line: LineState, request: UpstreamLine, gross: Decimal, places: int) -> list[Decimal] | None:
+def _given_taxes(line: LineState, request: RefundLine, gross: Decimal, places: int) -> list[Decimal] | None:
     """Tax as upstream sent it, mapped onto the line's tax components; None when it sent none."""
     details = [payment.details for payment in request.payments]
     vat_details = [d for detail in details for d in (detail.vat_detail or ()) if d.amount is not None]
@@ -104,7 +104,7 @@ def refund(work: Work, cmd: Refund) -> None:
     mode = cmd.refund_mode or "QUANTITY_AND_AMOUNT"
     moves_goods, moves_money = mode != "AMOUNT_ONLY", mode != "QUANTITY_ONLY"
     any_returned = False
-    lines: list[RefundLine] = []
+    lines: list[CreditNoteLine] = []
     seen: set[int] = set()
     for request in cmd.lines:
         line = _line(work, request.order_line)
@@ -140,7 +140,7 @@ def refund(work: Work, cmd: Refund) -> None:
             if amount > line.remaining_tax(index) or amount > gross:
                 raise Refused("OVER_REFUND", f"line {line.line_number}: tax {fmt(amount, places)} too large")
         restock = bool(request.restock) if split.returned else None
-        entry = RefundLine(
+        entry = CreditNoteLine(
             line,
             units,
             gross,
