@@ -26,6 +26,7 @@ from domain.commands import (
     OrderCreate,
     RefundCreate,
     ReshipmentCreate,
+    Return,
     ReturnCommand,
     ShipmentDone,
 )
@@ -75,6 +76,21 @@ def _return_key(cmd: ReturnCommand) -> tuple[str | None, str]:
     return cmd.return_.sales_channel_id, cmd.return_.order_id
 
 
+def _return_route(apply: Callable[[Work, Return], None], *, dated: bool = True) -> Route:
+    return Route(
+        ReturnCommand,
+        _return_key,
+        _unwrap(ReturnCommand, "return_", apply),
+        time=(lambda c: c.return_.origin_date) if dated else (lambda _cmd: None),
+    )
+
+
+_RESHIP = Route(
+    ReshipmentCreate,
+    lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
+    _unwrap(ReshipmentCreate, None, _reship),
+)
+
 ROUTES: dict[str, Route] = {
     names.ORDER_CANCEL: Route(
         OrderCancel,
@@ -92,37 +108,13 @@ ROUTES: dict[str, Route] = {
         _unwrap(ShipmentDone, None, orders.ship),
         time=lambda c: c.shipment.shipment_date,
     ),
-    names.RETURN_AUTHORIZE: Route(
-        ReturnCommand,
-        _return_key,
-        _unwrap(ReturnCommand, "return_", returns.authorize_return),
-        time=lambda c: c.return_.origin_date,
-    ),
-    names.RETURN_REQUEST: Route(
-        ReturnCommand,
-        _return_key,
-        _unwrap(ReturnCommand, "return_", returns.authorize_return),
-        time=lambda c: c.return_.origin_date,
-    ),
-    names.RETURN_RECEIVED: Route(
-        ReturnCommand,
-        _return_key,
-        _unwrap(ReturnCommand, "return_", returns.receive_return),
-        time=lambda c: c.return_.origin_date,
-    ),
-    names.RETURN_CANCEL: Route(
-        ReturnCommand, _return_key, _unwrap(ReturnCommand, "return_", returns.cancel_return)
-    ),
-    names.RESHIPMENT_CREATE: Route(
-        ReshipmentCreate,
-        lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
-        _unwrap(ReshipmentCreate, None, _reship),
-    ),
-    names.RESHIPMENT_CREATE_SEED: Route(
-        ReshipmentCreate,
-        lambda c: (c.reshipment.sales_channel_id, c.reshipment.order_id),
-        _unwrap(ReshipmentCreate, None, _reship),
-    ),
+    names.RETURN_AUTHORIZE: _return_route(returns.authorize_return),
+    names.RETURN_REQUEST: _return_route(returns.authorize_return),
+    names.RETURN_RECEIVED: _return_route(returns.receive_return),
+    names.RETURN_CANCEL: _return_route(returns.cancel_return, dated=False),
+    names.RESHIPMENT_CREATE: _RESHIP,
+    # The same command under the other spelling of its name.
+    names.RESHIPMENT_CREATE_SEED: _RESHIP,
     names.APPEASEMENT_CREATE: Route(
         AppeasementCreate,
         lambda c: (c.appeasement.sales_channel_id, c.appeasement.order_id),
