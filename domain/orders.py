@@ -14,6 +14,7 @@ from domain.outcome import Refused
 from domain.refunds import CreditNote, issue, unit_refund_line
 from domain.rules import ChannelRules
 from domain.state import LineKind, LineState, OrderState, TaxShare, Transaction
+from domain.timeutil import iso, parse_time
 from domain.work import Work
 
 KINDS: dict[str, LineKind] = {"PHYSICAL": "PHYSICAL", "SERVICE": "SERVICE", "SHIPPING": "SHIPPING"}
@@ -73,6 +74,7 @@ def _currency(order: Order) -> str | None:
 def create(work: Work, order: Order, upstream_json: str) -> None:
     state = work.order
     state.known = True
+    state.ordered_at = iso(parse_time(order.origin_date) or work.meta.now)
     state.upstream_json = upstream_json
     state.store = order.store
     state.currency = _currency(order)
@@ -216,6 +218,7 @@ def ship(work: Work, cmd: ShipmentDone) -> None:
     shipment = cmd.shipment
     if state.cancelled:
         raise Refused("ORDER_CANCELLED", f"order {state.order_id} is cancelled; shipment refused")
+    shipped_at = iso(parse_time(shipment.shipment_date) or work.meta.now)
     units_by_line: dict[int, int | None] = {}
     for item in shipment.items:
         # MOM's item names a line and has no quantity: without the (ext) quantity it ships every open
@@ -236,6 +239,7 @@ def ship(work: Work, cmd: ShipmentDone) -> None:
             )
         if units <= 0:
             raise Refused("NOT_ALLOWED", f"line {line_number}: a shipment needs a positive quantity")
+        line.shipped_at = shipped_at
         if line.kind != "PHYSICAL":
             line.shipped = min(line.quantity, line.shipped + units)
             continue

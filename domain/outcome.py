@@ -24,6 +24,7 @@ RejectionCode = Literal[
     "DUPLICATE_REFUND",
     "ALREADY_SHIPPED",
     "NOT_ALLOWED",
+    "RETURN_WINDOW_CLOSED",
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import names
+from domain import names, return_window
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
 from domain.outcome import Refused
@@ -170,7 +170,13 @@ def open_return(work: Work, request: Return, *, rma: str | None) -> ReturnState:
     goods: list[Claim] = []
     for line_number, line_request in _merge_requests(request.lines).items():
         units = claim_goods(work, line_number, line_request.quantity, what="return")
-        goods.append(Claim(state.lines[line_number], units, line_request))
+        line = state.lines[line_number]
+        closed = return_window.closed_at(work.rules, state, line, work.meta.now)
+        if closed is not None:
+            raise Refused(
+                "RETURN_WINDOW_CLOSED", f"line {line_number}: {return_window.describe(work.rules, closed)}"
+            )
+        goods.append(Claim(line, units, line_request))
     for claim in goods:
         claim.line.claimed += claim.units
     ret = ReturnState(

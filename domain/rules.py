@@ -35,6 +35,10 @@ class ChannelRules(BaseModel):
     restock_conditions: tuple[str, ...] = ("GOOD", "NEW", "AS_NEW", "RESELLABLE", "UNOPENED")
     default_source: str = Field(default="DEFAULT", min_length=1)
     currency_precision: dict[str, int] = Field(default_factory=dict)
+    # Days after which a line's units can no longer be returned (None: no window), counted from the
+    # line's last shipment or from the order's date (domain/return_window.py).
+    return_window_days: int | None = Field(default=None, ge=0, le=3650)
+    return_window_from: Literal["shipment", "order"] = "shipment"
 
     @field_validator("integration_date", mode="before")
     @classmethod

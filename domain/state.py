@@ -68,6 +68,9 @@ class LineState(Model, kw_only=True):
     refunded_gross: Decimal = ZERO
     refunded_tax: list[Decimal] = field(default_factory=list)
     amount_only_gross: Decimal = ZERO
+    # When the line's units were last shipped (the shipment's date, else its message time): the return
+    # window's default anchor. None in values written before return windows existed.
+    shipped_at: str | None = None
 
     @property
     def vat(self) -> Decimal:
@@ -156,6 +159,8 @@ class OrderState(Model, kw_only=True):
     credit_notes: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
     held: list[HeldMessage] = field(default_factory=list)
+    # The order's date (its origin_date, else the create's message time); None before it was created.
+    ordered_at: str | None = None
 
     def private_copy(self) -> OrderState:
         """A deep copy to change without touching this one (a refused message leaves the stored order

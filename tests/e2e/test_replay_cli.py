@@ -255,3 +255,32 @@ def test_every_record_leaves_one_log_line_with_its_ids() -> None:
     assert applied and all(line["message_id"] and "topic" in line and "events" in line for line in applied)
     settled = [line for line in lines if line.get("settled")]  # held until a deadline, at the end
     assert settled and all("offset" not in line and line["key"] for line in settled)
+
+
+def test_a_return_window_refuses_late_returns_and_upstream_refunds_pass_over_it(tmp_path: Path) -> None:
+    # The example log's returns of order OCTO:1234 come minutes after its shipment: a window of 0 days
+    # has closed for them by then.
+    rules = (EXAMPLES / "rules.toml").read_text()
+    assert "[sales_channels.OCTO]\n" in rules
+    closed = tmp_path / "rules.toml"
+    closed.write_text(
+        rules.replace("[sales_channels.OCTO]\n", "[sales_channels.OCTO]\nreturn_window_days = 0\n")
+    )
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(closed))
+    assert done.returncode == 0, done.stderr
+    outputs = [json.loads(line) for line in done.stdout.splitlines()]
+    validators = default_validators()
+    refused = [p for p in params(outputs, names.ERROR_NOTIFY) if p["code"] == "RETURN_WINDOW_CLOSED"]
+    assert refused and all(validators.check(names.ERROR_NOTIFY, p) is None for p in refused)
+    # The authorization, and the receipt that then finds no return authorized (a blind one, refused too).
+    assert {p["topic"] for p in refused} == {names.RETURN_AUTHORIZE, names.RETURN_RECEIVED}
+    explanations = [
+        line["explanation"]
+        for p in params(outputs, names.REFUND_UPDATED)
+        if p["refund"]["refund_type"] != "return"
+        for line in p["refund"]["lines"]
+    ]
+    assert any(text.endswith("passed over: decided upstream") for text in explanations)
+    # Without the window, the same log refuses nothing for it.
+    plain = replay_examples()
+    assert not [p for p in params(plain, names.ERROR_NOTIFY) if p["code"] == "RETURN_WINDOW_CLOSED"]

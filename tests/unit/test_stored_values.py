@@ -16,12 +16,20 @@ from workers.engine.values import JsonValues
 STORED = Path(__file__).resolve().parent.parent / "data" / "stored-values"
 
 
-def test_an_order_written_by_the_pydantic_version_reads_and_writes_back_byte_for_byte() -> None:
+def test_an_order_written_by_the_pydantic_version_reads_and_writes_back_all_it_held() -> None:
     old = (STORED / "order.json").read_bytes().strip()
     order = JsonValues(OrderState).decode(old)
     assert order.returns and len(order.transactions) > 1 and order.lines
     assert all(isinstance(number, int) for number in order.lines)
-    assert JsonValues(OrderState).encode(order) == old
+    # Written back: every member as it was, in its place, plus the return window's dates (added since,
+    # unknown for an order of that version) at the end of the order and of each line.
+    expected = json.loads(old)
+    for line in expected["lines"].values():
+        line["shipped_at"] = None
+    expected["ordered_at"] = None
+    written = JsonValues(OrderState).encode(order)
+    assert list(json.loads(written).items()) == list(expected.items())
+    assert written == json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_a_stock_item_written_by_the_pydantic_version_reads_and_writes_back_byte_for_byte() -> None:

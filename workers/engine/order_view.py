@@ -6,7 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from domain.state import OrderState
+from domain import return_window
+from domain.rules import ChannelRules
+from domain.state import LineState, OrderState
+from domain.timeutil import iso
 from workers.engine.codec import loads
 
 
@@ -14,10 +17,13 @@ def _money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def order_view(order: OrderState, *, with_personal_data: bool = False) -> dict[str, Any]:
-    """Counts, returns, credit notes, ledger and held messages. Personal data (the upstream order with
-    its customer, addresses and contacts, return users and free-text reasons, held payloads) only when
-    `with_personal_data`."""
+def order_view(
+    order: OrderState, *, with_personal_data: bool = False, rules: ChannelRules | None = None
+) -> dict[str, Any]:
+    """Counts, returns, credit notes, ledger and held messages; with the channel's `rules`, each line's
+    return deadline (None: no window, or a line not shipped yet under a shipment window). Personal data
+    (the upstream order with its customer, addresses and contacts, return users and free-text reasons,
+    held payloads) only when `with_personal_data`."""
     view: dict[str, Any] = {
         "key": order.key,
         "sales_channel": order.sales_channel,
@@ -44,6 +50,7 @@ def order_view(order: OrderState, *, with_personal_data: bool = False) -> dict[s
                 "gross": _money(line.gross),
                 "refunded_gross": _money(line.refunded_gross),
             }
+            | ({"return_deadline": _deadline(rules, order, line)} if rules is not None else {})
             for line in sorted(order.lines.values(), key=lambda item: item.line_number)
         ],
         "returns": [
@@ -101,3 +108,10 @@ def order_view(order: OrderState, *, with_personal_data: bool = False) -> dict[s
     if with_personal_data:
         view["upstream_order"] = loads(order.upstream_json) if order.upstream_json else None
     return view
+
+
+def _deadline(rules: ChannelRules, order: OrderState, line: LineState) -> str | None:
+    if rules.return_window_from == "shipment" and not line.shipped and line.kind == "PHYSICAL":
+        return None  # the window starts when the line ships
+    last = return_window.deadline(rules, order, line)
+    return iso(last) if last is not None else None

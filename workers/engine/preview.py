@@ -16,6 +16,7 @@ from domain import names
 from domain.money import ZERO
 from domain.rules import RuleBook
 from workers.engine.codec import InboundRecord, dumps, loads
+from workers.engine.order_view import order_view
 from workers.engine.pipeline import Pipeline, Processed, Topics
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators
@@ -90,7 +91,14 @@ def message_record(
 def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
     key = pipeline.key_for(record)
     processed = pipeline.process(record)
-    return {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record))
+    result = {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record))
+    order = pipeline.stores.orders.get(key) if key else None
+    if order is not None:
+        # Each line's return deadline under the channel's window, as `orders show` gives it.
+        rules = pipeline.rules.for_channel(order.sales_channel)
+        lines = order_view(order, rules=rules)["lines"]
+        result["return_deadlines"] = {str(line["line_number"]): line["return_deadline"] for line in lines}
+    return result
 
 
 def _sent_number(record: InboundRecord) -> str | None:

@@ -161,7 +161,8 @@ def install_pages(app: faust.App, runtime: Any) -> None:
             if order is None:
                 return answer_json(self, {"error": "no such order", "key": key}, 404)
             personal = request.query.get("personal") in ("1", "true")
-            return answer_json(self, order_view(order, with_personal_data=personal))
+            rules = runtime.rules.for_channel(order.sales_channel)
+            return answer_json(self, order_view(order, with_personal_data=personal, rules=rules))
 
     class Preview(View):
         async def post(self, request: Request) -> Response:

@@ -201,7 +201,9 @@ def orders_show(
     if order is None:
         fail(f"no order {key} in {changelog_topic(settings, 'orders')}")
         return
-    _print_json(order_view(order, with_personal_data=with_personal_data))
+    # The deadlines need the channel's rules: the worker's own (OMS_RULES_FILE), as the API would use.
+    rules = read_rules(settings.rules_file).for_channel(order.sales_channel)
+    _print_json(order_view(order, with_personal_data=with_personal_data, rules=rules))
 
 
 # -- refund preview ---------------------------------------------------------------------------------------
