@@ -63,6 +63,10 @@ shipping_refund_rule = "onFirst"
 auto_approve_return = false
 refund_on = "approval"
 auto_release_refund = false
+
+# A channel with a return window: its refunds decided upstream pass over the window and say so.
+[sales_channels.WINDOW]
+return_window_days = 30
 """
 
 Json = dict[str, Any]
@@ -295,8 +299,10 @@ class Story:
         self.home = next((line.source for line in lines if line.source), self.home)
         self.s.step(names.ORDER_CREATE, self.key, params, "create")
 
-    def ship(self, source: str, items: list[tuple[int, int]]) -> None:
+    def ship(self, source: str, items: list[tuple[int, int]], shipped: str | None = None) -> None:
         params = shipment(self.channel, self.order_id, source, items)
+        if shipped is not None:
+            params["shipment"]["shipment_date"] = shipped
         self.s.step(names.SHIPMENT_DONE, self.key, params, "ship", SHIPMENT)
 
     def authorize(self, lines: list[tuple[int, int | None, str | None]], source: str | None = None) -> None:
@@ -493,6 +499,15 @@ def _upstream_refund_after_shipment(s: Scenario, mode: str | None, restock: bool
     st.refund([(2, None, "22.00", restock)], mode, f"SHOP-{s.token}-2")
 
 
+def upstream_refund_after_the_return_window(s: Scenario) -> None:
+    """Shipped long before the channel's 30-day return window: a POS refund still applies, and its line
+    says the window was passed over."""
+    st = Story(s, "WINDOW")
+    st.create([Line(st.sku("LAMP"), 1, "50.0")])
+    st.ship("WH-MAIN", [(1, 1)], shipped="2025-01-15T10:00:00Z")
+    st.refund([(1, 1, "55.00", True)], None, f"POS-{s.token}-1")
+
+
 def upstream_quantity_and_amount(s: Scenario) -> None:
     _upstream_refund_after_shipment(s, "QUANTITY_AND_AMOUNT", True)
 
@@ -655,6 +670,7 @@ STORIES: dict[str, Callable[[Scenario], None]] = {
     "upstream-amount-only": upstream_amount_only,
     "upstream-pos-default-mode": upstream_default_mode_pos,
     "upstream-refund-with-tax": upstream_refund_with_tax,
+    "upstream-refund-after-the-return-window": upstream_refund_after_the_return_window,
     "cancel-order": cancel_order,
     "cancel-lines-then-ship": cancel_lines_then_ship,
     "partial-shipment-then-cancel": partial_shipment_then_cancel,

@@ -36,6 +36,7 @@ QUICK = [
     "refund-on-receipt",
     "upstream-quantity-and-amount",
     "approve-on-receipt",
+    "upstream-refund-after-the-return-window",
 ]
 
 
@@ -54,6 +55,18 @@ def test_every_scenario_written_in_story_order_is_applied_by_replay(tmp_path: Pa
     assert names.ERROR_NOTIFY not in topics and names.DEFAULT_DLQ_TOPIC not in topics
     assert {loads(line)["topic"] for line in lines} == set(names.INBOUND)
     assert len(STORIES) >= 25
+
+
+def test_the_return_window_scenario_refunds_and_says_the_window_was_passed_over(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES, "utf-8")
+    (story,) = build(["upstream-refund-after-the-return-window"], "w")
+    lines = [log_line(step, step.key, None) for step in story.steps]
+    out = io.StringIO()
+    assert replay(iter(lines), out, load_rules(rules)).counts == {"applied": len(lines)}
+    records = [loads(line) for line in out.getvalue().splitlines()]
+    (refund,) = [r["value"]["params"]["refund"] for r in records if r["topic"] == names.REFUND_UPDATED]
+    assert refund["lines"][0]["explanation"].endswith("passed over: decided upstream")
 
 
 def test_the_late_shipment_variant_writes_a_return_before_its_shipment() -> None:
