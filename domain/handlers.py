@@ -18,7 +18,7 @@ from typing import Any
 from msgspec.structs import replace
 from pydantic import BaseModel
 
-from domain import appeasements, jsontext, names, orders, returns, upstream_refunds
+from domain import appeasements, jsontext, names, orders, retention, returns, upstream_refunds
 from domain.commands import (
     AppeasementCreate,
     OrderCancel,
@@ -31,7 +31,7 @@ from domain.commands import (
     ShipmentDone,
 )
 from domain.credit_notes import Ledger
-from domain.outcome import MessageMeta, Outcome, Refused, rejection_event
+from domain.outcome import Forgotten, MessageMeta, Outcome, Refused, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
 from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
@@ -170,8 +170,44 @@ def handle(
 ) -> Outcome:
     """Apply one order message. `params_json` is the params as JSON text: kept for holds and rejections.
 
-    `retry`: after a change, try again the messages of this order that wait for one (False while
-    such a message is itself being tried, so that attempts do not nest)."""
+    An order whose retention ended by the message's time is forgotten first, and the message handled as
+    one for an order never seen. `retry`: after a change, try again the messages of this order that
+    wait for one (False while such a message is itself being tried, so that attempts do not nest)."""
+    gone: Forgotten | None = None
+    if stored is not None and retention.forgotten(book.for_channel(stored.sales_channel), stored, meta.now):
+        gone = Forgotten(stored.key, tuple(retention.upstream_keys(stored, meta.partition)))
+        # The numbers its messages took go with it: a message of the new life starts afresh.
+        ledger = ledger.after(Outcome("applied", taken={stored.key: {}}))
+        stored = None
+    outcome = _handle(
+        parsed, params_json, stored, ledger, book, meta, fallback_channel=fallback_channel, retry=retry
+    )
+    outcome.forgotten = gone
+    return _dated(outcome, meta.now)
+
+
+def _dated(outcome: Outcome, now: datetime) -> Outcome:
+    """The order as stored carries the time of its last change (the latest message time, as messages
+    may come out of order). A refused message changes nothing, so it leaves the time as it was."""
+    order = outcome.order
+    if order is not None and (outcome.status != "rejected" or order.changed_at is None):
+        moment = iso(now)
+        if order.changed_at is None or order.changed_at < moment:
+            order.changed_at = moment
+    return outcome
+
+
+def _handle(
+    parsed: Parsed,
+    params_json: str,
+    stored: OrderState | None,
+    ledger: Ledger,
+    book: RuleBook,
+    meta: MessageMeta,
+    *,
+    fallback_channel: str | None = None,
+    retry: bool = True,
+) -> Outcome:
     channel = parsed.sales_channel or fallback_channel
     if channel is None:
         refused = Refused("UNKNOWN_ORDER", f"order {parsed.order_id}: no sales channel in the message or key")
@@ -303,6 +339,9 @@ def _create(
     assert isinstance(parsed.command, OrderCreate)
     rules = book.for_channel(state.sales_channel)
     origin = parse_time(parsed.command.order.origin_date)
+    if not state.known and retention.archived_create(rules, origin, meta.now):
+        # Its life may have ended and been forgotten: a re-sent old create must not reserve stock again.
+        return Outcome("archived", None, detail=f"order placed more than {rules.retain_days} days ago")
     if not state.known and rules.integration_date and origin and origin < rules.integration_date:
         work = Work(state, ledger, meta, rules)
         work.order.skipped_before_integration = True
@@ -368,7 +407,7 @@ def settle_expired(
     if current.known and current.held and total.events:
         at = MessageMeta("", "", now, partition)
         total = _retry_held(total, ledger, book, at)
-    return total
+    return _dated(total, now)
 
 
 def _order_never_came(
@@ -388,7 +427,8 @@ def _order_never_came(
     refused = Refused(
         "UNKNOWN_ORDER",
         f"order {current.order_id} of sales channel {current.sales_channel} did not arrive by "
-        f"{message.deadline}",
+        f"{message.deadline} (or it was archived: an order leaves state {rules.retain_days} days after "
+        "its post-sales life ended)",
     )
     rejected = current.private_copy()
     rejected.remember(message.message_id)

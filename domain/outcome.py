@@ -10,7 +10,7 @@ from typing import Any, Literal
 from domain import names
 from domain.state import OrderState, Series, TakenNumbers
 
-Status = Literal["applied", "rejected", "skipped", "held", "duplicate"]
+Status = Literal["applied", "rejected", "skipped", "held", "duplicate", "archived"]
 
 RejectionCode = Literal[
     "UNKNOWN_ORDER",
@@ -83,6 +83,15 @@ class MessageMeta:
     final: bool = False
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """An order that left state when this message came (domain/retention.py): its value, the numbers
+    its messages took and these upstream-number keys are deleted before anything is written."""
+
+    order_key: str
+    upstream_keys: tuple[str, ...] = ()
+
+
 @dataclass
 class Outcome:
     status: Status
@@ -95,8 +104,10 @@ class Outcome:
     detail: str = ""
     taken: dict[str, TakenNumbers] = field(default_factory=dict)
     upstream: dict[str, str] = field(default_factory=dict)
+    forgotten: Forgotten | None = None
 
     def extend(self, other: Outcome) -> None:
+        self.forgotten = self.forgotten or other.forgotten
         self.series.update(other.series)
         self.taken.update(other.taken)
         self.upstream.update(other.upstream)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ShippingRefundRule = Literal["onFirst", "onLast", "never"]
 
@@ -39,6 +39,21 @@ class ChannelRules(BaseModel):
     # line's last shipment or from the order's date (domain/return_window.py).
     return_window_days: int | None = Field(default=None, ge=0, le=3650)
     return_window_from: Literal["shipment", "order"] = "shipment"
+    # Days an order stays in state after its post-sales life ended (nothing open) and its last change;
+    # then it is forgotten (domain/retention.py). More than any window, hold or reorder window.
+    retain_days: int = Field(default=400, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _retention_outlives_every_window(self) -> ChannelRules:
+        longest = [
+            ("return_window_days", float(self.return_window_days or 0)),
+            ("unknown_order_hold_minutes", self.unknown_order_hold_minutes / (24 * 60)),
+            ("reorder_window_seconds", self.reorder_window_seconds / (24 * 3600)),
+        ]
+        for name, days in longest:
+            if self.retain_days <= days:
+                raise ValueError(f"retain_days ({self.retain_days}) must be longer than {name}")
+        return self
 
     @field_validator("integration_date", mode="before")
     @classmethod

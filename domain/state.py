@@ -161,6 +161,8 @@ class OrderState(Model, kw_only=True):
     held: list[HeldMessage] = field(default_factory=list)
     # The order's date (its origin_date, else the create's message time); None before it was created.
     ordered_at: str | None = None
+    # The message time of its last change: retention counts from it (domain/retention.py).
+    changed_at: str | None = None
 
     def private_copy(self) -> OrderState:
         """A deep copy to change without touching this one (a refused message leaves the stored order

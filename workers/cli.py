@@ -116,7 +116,10 @@ def replay_command(
     if state is not None and stores is not None:
         save_state(state, stores)
     counts = ", ".join(f"{name}={count}" for name, count in sorted(summary.counts.items()))
-    typer.echo(f"replayed {summary.records} records, emitted {summary.emitted} ({counts})", err=True)
+    archived = f"; {summary.forgotten} orders left state (retention)" if summary.forgotten else ""
+    typer.echo(
+        f"replayed {summary.records} records, emitted {summary.emitted} ({counts}){archived}", err=True
+    )
 
 
 @app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())

@@ -168,6 +168,11 @@ class Harness:
         return results
 
     def _absorb(self, outcome: Outcome) -> None:
+        if outcome.forgotten is not None:
+            self.orders.pop(outcome.forgotten.order_key, None)
+            self.taken.pop(outcome.forgotten.order_key, None)
+            for key in outcome.forgotten.upstream_keys:
+                self.upstream.pop(key, None)
         if outcome.order is not None:
             self.orders[outcome.order.key] = outcome.order
         self.series.update(outcome.series)

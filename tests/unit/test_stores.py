@@ -26,7 +26,7 @@ from workers.engine.stores import STEPS, STORES, Stores
 from workers.engine.values import JsonValues
 from workers.kafka.overlay import BatchStores, Overlay
 from workers.kafka.table_map import TableMap
-from workers.kafka.topics import TABLES, WAITING_TABLE, catalogue, changelog_topic
+from workers.kafka.topics import RETENTION_TABLE, TABLES, WAITING_TABLE, catalogue, changelog_topic
 from workers.replay.disk_stores import DiskMap, DiskStores
 
 SERIES = JsonValues(Series)
@@ -41,7 +41,7 @@ def test_the_bundle_and_the_declaration_name_the_same_stores() -> None:
 
 
 def test_every_store_is_a_table_with_a_changelog_topic_of_the_catalogue() -> None:
-    assert set(TABLES) == {store.table for store in STORES} | {WAITING_TABLE}
+    assert set(TABLES) == {store.table for store in STORES} | {WAITING_TABLE, RETENTION_TABLE}
     settings = Settings()
     topics = {spec.name for spec in catalogue(settings)}
     for store in STORES:
@@ -147,8 +147,7 @@ def writable_adapters(db: Rdict) -> dict[str, Writable]:
         "TableMap": Writable(
             TableMap(table, SERIES), lambda: {k: SERIES.decode(v) for k, v in table.items()}
         ),
-        # A batch never deletes: its overlay refuses to (NotImplementedError), checked below.
-        "Overlay": Writable(overlay, overlay_flushed, deletes=False),
+        "Overlay": Writable(overlay, overlay_flushed),
         "DiskMap": Writable(disk, disk_flushed),
     }
 

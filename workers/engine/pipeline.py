@@ -9,17 +9,18 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
-from domain import names
+from domain import names, retention
 from domain.commands import StockUpdate
 from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, MessageMeta, Movement, Outcome
+from domain.outcome import Event, Forgotten, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
-from domain.state import StockItem
+from domain.state import OrderState, StockItem
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.engine.codec import (
@@ -51,6 +52,13 @@ class Processed:
     message_name: str | None = None
     # What the record changed, per store (no stock: movements are applied by the stock side).
     changes: Stores = field(default_factory=Stores)
+    # Keys to delete per store before `changes` are written: an order that left state (retention).
+    deleted: dict[str, list[str]] = field(default_factory=dict)
+    forgotten: int = 0
+    # 1 when the record brought an order into state that was not there.
+    created: int = 0
+    # The order partition the record was handled as (None: dead letters, stock snapshots).
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,11 @@ class Pipeline:
             meta,
             fallback_channel=_channel_of(record.key),
         )
-        return self._finish(outcome, decoded)
+        processed = self._finish(outcome, decoded)
+        processed.partition = meta.partition
+        if outcome.order is not None and (stored is None or outcome.forgotten is not None):
+            processed.created = 1
+        return processed
 
     def _snapshot(self, record: InboundRecord, decoded: Decoded) -> Processed:
         try:
@@ -217,7 +229,9 @@ class Pipeline:
         return records
 
     def store(self, processed: Processed) -> None:
-        """Write what a processed record changed, store by store in the order of `STORES`."""
+        """Delete what a processed record forgot, then write what it changed, store by store in the
+        order of `STORES`."""
+        self.stores.delete(processed.deleted)
         self.stores.update(processed.changes)
 
     # -- holds ------------------------------------------------------------------------------------
@@ -246,9 +260,38 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(settled=True, key=key, partition=at)
             processed = self._finish(outcome, None)
             total.changes.update(processed.changes)
+            for name, keys in processed.deleted.items():
+                total.deleted.setdefault(name, []).extend(keys)
+            total.forgotten += processed.forgotten
             total.records.extend(processed.records)
             total.movements.extend(processed.movements)
         return total
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    def sweep(self, keys: Iterable[str], latest: datetime, *, partition: int = 0) -> Processed:
+        """Delete the orders among `keys` whose retention ended (domain/retention.py) by message time
+        `latest`; they make no outputs."""
+        total = Processed("applied", [], [])
+        structlog.contextvars.clear_contextvars()  # not the last record's: the sweep's
+        structlog.contextvars.bind_contextvars(swept=True, partition=partition)
+        for key in keys:
+            order = self.stores.orders.get(key)
+            if order is None:
+                continue
+            rules = self.rules.for_channel(order.sales_channel)
+            gone = retention.swept(rules, order, latest, self.partition_of(key, partition))
+            if gone is None:
+                continue
+            for name, found in self._forgetting(gone).get("deleted", {}).items():
+                total.deleted.setdefault(name, []).extend(found)
+            total.forgotten += 1
+        return total
+
+    def forget_at(self, order: OrderState) -> datetime | None:
+        """When a sweep may delete this order (its retention's end plus the sweep's grace)."""
+        moment = retention.forget_at(self.rules.for_channel(order.sales_channel), order)
+        return moment + retention.SWEEP_GRACE if moment is not None else None
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -285,7 +328,19 @@ class Pipeline:
                 taken=dict(outcome.taken),
                 upstream=dict(outcome.upstream),
             ),
+            **self._forgetting(outcome.forgotten),
         )
+
+    def _forgetting(self, gone: Forgotten | None) -> dict[str, Any]:
+        if gone is None:
+            return {}
+        log.info("order.forgotten", order_key=gone.order_key)
+        deleted = {
+            "orders": [gone.order_key],
+            "taken": [gone.order_key],
+            "upstream": list(gone.upstream_keys),
+        }
+        return {"deleted": deleted, "forgotten": 1}
 
     def _encode_all(self, events: list[Event]) -> list[OutboundRecord]:
         index: Counter[str] = Counter()

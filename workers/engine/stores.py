@@ -8,7 +8,7 @@ of them; `tests/unit/test_stores.py` checks that `Stores` and `STORES` name the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -82,6 +82,13 @@ class Stores:
             target = store.of(self)
             for key, value in mapping.items():
                 target[key] = value
+
+    def delete(self, keys: Mapping[str, Iterable[str]]) -> None:
+        """Delete these keys (per store field) where they are present."""
+        for store, mapping in self.each():
+            for key in keys.get(store.attribute, ()):
+                if key in mapping:
+                    del mapping[key]
 
     @property
     def ledger(self) -> Ledger:

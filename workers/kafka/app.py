@@ -38,7 +38,7 @@ import structlog
 from domain import names
 from domain.outcome import Movement
 from domain.rules import RuleBook
-from domain.timeutil import iso
+from domain.timeutil import EPOCH, iso
 from workers.config.settings import Settings
 from workers.engine.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.engine.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
@@ -48,9 +48,11 @@ from workers.engine.values import JsonValues
 from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
 from workers.kafka.delivery import Delivery, Failure, reason
 from workers.kafka.overlay import BatchStores, Overlay
+from workers.kafka.retention_index import RetentionIndex
 from workers.kafka.table_map import TableMap
 from workers.kafka.topics import (
     INBOUND_TOPIC,
+    RETENTION_TABLE,
     STOCK_MOVEMENTS_TOPIC,
     TICKS_TOPIC,
     WAITING_TABLE,
@@ -154,6 +156,9 @@ class Runtime:
 
         self.stores = Stores.over(lambda store: TableMap(table(store.table, store.by_stock), store.values))
         self.waiting: TableMap[list[str]] = TableMap(table(WAITING_TABLE), JsonValues(list[str]))
+        self.retention = RetentionIndex(TableMap(table(RETENTION_TABLE), JsonValues(list[str])))
+        # Per order partition: the latest record timestamp handled here (message time, never the clock).
+        self.stream_time: dict[int, datetime] = {}
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
         self.topics = Topics(mapping, settings.dlq_topic)
         # The stages' own pipelines: the orders and stock stages swap in their batch's stores, while
@@ -243,6 +248,7 @@ class Runtime:
         results: list[tuple[InboundRecord | None, Processed]] = []
         slot_events: dict[int, Any] = {}
         positions: list[tuple[str, int, Processed]] = []
+        by_partition: list[tuple[int, Processed]] = []
         for event in events:
             batch.event = event
             message = event.message
@@ -255,9 +261,12 @@ class Runtime:
             else:
                 record = origin(message)
                 processed = self._process(pipeline, record)
+                if record.timestamp is not None and record.timestamp > self.stream_time.get(partition, EPOCH):
+                    self.stream_time[partition] = record.timestamp
             slot_events[partition] = event
             if processed is None:
                 continue
+            by_partition.append((partition, processed))
             pipeline.store(processed)
             slot = self._waiting(waiting, partition)
             for order in processed.changes.orders.values():
@@ -267,6 +276,8 @@ class Runtime:
                     slot.pop(order.key, None)
             results.append((record, processed))
             positions.append((f"{message.topic}:{partition}", message.offset, processed))
+        index = self.retention.batch(slot_events)
+        swept = index.note(pipeline, by_partition) + index.sweep(pipeline, batch, self.stream_time)
         outputs = [output for _, processed in results for output in processed.records]
         causes = [record for record, processed in results for _ in processed.records]
         movements = [
@@ -278,6 +289,10 @@ class Runtime:
         failures = await self.delivery.deliver(outputs, stage="orders")
         await self._dead_letter_failures(failures, causes)
         await batch.flush("orders")
+        await index.flush()
+        metrics.ORDERS_ARCHIVED.inc(swept)
+        for partition, count in index.counts().items():
+            metrics.ORDERS_IN_STATE.labels(str(partition)).set(count)
         # Written only when it changed: most batches hold nothing back.
         for partition, keys in waiting.items():
             if list(keys) != self.waiting.get(f"p{partition}", []):

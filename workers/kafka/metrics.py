@@ -67,6 +67,17 @@ WAITING = Gauge(
     ["partition"],
     registry=REGISTRY,
 )
+ORDERS_IN_STATE = Gauge(
+    "oms_orders_in_state",
+    "Orders kept in state, by partition: created by this version on, minus those that left (retention)",
+    ["partition"],
+    registry=REGISTRY,
+)
+ORDERS_ARCHIVED = Counter(
+    "oms_orders_archived",
+    "Orders that left state once their retention ended, on their next message or by the sweep",
+    registry=REGISTRY,
+)
 DELIVERY_RETRIES = Counter(
     "oms_delivery_retries",
     "Deliveries of outputs retried because the broker did not acknowledge them, by error class",

@@ -20,45 +20,68 @@ from workers.kafka import crashpoints
 V = TypeVar("V")
 
 
+class _Gone:
+    """A key this batch deleted: flushed as a delete (a tombstone on the table's changelog)."""
+
+
+GONE = _Gone()
+
+
 class Overlay(MutableMapping[str, V], Generic[V]):
     def __init__(self, base: MutableMapping[str, V], cause: Callable[[], Any] = lambda: None) -> None:
         self._base = base
         self._cause = cause
-        self.changes: dict[str, V] = {}
+        self.changes: dict[str, V | _Gone] = {}
         # The record whose handling changed each key: a faust table writes a key's changelog record to
         # that record's partition, the one whose worker owns the key.
         self.causes: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> V:
         if key in self.changes:
-            return self.changes[key]
+            value = self.changes[key]
+            if isinstance(value, _Gone):
+                raise KeyError(key)
+            return value
         return self._base[key]
 
     def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
         # One lookup in the table, not two (`in` then `[]`): tables decode on every read.
         if key in self.changes:
-            return self.changes[key]
+            value = self.changes[key]
+            return default if isinstance(value, _Gone) else value
         return self._base.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.changes:
+            return not isinstance(self.changes[key], _Gone)
+        return key in self._base
 
     def __setitem__(self, key: str, value: V) -> None:
         self.changes[key] = value
         self.causes[key] = self._cause()
 
     def __delitem__(self, key: str) -> None:
-        raise NotImplementedError("the worker never deletes state within a batch")
+        if key not in self:
+            raise KeyError(key)
+        self.changes[key] = GONE
+        self.causes[key] = self._cause()
 
     def __iter__(self) -> Iterator[str]:
-        return iter({*self._base, *self.changes})
+        gone = {key for key, value in self.changes.items() if isinstance(value, _Gone)}
+        return iter({*self._base, *self.changes} - gone)
 
     def __len__(self) -> int:
-        return len({*self._base, *self.changes})
+        return sum(1 for _ in self)
 
     def flush(self) -> int:
         for key, value in self.changes.items():
             event = self.causes.get(key)
             token = _current_event.set(weakref.ref(event) if event is not None else None)
             try:
-                self._base[key] = value
+                if not isinstance(value, _Gone):
+                    self._base[key] = value
+                elif key in self._base:
+                    del self._base[key]
             finally:
                 _current_event.reset(token)
         written = len(self.changes)

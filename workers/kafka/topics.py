@@ -31,8 +31,11 @@ TICKS_TOPIC = "oms-postsales.settle-ticks"
 # The runtime's own table beside the pipeline's stores: per partition, the keys of the orders holding
 # messages, whose deadlines the settle ticks check.
 WAITING_TABLE = "waiting"
+# And per partition: which orders may leave state in which hour (retention), the next hour to sweep,
+# and how many orders the partition keeps.
+RETENTION_TABLE = "retention-index"
 # faust tables of the worker -> whether they follow the internal stock partitions.
-TABLES = {**table_names(), WAITING_TABLE: False}
+TABLES = {**table_names(), WAITING_TABLE: False, RETENTION_TABLE: False}
 COMPACT = MappingProxyType({"cleanup.policy": "compact"})
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from aiokafka.errors import KafkaError
 
-from domain.timeutil import parse_time
+from domain.timeutil import iso, parse_time
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings
 from workers.console import fail, load_settings, read_rules
@@ -194,16 +194,30 @@ def orders_show(
                 typer.echo(f"no worker answers at {base}; reading the changelog", err=True)
             else:
                 if found is None:
-                    fail(f"no order {key}")
+                    fail(_not_found(settings, key))
                 _print_json(found)
                 return
         order = lookup.from_changelog(settings, key)
-    if order is None:
-        fail(f"no order {key} in {changelog_topic(settings, 'orders')}")
-        return
+        if order is None:
+            fail(_not_found(settings, key))
+            return
     # The deadlines need the channel's rules: the worker's own (OMS_RULES_FILE), as the API would use.
     rules = read_rules(settings.rules_file).for_channel(order.sales_channel)
     _print_json(order_view(order, with_personal_data=with_personal_data, rules=rules))
+
+
+def _not_found(settings: Settings, key: str) -> str:
+    """Why there is no such order: it left state (the changelog ends it with a tombstone), or it never
+    was in the changelog."""
+    try:
+        when = lookup.archived_at(settings, key)
+    except (OpsError, KafkaError):
+        when = None
+    if when is not None:
+        return (
+            f"order {key} was archived at {iso(when)}: it left state once its retention ended (retain_days)"
+        )
+    return f"no order {key} in {changelog_topic(settings, 'orders')}"
 
 
 # -- refund preview ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from domain.state import OrderState
@@ -75,3 +76,16 @@ def latest_states(settings: Settings, keys: set[str] | None = None) -> dict[str,
 
 def from_changelog(settings: Settings, key: str) -> OrderState | None:
     return latest_states(settings, {key}).get(key)
+
+
+def archived_at(settings: Settings, key: str) -> datetime | None:
+    """When the order left state (retention), from the tombstone that ends its changelog records;
+    None when the changelog holds it, or never held it."""
+    records = asyncio.run(read_topic(settings, changelog_topic(settings, "orders")))
+    last = None
+    for record in records:
+        if _text(record.key) == key:
+            last = record
+    if last is None or last.value is not None:
+        return None
+    return last.timestamp

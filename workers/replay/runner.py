@@ -43,6 +43,8 @@ class ReplaySummary:
     counts: dict[str, int]
     # The wall clock the run took, when the log had no clock and no --now was given.
     wall_clock: datetime | None = None
+    # Orders that left state (retention), on their next message or by the sweep.
+    forgotten: int = 0
 
 
 def read_records(lines: Iterator[str], source: str, first: int = 1) -> Iterator[InboundRecord]:
@@ -241,19 +243,54 @@ def _replay(
             position[order.key] = next(arrivals)
         heapq.heappush(due, (_next_deadline(order), position[order.key], order.key))
 
+    # When each order may be swept out of state (retention), soonest first, per partition: a worker
+    # sweeps a partition on the latest message time of that partition, and replay does the same. One
+    # entry per order, so memory follows the orders in state: a later change only moves that moment
+    # later; an order is checked again when its entry comes up, and then swept or scheduled anew.
+    expiring: dict[int, list[tuple[datetime, str]]] = {}
+    scheduled: set[str] = set()
+    latest: dict[int, datetime] = {}
+    forgotten = 0
+
+    def may_expire(order: OrderState) -> None:
+        if order.key in scheduled:
+            return
+        moment = pipeline.forget_at(order)
+        if moment is not None:
+            heap = expiring.setdefault(pipeline.partition_of(order.key, 0), [])
+            heapq.heappush(heap, (moment, order.key))
+            scheduled.add(order.key)
+
     for order in pipeline.stores.orders.values():
         if order.held:
             wait(order)
+        may_expire(order)
 
     def handled(processed: Processed) -> None:
+        nonlocal forgotten
         write(processed.records)
         pipeline.store(processed)
         write(pipeline.apply_movements(processed.movements))
+        forgotten += processed.forgotten
         for order in processed.changes.orders.values():
             if order.held:
                 wait(order)
             elif order.key in waiting:
                 del waiting[order.key], position[order.key]
+            may_expire(order)
+
+    def sweep_due(partition: int, moment: datetime) -> None:
+        heap = expiring.get(partition, [])
+        keys: set[str] = set()
+        while heap and heap[0][0] <= moment:
+            keys.add(heapq.heappop(heap)[1])
+        if not keys:
+            return
+        scheduled.difference_update(keys)
+        handled(pipeline.sweep(sorted(keys), moment, partition=partition))
+        for key in keys:
+            if (order := pipeline.stores.orders.get(key)) is not None:
+                may_expire(order)
 
     def settle_due() -> None:
         keys: set[str] = set()
@@ -273,11 +310,15 @@ def _replay(
         handled(processed)
         if due:
             settle_due()
+        if processed.partition is not None:
+            moment = max(record.timestamp or pipeline.clock, latest.get(processed.partition, EPOCH))
+            latest[processed.partition] = moment
+            sweep_due(processed.partition, moment)
     if settle_at_end:
         # At the end of the input every held message has waited as long as it ever will.
         handled(pipeline.settle(list(waiting), everything=True))
     # One count per record read (a held record is counted as held, whatever became of it later).
-    return ReplaySummary(records, emitted, dict(counts), pipeline.wall_clock)
+    return ReplaySummary(records, emitted, dict(counts), pipeline.wall_clock, forgotten)
 
 
 def _next_deadline(order: OrderState) -> datetime:
