@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,37 @@ def test_a_return_window_refuses_late_returns_and_upstream_refunds_pass_over_it(
     # Without the window, the same log refuses nothing for it.
     plain = replay_examples()
     assert not [p for p in params(plain, names.ERROR_NOTIFY) if p["code"] == "RETURN_WINDOW_CLOSED"]
+
+
+def test_a_multi_year_history_leaves_only_the_orders_of_the_last_retention(tmp_path: Path) -> None:
+    # Three years of orders (two a day, shipped, some returned and received), retain_days 30.
+    sys.path.insert(0, str(ROOT / "bench"))
+    from growth import history, rules_toml, write_log
+
+    log, rules, state = tmp_path / "years.jsonl", tmp_path / "rules.toml", tmp_path / "state"
+    messages = history(3 * 365, 2, seed=3)
+    write_log(log, messages)
+    rules.write_text(rules_toml(30))
+    done = run("replay", str(log), "--rules", str(rules), "--state", str(state), "-o", os.devnull)
+    assert done.returncode == 0, done.stderr
+    summary = done.stderr.strip().splitlines()[-1]
+    left = int(summary.split("; ")[1].split()[0])
+    assert f"replayed {len(messages)} records" in summary and "applied=" in summary
+    assert "dead_letter" not in summary and "rejected" not in summary
+    from workers.replay.disk_stores import DiskStores
+
+    stores = DiskStores(state)
+    try:
+        kept = list(stores.orders.values())
+        taken = list(stores.taken)
+    finally:
+        stores.close()
+    end = messages[-1][2]
+    # What stays: orders changed within the last 30 days (+ the sweep's day of grace), or still open.
+    assert kept and len(kept) + left == 2 * 3 * 365
+    for order in kept:
+        changed = datetime.fromisoformat(order.changed_at.replace("Z", "+00:00"))
+        open_return = any(ret.is_open for ret in order.returns.values())
+        assert open_return or end - changed < timedelta(days=31), order.key
+    assert len(kept) < 2 * 40  # about two months of orders, not three years
+    assert set(taken) <= {order.key for order in kept}
