@@ -13,6 +13,8 @@ from domain.timeutil import parse_time
 from tests.unit.harness import OCTOPUS, Harness, events, rejection, the_refund
 from tests.unit.test_upstream_refunds import upstream
 from workers.engine.order_view import order_view
+from workers.engine.preview import message_record, preview, preview_pipeline
+from workers.engine.stores import Stores
 
 
 def _shipment() -> dict[str, Any]:
@@ -172,3 +174,31 @@ def test_an_order_stored_before_windows_existed_is_not_refused() -> None:
 def test_a_wrong_window_is_refused_with_its_key(table: dict[str, Any], problem: str) -> None:
     with pytest.raises(RulesError, match=problem):
         parse_rules({"sales_channels": {"OCTO": table}})
+
+
+def test_a_preview_refuses_a_late_return_and_gives_each_line_s_deadline() -> None:
+    h = Harness.with_rules(return_window_days=30)
+    h.create(OCTOPUS)
+    ship_at(h, "2026-11-02T09:00:00Z", [(1, 1)])
+    stores = Stores(orders=dict(h.orders))
+    pipeline = preview_pipeline(h.rules, stores)
+    envelope = {
+        "jsonrpc": "2.0",
+        "id": "late-return",
+        "method": names.RETURN_AUTHORIZE,
+        "params": {
+            "return": {
+                "sales_channel_id": "OCTO",
+                "order_id": "1234",
+                "source_id": "DEFAULT",
+                "user": "u",
+                "lines": [
+                    {"id": "L1", "line_number": 1, "sku": "x", "reason": "R", "reason_description": "d"}
+                ],
+            }
+        },
+    }
+    late = parse_time("2026-12-10T00:00:00Z")
+    looked = preview(pipeline, message_record(envelope, pipeline.topics, at=late))
+    assert looked["rejection"]["code"] == "RETURN_WINDOW_CLOSED"
+    assert looked["return_deadlines"] == {"1": "2026-12-02T09:00:00Z", "2": None, "3": None}
