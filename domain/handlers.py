@@ -179,9 +179,7 @@ def handle(
         # The numbers its messages took go with it: a message of the new life starts afresh.
         ledger = ledger.after(Outcome("applied", taken={stored.key: {}}))
         stored = None
-    outcome = _handle(
-        parsed, params_json, stored, ledger, book, meta, fallback_channel=fallback_channel, retry=retry
-    )
+    outcome = _handle(parsed, params_json, stored, ledger, book, meta, fallback_channel, retry)
     outcome.forgotten = gone
     return _dated(outcome, meta.now)
 
@@ -204,9 +202,8 @@ def _handle(
     ledger: Ledger,
     book: RuleBook,
     meta: MessageMeta,
-    *,
-    fallback_channel: str | None = None,
-    retry: bool = True,
+    fallback_channel: str | None,
+    retry: bool,
 ) -> Outcome:
     channel = parsed.sales_channel or fallback_channel
     if channel is None:

@@ -19,7 +19,7 @@ from domain import names
 from domain.rules import parse_rules
 from domain.timeutil import iso
 from testkit.live import isolated, normalised
-from tests.unit.harness import line, order
+from tests.unit.harness import appeasement, line, order, shipment
 from workers.engine.codec import InboundRecord, dumps
 from workers.engine.stores import Stores
 from workers.local.broker import LocalBroker
@@ -52,25 +52,9 @@ def history() -> list[tuple[str, Any, datetime]]:
         created = START + timedelta(days=number)
         params = order(f"K{number}", [line(1, f"SKU-K{number}", "10")], store="RET", origin_date=iso(created))
         messages.append(_message(names.ORDER_CREATE, params, f"K{number}-c", created))
-        shipment = {
-            "shipment": {
-                "store_id": "RET",
-                "order_id": f"K{number}",
-                "source_id": "DEFAULT",
-                "method": "std",
-                "packages": [],
-                "items": [{"order_line_id": "L1", "order_line_number": 1, "quantity": 1}],
-            }
-        }
-        messages.append(_message(names.SHIPMENT_DONE, shipment, f"K{number}-s", created + timedelta(days=1)))
-    appease = {
-        "appeasement": {
-            "sales_channel_id": "RET",
-            "order_id": "K0",
-            "user": "cs",
-            "lines": [{"line_number": 1, "amount": "1.00", "reason": "R", "reason_description": "late"}],
-        }
-    }
+        shipped = shipment(f"K{number}", [(1, 1)], store="RET")
+        messages.append(_message(names.SHIPMENT_DONE, shipped, f"K{number}-s", created + timedelta(days=1)))
+    appease = appeasement("K0", [(1, "1.00")], store="RET")
     messages.append(_message(names.APPEASEMENT_CREATE, appease, "K0-a", START + timedelta(days=40)))
     old = order("K1", [line(1, "SKU-K1", "10")], store="RET", origin_date=iso(START + timedelta(days=1)))
     messages.append(_message(names.ORDER_CREATE, old, "K1-again", START + timedelta(days=41)))

@@ -117,6 +117,58 @@ OCTOPUS = order(
 )
 
 
+def shipment(
+    order_id: str, items: list[tuple[int, int]], *, store: str = "OCTO", source: str = "DEFAULT", **extra: Any
+) -> dict[str, Any]:
+    """shipment_management params: (line number, units) per item."""
+    return {
+        "shipment": {
+            "store_id": store,
+            "order_id": order_id,
+            "source_id": source,
+            "method": "std",
+            "packages": [],
+            "items": [{"order_line_id": f"L{n}", "order_line_number": n, "quantity": q} for n, q in items],
+            **extra,
+        }
+    }
+
+
+def return_of(
+    order_id: str, lines: list[dict[str, Any]], *, store: str = "OCTO", **header: Any
+) -> dict[str, Any]:
+    """return_management params; each line needs at least its `line_number`."""
+    full = [
+        {"id": f"L{ln['line_number']}", "sku": "x", "reason": "R", "reason_description": "d", **ln}
+        for ln in lines
+    ]
+    return {
+        "return": {
+            "sales_channel_id": store,
+            "order_id": order_id,
+            "source_id": "DEFAULT",
+            "user": "u",
+            "lines": full,
+            **header,
+        }
+    }
+
+
+def appeasement(order_id: str, amounts: list[tuple[int, str]], *, store: str = "OCTO") -> dict[str, Any]:
+    """appeasement_management params: (line number, amount) per line."""
+    return {
+        "appeasement": {
+            "sales_channel_id": store,
+            "order_id": order_id,
+            "user": "cs",
+            "lines": [
+                {"line_number": n, "amount": amount, "reason": "R", "reason_description": "d"}
+                for n, amount in amounts
+            ],
+        }
+    }
+
+
 @dataclass
 class Harness:
     rules: RuleBook = field(default_factory=lambda: parse_rules({}))
@@ -193,21 +245,7 @@ class Harness:
     def ship(
         self, order_id: str, items: list[tuple[int, int]], *, store: str = "OCTO", source: str = "DEFAULT"
     ) -> Outcome:
-        return self.send(
-            names.SHIPMENT_DONE,
-            {
-                "shipment": {
-                    "store_id": store,
-                    "order_id": order_id,
-                    "source_id": source,
-                    "method": "std",
-                    "packages": [],
-                    "items": [
-                        {"order_line_id": f"L{n}", "order_line_number": n, "quantity": q} for n, q in items
-                    ],
-                }
-            },
-        )
+        return self.send(names.SHIPMENT_DONE, shipment(order_id, items, store=store, source=source))
 
     def ret(
         self,
@@ -218,23 +256,7 @@ class Harness:
         store: str = "OCTO",
         **header: Any,
     ) -> Outcome:
-        full = [
-            {"id": f"L{ln['line_number']}", "sku": "x", "reason": "R", "reason_description": "d", **ln}
-            for ln in lines
-        ]
-        return self.send(
-            name,
-            {
-                "return": {
-                    "sales_channel_id": store,
-                    "order_id": order_id,
-                    "source_id": "DEFAULT",
-                    "user": "u",
-                    "lines": full,
-                    **header,
-                }
-            },
-        )
+        return self.send(name, return_of(order_id, lines, store=store, **header))
 
     def order(self, order_id: str, store: str = "OCTO") -> OrderState:
         return self.orders[f"{store}:{order_id}"]

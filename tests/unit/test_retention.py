@@ -13,7 +13,17 @@ from hypothesis import strategies as st
 
 from domain import names
 from domain.timeutil import iso, parse_time
-from tests.unit.harness import OCTOPUS, Harness, events, line, order, rejection
+from tests.unit.harness import (
+    OCTOPUS,
+    Harness,
+    appeasement,
+    events,
+    line,
+    order,
+    rejection,
+    return_of,
+    shipment,
+)
 from workers.engine.stores import Stores
 from workers.replay.runner import replay
 
@@ -45,7 +55,7 @@ def test_an_order_stays_until_retain_days_after_its_last_change_then_is_forgotte
     assert kept.status == "applied" and kept.forgotten is None
     # That return is open: nothing forgets the order while it waits for its goods.
     at(h, changed(h) + timedelta(days=300))
-    assert h.send(names.APPEASEMENT_CREATE, _appeasement(), minutes=1).forgotten is None
+    assert h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "5.00")]), minutes=1).forgotten is None
 
 
 def test_at_the_end_of_its_retention_the_next_message_finds_the_order_forgotten() -> None:
@@ -65,18 +75,18 @@ def test_what_keeps_an_order_alive() -> None:
     h = closed_octopus(refund_on="receipt")
     h.ret("1234", [{"line_number": 1}])
     at(h, changed(h) + timedelta(days=100))
-    assert h.send(names.APPEASEMENT_CREATE, _appeasement()).forgotten is None
+    assert h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "5.00")])).forgotten is None
     # A held message (an appeasement that came before its order).
     h = Harness.with_rules(retain_days=30)
-    early = h.send(names.APPEASEMENT_CREATE, _appeasement())
+    early = h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "5.00")]))
     assert early.status == "held"
     h.now += timedelta(days=100)
-    assert h.send(names.APPEASEMENT_CREATE, _appeasement("1.00")).forgotten is None
+    assert h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "1.00")])).forgotten is None
     # A credit note waiting for release.
     h = closed_octopus(auto_release_refund=False)
-    h.send(names.APPEASEMENT_CREATE, _appeasement())
+    h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "5.00")]))
     at(h, changed(h) + timedelta(days=100))
-    assert h.send(names.APPEASEMENT_CREATE, _appeasement("1.00")).forgotten is None
+    assert h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "1.00")])).forgotten is None
 
 
 def test_a_refused_message_does_not_extend_the_retention() -> None:
@@ -104,17 +114,6 @@ def test_an_old_create_is_archived_and_never_reserves_stock_again() -> None:
     assert h.create(fresh).status == "applied"
 
 
-def _appeasement(amount: str = "5.00") -> dict[str, Any]:
-    return {
-        "appeasement": {
-            "sales_channel_id": "OCTO",
-            "order_id": "1234",
-            "user": "cs",
-            "lines": [{"line_number": 1, "amount": amount, "reason": "R", "reason_description": "d"}],
-        }
-    }
-
-
 # -- the purge through replay: what it removes is exactly the orders whose life ended ---------------
 
 RULES = {"defaults": {"retain_days": 10, "unknown_order_hold_minutes": 60}}
@@ -134,37 +133,11 @@ def _story(number: int, day: int, shipped: int | None, returned: int | None) -> 
     lines = [(created, _record(names.ORDER_CREATE, params, f"{order_id}-c", created))]
     if shipped is not None:
         moment = created + timedelta(days=shipped)
-        ship = {
-            "shipment": {
-                "store_id": "OCTO",
-                "order_id": order_id,
-                "source_id": "DEFAULT",
-                "method": "std",
-                "packages": [],
-                "items": [{"order_line_id": "L1", "order_line_number": 1, "quantity": 2}],
-            }
-        }
+        ship = shipment(order_id, [(1, 2)])
         lines.append((moment, _record(names.SHIPMENT_DONE, ship, f"{order_id}-s", moment)))
         if returned is not None:
             moment += timedelta(days=returned)
-            ret = {
-                "return": {
-                    "sales_channel_id": "OCTO",
-                    "order_id": order_id,
-                    "source_id": "DEFAULT",
-                    "user": "u",
-                    "lines": [
-                        {
-                            "id": "L1",
-                            "line_number": 1,
-                            "quantity": 1,
-                            "sku": "x",
-                            "reason": "R",
-                            "reason_description": "d",
-                        }
-                    ],
-                }
-            }
+            ret = return_of(order_id, [{"line_number": 1, "quantity": 1}])
             lines.append((moment, _record(names.RETURN_AUTHORIZE, ret, f"{order_id}-r", moment)))
     return lines
 

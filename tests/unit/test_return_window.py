@@ -10,22 +10,24 @@ import pytest
 from domain import names
 from domain.rules import RulesError, parse_rules
 from domain.timeutil import parse_time
-from tests.unit.harness import OCTOPUS, Harness, events, rejection, the_refund
+from tests.unit.harness import (
+    OCTOPUS,
+    Harness,
+    appeasement,
+    events,
+    rejection,
+    return_of,
+    shipment,
+    the_refund,
+)
 from tests.unit.test_upstream_refunds import upstream
 from workers.engine.order_view import order_view
 from workers.engine.preview import message_record, preview, preview_pipeline
 from workers.engine.stores import Stores
 
 
-def _shipment() -> dict[str, Any]:
-    return {"store_id": "OCTO", "order_id": "1234", "source_id": "DEFAULT", "method": "std", "packages": []}
-
-
 def ship_at(h: Harness, when: str, lines: list[tuple[int, int]]) -> None:
-    items = [{"order_line_id": f"L{n}", "order_line_number": n, "quantity": q} for n, q in lines]
-    outcome = h.send(
-        names.SHIPMENT_DONE, {"shipment": {**_shipment(), "shipment_date": when, "items": items}}
-    )
+    outcome = h.send(names.SHIPMENT_DONE, shipment("1234", lines, shipment_date=when))
     assert outcome.status == "applied", outcome.detail
 
 
@@ -116,14 +118,7 @@ def test_upstream_refunds_and_appeasements_pass_over_a_closed_window_and_say_so(
     explanation = refund["lines"][0]["explanation"]
     assert "return window (30 days from its shipment) closed at 2026-12-02T09:00:00Z" in explanation
     assert explanation.endswith("passed over: decided upstream")
-    appease = {
-        "appeasement": {
-            "sales_channel_id": "OCTO",
-            "order_id": "1234",
-            "user": "cs",
-            "lines": [{"line_number": 2, "amount": "10.00", "reason": "R", "reason_description": "late"}],
-        }
-    }
+    appease = appeasement("1234", [(2, "10.00")])
     note = the_refund(h.send(names.APPEASEMENT_CREATE, appease))
     assert note["lines"][0]["explanation"].endswith("passed over: decided upstream")
 
@@ -182,22 +177,8 @@ def test_a_preview_refuses_a_late_return_and_gives_each_line_s_deadline() -> Non
     ship_at(h, "2026-11-02T09:00:00Z", [(1, 1)])
     stores = Stores(orders=dict(h.orders))
     pipeline = preview_pipeline(h.rules, stores)
-    envelope = {
-        "jsonrpc": "2.0",
-        "id": "late-return",
-        "method": names.RETURN_AUTHORIZE,
-        "params": {
-            "return": {
-                "sales_channel_id": "OCTO",
-                "order_id": "1234",
-                "source_id": "DEFAULT",
-                "user": "u",
-                "lines": [
-                    {"id": "L1", "line_number": 1, "sku": "x", "reason": "R", "reason_description": "d"}
-                ],
-            }
-        },
-    }
+    params = return_of("1234", [{"line_number": 1}])
+    envelope = {"jsonrpc": "2.0", "id": "late-return", "method": names.RETURN_AUTHORIZE, "params": params}
     late = parse_time("2026-12-10T00:00:00Z")
     looked = preview(pipeline, message_record(envelope, pipeline.topics, at=late))
     assert looked["rejection"]["code"] == "RETURN_WINDOW_CLOSED"
