@@ -231,7 +231,8 @@ class Pipeline:
     def store(self, processed: Processed) -> None:
         """Delete what a processed record forgot, then write what it changed, store by store in the
         order of `STORES`."""
-        self.stores.delete(processed.deleted)
+        if processed.deleted:
+            self.stores.delete(processed.deleted)
         self.stores.update(processed.changes)
 
     # -- holds ------------------------------------------------------------------------------------

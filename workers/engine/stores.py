@@ -78,10 +78,12 @@ class Stores:
 
     def update(self, changes: Stores) -> None:
         """Write every value of `changes` (one record's or one batch's) into these stores."""
-        for store, mapping in changes.each():
-            target = store.of(self)
-            for key, value in mapping.items():
-                target[key] = value
+        for name in _FIELDS:
+            mapping = getattr(changes, name)
+            if mapping:
+                target = getattr(self, name)
+                for key, value in mapping.items():
+                    target[key] = value
 
     def delete(self, keys: Mapping[str, Iterable[str]]) -> None:
         """Delete these keys (per store field) where they are present."""
@@ -93,6 +95,10 @@ class Stores:
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.series, self.taken, self.upstream)
+
+
+# The fields in write order, for the loops that run for every record.
+_FIELDS = tuple(store.attribute for store in STORES)
 
 
 def table_names() -> dict[str, bool]:
