@@ -181,17 +181,17 @@ def handle(
         stored = None
     outcome = _handle(parsed, params_json, stored, ledger, book, meta, fallback_channel, retry)
     outcome.forgotten = gone
-    return _dated(outcome, meta.now)
+    return _dated(outcome, meta.stamp)
 
 
-def _dated(outcome: Outcome, now: datetime) -> Outcome:
+def _dated(outcome: Outcome, moment: str) -> Outcome:
     """The order as stored carries the time of its last change (the latest message time, as messages
     may come out of order). A refused message changes nothing, so it leaves the time as it was."""
     order = outcome.order
-    if order is not None and (outcome.status != "rejected" or order.changed_at is None):
-        moment = iso(now)
-        if order.changed_at is None or order.changed_at < moment:
-            order.changed_at = moment
+    if order is not None and (
+        order.changed_at is None or (outcome.status != "rejected" and order.changed_at < moment)
+    ):
+        order.changed_at = moment
     return outcome
 
 
@@ -404,7 +404,7 @@ def settle_expired(
     if current.known and current.held and total.events:
         at = MessageMeta("", "", now, partition)
         total = _retry_held(total, ledger, book, at)
-    return _dated(total, now)
+    return _dated(total, iso(now))
 
 
 def _order_never_came(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from domain import names
 from domain.state import OrderState, Series, TakenNumbers
+from domain.timeutil import iso
 
 Status = Literal["applied", "rejected", "skipped", "held", "duplicate", "archived"]
 
@@ -81,6 +83,11 @@ class MessageMeta:
     partition: int = 0
     # The last attempt of a held message: what could still be early is taken in its final meaning.
     final: bool = False
+
+    @cached_property
+    def stamp(self) -> str:
+        """`now` as stored and published (ISO-8601, UTC), made once per message."""
+        return iso(self.now)
 
 
 @dataclass(frozen=True)

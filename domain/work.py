@@ -10,7 +10,6 @@ from domain.money import minor_units
 from domain.outcome import Event, MessageMeta, Movement, Outcome, Status
 from domain.rules import ChannelRules
 from domain.state import OrderState
-from domain.timeutil import iso
 
 
 class Work:
@@ -26,7 +25,7 @@ class Work:
 
     @property
     def now(self) -> str:
-        return iso(self.meta.now)
+        return self.meta.stamp
 
     @property
     def may_wait(self) -> bool:

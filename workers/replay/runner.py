@@ -252,12 +252,13 @@ def _replay(
     latest: dict[int, datetime] = {}
     forgotten = 0
 
-    def may_expire(order: OrderState) -> None:
+    def may_expire(order: OrderState, partition: int | None = None) -> None:
         if order.key in scheduled:
             return
         moment = pipeline.forget_at(order)
         if moment is not None:
-            heap = expiring.setdefault(pipeline.partition_of(order.key, 0), [])
+            at = pipeline.partition_of(order.key, 0) if partition is None else partition
+            heap = expiring.setdefault(at, [])
             heapq.heappush(heap, (moment, order.key))
             scheduled.add(order.key)
 
@@ -277,7 +278,7 @@ def _replay(
                 wait(order)
             elif order.key in waiting:
                 del waiting[order.key], position[order.key]
-            may_expire(order)
+            may_expire(order, processed.partition)
 
     def sweep_due(partition: int, moment: datetime) -> None:
         heap = expiring.get(partition, [])
