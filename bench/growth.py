@@ -9,8 +9,8 @@ are returned and received a few days later, some get an upstream refund, some ar
 shipping. With `--retain-days R`, a history of N x R days is run through:
 
 - `replay --state`: orders in state at the end, the state folder's bytes, the child's peak RSS, seconds;
-- the live worker (RocksDB tables, one process, the local broker), the log published unkeyed as fast
-  as the producer goes: orders in state (the orders changelog, last record per key), the local data
+- the live worker (`--store`, RocksDB tables by default; one process, the local broker), the log
+  published unkeyed as fast as the producer goes: orders in state (the orders changelog, last record per key), the local data
   folder's bytes, the worker's peak RSS (VmHWM), and the changelogs' live set after compaction, computed
   here since the local broker does not compact: the last record per key of every table's changelog,
   tombstones dropped (as Kafka's cleaner does once `delete.retention.ms` passed); then the seconds to
@@ -273,10 +273,14 @@ async def _write_changelogs(settings: Settings, kept: dict[str, dict[tuple[int, 
 
 
 def run_live(
-    bootstrap: str, workdir: Path, rules: Path, messages: list[tuple[str, dict[str, Any], datetime]]
+    bootstrap: str,
+    workdir: Path,
+    rules: Path,
+    messages: list[tuple[str, dict[str, Any], datetime]],
+    store: str = "rocksdb://",
 ) -> Live:
     (workdir / "fresh").mkdir(parents=True, exist_ok=True)
-    env, settings = isolated(bootstrap, workdir, rules, "g", OMS_STORE="rocksdb://")
+    env, settings = isolated(bootstrap, workdir, rules, "g", OMS_STORE=store)
     worker = WorkerProcess(env, workdir / "worker.log").start()
     try:
         worker.wait_ready()
@@ -291,7 +295,7 @@ def run_live(
     orders = len(kept["orders"])
     data = folder_bytes(Path(env["OMS_DATA_DIR"]))
     # A fresh worker of its own group whose changelogs hold only the compacted live set.
-    fresh_env, fresh = isolated(bootstrap, workdir / "fresh", rules, "h", OMS_STORE="rocksdb://")
+    fresh_env, fresh = isolated(bootstrap, workdir / "fresh", rules, "h", OMS_STORE=store)
     asyncio.run(_write_changelogs(fresh, kept))
     port = free_port()
     fresh_env = {**fresh_env, "OMS_WEB_PORT": str(port), "OMS_DATA_DIR": str(workdir / "fresh-data")}
@@ -317,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=3, help="replay numbers as on this many partitions")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-live", action="store_true", help="replay only")
+    parser.add_argument("--store", choices=("rocksdb://", "memory://"), default="rocksdb://")
     parser.add_argument("--unbounded", action="store_true", help="also without retention (3650 days)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -328,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         variants["unbounded"] = workdir / "rules-unbounded.toml"
         variants["unbounded"].write_text(rules_toml(3650))
     multiples = [int(m) for m in args.multiples.split(",")]
-    print(f"retain_days {args.retain_days}, {args.orders_per_day} orders a day; workdir {workdir}")
+    print(
+        f"retain_days {args.retain_days}, {args.orders_per_day} orders a day, worker {args.store}; "
+        f"workdir {workdir}"
+    )
     header = "rules | multiple | days | messages | replay: orders, state KB, peak MB, s"
     if not args.no_live:
         header += " | worker: orders, data KB, peak MB, live-set records, live-set KB, restore s"
@@ -350,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.state_bytes // 1024}, {r.peak_mb:.0f}, {r.seconds:.1f}"
                 )
                 if broker is not None:
-                    live = run_live(broker.bootstrap, workdir / f"live-{tag}", rules, messages)
+                    live = run_live(broker.bootstrap, workdir / f"live-{tag}", rules, messages, args.store)
                     row += (
                         f" | {live.orders}, {live.data_bytes // 1024}, {live.peak_mb:.0f}, "
                         f"{live.live_records}, {live.live_bytes // 1024}, {live.restore_seconds:.1f}"
