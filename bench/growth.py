@@ -10,10 +10,11 @@ shipping. With `--retain-days R`, a history of N x R days is run through:
 
 - `replay --state`: orders in state at the end, the state folder's bytes, the child's peak RSS, seconds;
 - the live worker (`--store`, RocksDB tables by default; one process, the local broker), the log
-  published unkeyed as fast as the producer goes: orders in state (the orders changelog, last record per key), the local data
-  folder's bytes, the worker's peak RSS (VmHWM), and the changelogs' live set after compaction, computed
-  here since the local broker does not compact: the last record per key of every table's changelog,
-  tombstones dropped (as Kafka's cleaner does once `delete.retention.ms` passed); then the seconds to
+  published unkeyed as fast as the producer goes: orders in state (the orders changelog, last record
+  per key), the local data folder's bytes, the worker's peak RSS (VmHWM), and the changelogs' live set
+  after compaction, computed here since the local broker does not compact: the last record per key of
+  every table's changelog, tombstones dropped (as Kafka's cleaner does once `delete.retention.ms`
+  passed); then the seconds to
   `/ready` of a fresh worker (empty data folder, a consumer group of its own) whose changelogs hold only
   that live set, i.e. a restore from a compacted copy.
 
