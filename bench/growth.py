@@ -184,6 +184,21 @@ class Replayed:
     seconds: float
 
 
+def _peak_while_running(process: subprocess.Popen[bytes]) -> float:
+    """The child's own peak RSS in MB (VmHWM, read until it exits). Not rusage's ru_maxrss: that counts
+    the parent's pages the child had between fork and exec, so it would follow this process's size."""
+    peak = 0.0
+    while process.poll() is None:
+        try:
+            # Until exec, the child is a copy of this process: its pages are not the replay's.
+            if b"replay" in Path(f"/proc/{process.pid}/cmdline").read_bytes():
+                peak = max(peak, _vm_hwm_mb(process.pid))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.02)
+    return peak
+
+
 def run_replay(log: Path, rules: Path, state: Path, partitions: int) -> Replayed:
     command = [
         sys.executable,
@@ -202,7 +217,8 @@ def run_replay(log: Path, rules: Path, state: Path, partitions: int) -> Replayed
     ]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = _peak_while_running(process)
+    status = process.wait()
     seconds = time.monotonic() - started
     if status != 0:
         raise RuntimeError(f"replay failed ({status})")
@@ -211,7 +227,7 @@ def run_replay(log: Path, rules: Path, state: Path, partitions: int) -> Replayed
         orders = sum(1 for _ in stores.orders)
     finally:
         stores.close()
-    return Replayed(orders, folder_bytes(state), usage.ru_maxrss / 1024, seconds)
+    return Replayed(orders, folder_bytes(state), peak, seconds)
 
 
 @dataclass
