@@ -181,17 +181,17 @@ def handle(
         stored = None
     outcome = _handle(parsed, params_json, stored, ledger, book, meta, fallback_channel, retry)
     outcome.forgotten = gone
-    return _dated(outcome, meta.stamp)
+    return _dated(outcome, meta.now, meta.stamp)
 
 
-def _dated(outcome: Outcome, moment: str) -> Outcome:
+def _dated(outcome: Outcome, now: datetime, stamp: str) -> Outcome:
     """The order as stored carries the time of its last change (the latest message time, as messages
     may come out of order). A refused message changes nothing, so it leaves the time as it was."""
     order = outcome.order
-    if order is not None and (
-        order.changed_at is None or (outcome.status != "rejected" and order.changed_at < moment)
-    ):
-        order.changed_at = moment
+    if order is None or (outcome.status == "rejected" and order.changed_at is not None):
+        return outcome
+    if order.changed_at is None or retention.stored_time(order.changed_at) < now:
+        order.changed_at = stamp
     return outcome
 
 
@@ -404,7 +404,10 @@ def settle_expired(
     if current.known and current.held and total.events:
         at = MessageMeta("", "", now, partition)
         total = _retry_held(total, ledger, book, at)
-    return _dated(total, iso(now))
+    # Dated by the messages' own deadlines, not by `now`: a worker settles on its clock's ticks, and
+    # the order's retention must count in message time, as replay's does.
+    latest = max(parse_time(message.deadline) or now for message in due)
+    return _dated(total, latest, iso(latest))
 
 
 def _order_never_came(

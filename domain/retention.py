@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from domain.outcome import Forgotten
 from domain.rules import ChannelRules
 from domain.state import OrderState, upstream_key
-from domain.timeutil import parse_time
+from domain.timeutil import EPOCH, parse_time
 
 
 def open_reason(rules: ChannelRules, order: OrderState) -> str | None:
@@ -37,17 +37,16 @@ def forget_at(rules: ChannelRules, order: OrderState) -> datetime | None:
     """When the order leaves state; None while its life is open or its last change is not known."""
     if order.changed_at is None or open_reason(rules, order) is not None:
         return None
-    changed = _stored_time(order.changed_at)
-    return None if changed is None else changed + timedelta(days=rules.retain_days)
+    return stored_time(order.changed_at) + timedelta(days=rules.retain_days)
 
 
-def _stored_time(text: str) -> datetime | None:
+def stored_time(text: str) -> datetime:
     # Written by timeutil.iso (UTC, "Z"), which datetime reads directly: the general reader is slower,
     # and this runs for every message.
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        return parse_time(text)
+        return parse_time(text) or EPOCH
 
 
 def forgotten(rules: ChannelRules, order: OrderState, now: datetime) -> bool:

@@ -191,3 +191,14 @@ def test_the_purge_removes_exactly_the_orders_whose_retention_ended(
     assert dict(state.orders.items()) == dict(alone.orders.items())
     assert dict(state.taken.items()) == dict(alone.taken.items())
     assert {key for key in state.orders} == {f"OCTO:O{n}" for n in range(len(stories))} - purged
+
+
+def test_a_settle_dates_the_order_by_the_messages_deadlines_not_by_the_clock_that_settles() -> None:
+    # A worker settles held messages on its clock's ticks; retention must still count in message time.
+    h = Harness.with_rules(retain_days=30)
+    held = h.send(names.APPEASEMENT_CREATE, appeasement("1234", [(1, "5.00")]))
+    assert held.status == "held" and held.order is not None
+    deadline = held.order.held[0].deadline
+    (settled,) = h.settle(minutes=60 * 24 * 100)
+    assert [e["code"] for e in events(settled, names.ERROR_NOTIFY)] == ["UNKNOWN_ORDER"]
+    assert h.order("1234").changed_at == deadline

@@ -9,11 +9,12 @@ The `retention-index` table holds, per partition `p`:
 - `n<p>`: how many orders the partition keeps (those created by a version with this table).
 
 A batch adds the orders it changed, then sweeps the hours that ended before the partition's latest record
-timestamp. An hour with no bucket costs one table read, so a worker that was stopped for long, or a backlog
-whose message time runs ahead of its batches, catches up in one batch: up to `MAX_HOURS_PER_BATCH`
-(a year; ~0.1-0.2 s of reads when all are empty). The deletions go through the batch's stores, so they are written, settled and committed with
-the batch; the index is written after them, like the waiting list: a crash in between leaves an hour to
-sweep again, never an order kept by mistake.
+timestamp. An hour with no bucket costs one table read, so a worker that was stopped for long, or a
+backlog whose message time runs ahead of its batches, catches up in one batch: up to
+`MAX_HOURS_PER_BATCH` (a year; ~0.1-0.2 s of reads when all are empty). The deletions go through the
+batch's stores, so they are written, settled and committed with the batch; the index is written after
+them, like the waiting list: a crash in between leaves an hour to sweep again, never an order kept by
+mistake.
 """
 
 from __future__ import annotations
