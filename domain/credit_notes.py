@@ -82,7 +82,7 @@ class Numbering:
         self._numbers_taken: dict[str, int] = {}
 
     def series_name(self, store: str) -> str:
-        return f"{store}-{self._partition}"
+        return series_name(store, self._partition)
 
     def _series_to_write(self, name: str) -> Series:
         if name not in self.series:
@@ -137,6 +137,11 @@ class Numbering:
 
     def remember_upstream_number(self, store: str, number: str) -> None:
         self.upstream[upstream_key(self.series_name(store), number)] = self._message_id
+
+
+def series_name(store: str, partition: int) -> str:
+    """The credit note series of a store in an order partition: "<store>-<partition>"."""
+    return f"{store}-{partition}"
 
 
 def _sequence(number: str, series: str) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain.credit_notes import series_name
 from domain.outcome import Forgotten
 from domain.rules import ChannelRules
 from domain.state import OrderState, upstream_key
@@ -62,7 +63,7 @@ def archived_create(rules: ChannelRules, ordered: datetime | None, now: datetime
 def upstream_keys(order: OrderState, partition: int) -> list[str]:
     """The keys under which the order's credit note numbers would be remembered as upstream numbers
     (one series per store and partition); the caller deletes those that exist."""
-    series = f"{order.store or order.sales_channel}-{partition}"
+    series = series_name(order.store or order.sales_channel, partition)
     return [upstream_key(series, number) for number in order.credit_notes]
 
 
