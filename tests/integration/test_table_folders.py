@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import rocksdict
 
+from tests.unit.test_rocksdb_options import written_options
 from workers.kafka.durable_tables import MARK_KEY
 from workers.local.broker import LocalBroker
 
@@ -65,6 +66,12 @@ def test_an_old_snapshot_of_the_folder_resumes_from_its_offsets(broker: LocalBro
     run.through("data", "third")
     ok(run)
     assert rebuilds(tmp_path / "third.log") == []  # behind is a prefix: resumed, not rebuilt
+    # Every table's database ran with memory bounded per partition, not faust's 64 MiB write buffers.
+    folders = list((tmp_path / "data").glob("*/v1/tables/*.db"))
+    assert len(folders) >= 8
+    for folder in folders:
+        written = written_options(folder)
+        assert (written["write_buffer_size"], written["max_write_buffer_number"]) == (str(256 * 1024), "2")
 
 
 def test_a_partition_that_moved_to_the_other_worker_and_back_after_a_crash(

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         description="tables and faust state; created at start ($XDG_STATE_HOME/oms-postsales, "
         "else ~/.local/state/oms-postsales)",
     )
+    # faust sizes each RocksDB database for a big host (64 MiB write buffers, three of them, and a 2 GiB
+    # block cache), and a worker opens one database per table and partition (28 with 4 partitions):
+    # its memory followed the bytes written until the buffers filled (BENCHMARKS.md, "Growth").
+    rocksdb_write_buffer_kib: int = Field(
+        default=256, ge=64, le=1_048_576, description="RocksDB write buffer per table partition (two at most)"
+    )
+    rocksdb_block_cache_kib: int = Field(
+        default=4096, ge=0, le=16_777_216, description="RocksDB block cache per table partition"
+    )
     web_host: str = Field(default="127.0.0.1", description="address of /health /ready /metrics")
     web_port: int = Field(default=6066, ge=1, le=65535, description="port of /health /ready /metrics")
     # Bearer token of the order and preview API; required when the web server listens beyond loopback.

@@ -150,9 +150,15 @@ class Runtime:
         self.settings = settings
         self.rules = rules
 
+        options = durable_tables.store_options(
+            settings.store, settings.rocksdb_write_buffer_kib, settings.rocksdb_block_cache_kib
+        )
+
         def table(name: str, by_stock: bool = False) -> Any:
             partitions = settings.internal_partitions if by_stock else settings.partitions
-            return app.Table(name, key_type=str, value_type=bytes, partitions=partitions)
+            return app.Table(
+                name, key_type=str, value_type=bytes, partitions=partitions, options=dict(options)
+            )
 
         self.stores = Stores.over(lambda store: TableMap(table(store.table, store.by_stock), store.values))
         self.waiting: TableMap[list[str]] = TableMap(table(WAITING_TABLE), JsonValues(list[str]))
@@ -484,6 +490,12 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 topic_partitions=settings.partitions,
                 topic_replication_factor=settings.replication_factor,
                 consumer_auto_offset_reset="earliest",
+                # What a worker holds ahead of its handling: faust's defaults (4,096 records a stream,
+                # 1 MiB fetched per partition, polls without a cap) let a backlog fill memory, so its
+                # peak followed the history (BENCHMARKS.md, "Growth"). A batch takes at most 500.
+                stream_buffer_maxsize=1024,
+                consumer_max_fetch_size=256 * 1024,
+                broker_max_poll_records=500,
                 ConsumerScheduler=TimestampOrder.with_ranks(lifecycle_ranks(settings.topic_for)),
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,

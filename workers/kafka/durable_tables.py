@@ -68,6 +68,18 @@ def store_url(store: str) -> str:
     return f"{SCHEME}://{rest}" if sep and scheme == "rocksdb" else store
 
 
+def store_options(store: str, write_buffer_kib: int, block_cache_kib: int) -> dict[str, Any]:
+    """The options each table gives its store: RocksDB's memory bounded per partition database."""
+    if not store.startswith("rocksdb://"):
+        return {}
+    return {
+        "write_buffer_size": write_buffer_kib * 1024,
+        # One buffer fills while the other is written out; more only hold more memory.
+        "max_write_buffer_number": 2,
+        "block_cache_size": block_cache_kib * 1024,
+    }
+
+
 class SettlingTable(faust.Table[Any, Any]):
     """A faust table that keeps the changelog sends of its writes, so that a batch can wait until they
     are acknowledged (`settle`) before it goes on: the barrier between the steps of a batch's writes,
@@ -175,6 +187,19 @@ def install_checker(app: faust.App, client_kwargs: Mapping[str, Any]) -> None:
     setattr(app, _CHECKER_ATTRIBUTE, ChangelogChecker(client_kwargs))
 
 
+class BoundedOptions(faust_rocksdb.RocksDBOptions):
+    """RocksDB options with the files beside the data bounded too: the info log of every database rolls
+    at 256 KiB and keeps two files (it logged each flush and grew with the history), and two files at
+    level 0 start a compaction, so overwritten order versions and tombstones do not wait in four."""
+
+    def as_options(self) -> Any:
+        options = super().as_options()
+        options.set_max_log_file_size(256 * 1024)
+        options.set_keep_log_file_num(2)
+        options.set_level_zero_file_num_compaction_trigger(2)
+        return options
+
+
 class DurableStore(faust_rocksdb.Store):
     """faust's RocksDB store with writes held until their changelog records are acknowledged."""
 
@@ -182,6 +207,7 @@ class DurableStore(faust_rocksdb.Store):
         super().__init__(*args, **kwargs)
         if not self.use_rocksdict:
             raise RuntimeError("the crash-safe RocksDB store needs the rocksdict driver")
+        self.rocksdb_options = BoundedOptions(**(self.options or {}), use_rocksdict=True)
         # Per partition: the writes not yet in the database (None: deleted).
         self._pending: dict[int, dict[bytes, bytes | None]] = {}
         # Per partition: the last write's changelog send, key and value (the mark once it settles).
