@@ -2,7 +2,8 @@
 
 Kafka keeps order within a partition only, and one order's messages travel on several topics. So the log
 is cut into waves of one topic each (stock snapshots, creates, line cancels, cancels, shipments,
-returns, receipts, appeasements, reshipments, upstream refunds); the runner publishes a wave only once
+returns, receipts, appeasements, reshipments, upstream refunds, their credit notes' releases and
+cancels); the runner publishes a wave only once
 the worker has committed the one before. Within a wave, one partition is read in order, so every
 series of credit note numbers (one per store and partition) comes out in the same order as `replay`
 numbers it, however often a worker is killed. What is left to chance is what production leaves to
@@ -11,7 +12,9 @@ stock movements that come from different order partitions.
 
 Also in the log: duplicates (the same record again, later in its wave, and a few creates again in a
 later wave), appeasements that arrive before their order (held, then settled when the create comes),
-returns that are full, partial, quantity-only or of damaged goods, and messages the rules refuse.
+returns that are full, partial, quantity-only or of damaged goods, orders paid with a gift card and a
+card (split tender), credit notes pending release that finance releases or cancels (channel B), and
+messages the rules refuse.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ shipping_refund_rule = "onFirst"
 auto_approve_return = false
 refund_on = "receipt"
 return_service_order = true
+auto_release_refund = false
 """
 
 WAVES = [
@@ -61,6 +65,8 @@ WAVES = [
     ("appease", names.APPEASEMENT_CREATE),
     ("reship", names.RESHIPMENT_CREATE),
     ("refund", names.REFUND_CREATE),
+    ("release", names.REFUND_RELEASE),
+    ("cancel_note", names.REFUND_CANCEL),
     ("recount", names.STOCK_UPDATE),
     ("late_duplicates", names.ORDER_CREATE),
 ]
@@ -126,7 +132,7 @@ def _order(rng: random.Random, channel: str, order_id: str) -> tuple[dict[str, A
         total += net + tax
         if not shipping:
             kept.append(Line(number, sku, quantity, net + tax))
-    params = {
+    params: dict[str, Any] = {
         "order": {
             "id": order_id,
             "store": channel,
@@ -164,6 +170,19 @@ def _order(rng: random.Random, channel: str, order_id: str) -> tuple[dict[str, A
             "lines": lines,
         }
     }
+    if rng.random() < 0.3:  # split tender: a gift card paid part (the first line's), the card the rest
+        gift = min(total, Decimal(rng.randint(100, 20_000)) / 100)
+        payments = params["order"]["payments"]
+        card = payments[0]["transactions"][0]
+        card["amount"] = str(total - gift)
+        payments.append(
+            {
+                "reference": "GC1",
+                "currency": "EUR",
+                "transactions": [{**card, "payment_method": "GIFT_CARD", "amount": str(gift)}],
+            }
+        )
+        lines[0]["payment_reference"] = "GC1"
     return params, kept
 
 
@@ -268,6 +287,14 @@ def _story(rng: random.Random, n: int, waves: dict[str, Wave]) -> None:
             "refund_mode": rng.choice(["QUANTITY_AND_AMOUNT", "QUANTITY_ONLY", "AMOUNT_ONLY"]),
             "lines": [refund_line],
         }
+        if channel == "CHAOS-B":  # notes wait for release there: finance releases or cancels this one
+            number = f"UP-{order_id}"
+            refund["credit_note_number"] = number
+            settle = {"sales_channel_id": channel, "order_id": order_id, "credit_note_number": number}
+            if rng.random() < 0.6:
+                add("release", "release", {**settle, "user": "finance", "offline": rng.random() < 0.5})
+            else:
+                add("cancel_note", "cancel-note", {**settle, "user": "finance"})
         add("refund", "upstream-refund", {"refund": refund})
 
 

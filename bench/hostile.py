@@ -115,6 +115,10 @@ KINDS: dict[str, Kind] = {
     "unknown_line": Kind(rejected("UNKNOWN_LINE")),
     "over_refund": Kind(rejected("OVER_REFUND")),
     "unknown_order": Kind(Fate("held", "UNKNOWN_ORDER")),
+    # Credit note release / cancel and return update: the same, for the verbs added later.
+    "note_without_number": Kind(dead("SchemaValidation")),
+    "note_of_unknown_order": Kind(Fate("held", "UNKNOWN_ORDER")),
+    "tracking_not_text": Kind(dead("SchemaValidation")),
     # Valid after all: what real (Magento) producers send. Each is a create of an order of its own with
     # a SKU of its own, so it emits a stock adjustment and changes nothing any other record depends on.
     "plain_order": Kind(APPLIED, valid=True),
@@ -293,6 +297,20 @@ def make_record(rng: random.Random, kind: str, number: int, valid: list[Record],
             "topic": names.REFUND_CREATE,
             "headers": headers,
             "value": _envelope(names.REFUND_CREATE, message_id, params),
+        }
+    if kind in ("note_without_number", "note_of_unknown_order"):
+        name = names.REFUND_RELEASE if kind == "note_without_number" else names.REFUND_CANCEL
+        note: dict[str, Any] = {"sales_channel_id": "OCTO", "order_id": "1234", "user": "h"}
+        if kind == "note_of_unknown_order":
+            note.update(order_id=f"nope-{number}", credit_note_number="CN-OCTO-0-000001")
+        return {"topic": name, "headers": headers, "value": _envelope(name, message_id, note)}
+    if kind == "tracking_not_text":
+        header = {"sales_channel_id": "OCTO", "order_id": "1234", "source_id": "OCTO-STORE"}
+        params = {"return": {**header, "return_tracking_number": 1234567}}
+        return {
+            "topic": names.RETURN_UPDATE,
+            "headers": headers,
+            "value": _envelope(names.RETURN_UPDATE, message_id, params),
         }
     if kind in ("unknown_line", "over_refund", "unknown_order"):
         params = {

@@ -319,6 +319,17 @@ class Story:
         params = ret(self.channel, self.order_id, lines, self.skus, source or self.home, rma)
         self.s.step(names.RETURN_RECEIVED, self.key, params, "received", DEPENDS_ON_SHIPMENT)
 
+    def update_return(self, rma: str, **fields: Any) -> None:
+        params = {
+            "sales_channel_id": self.channel,
+            "order_id": self.order_id,
+            "source_id": self.home,
+            "rma": rma,
+        }
+        self.s.step(
+            names.RETURN_UPDATE, self.key, {"return": {**params, **fields}}, "update", DEPENDS_ON_SHIPMENT
+        )
+
     def rma(self, number: int) -> str:
         return f"{self.channel}-{self.order_id}-R{number:02d}"
 
@@ -331,6 +342,11 @@ class Story:
     ) -> None:
         params = upstream_refund(self.channel, self.order_id, lines, mode, number)
         self.s.step(names.REFUND_CREATE, self.key, params, "refund", DEPENDS_ON_SHIPMENT)
+
+    def settle_note(self, name: str, number: str, **extra: Any) -> None:
+        """A credit note's release or cancel by finance, by its number."""
+        params = {"sales_channel_id": self.channel, "order_id": self.order_id, "credit_note_number": number}
+        self.s.step(name, self.key, {**params, "user": "finance-1", **extra}, name.rsplit(".", 1)[-1])
 
     def stock(self, source: str, mode: str, stock: list[tuple[str, int]]) -> None:
         self.s.step(names.STOCK_UPDATE, source, snapshot(source, mode, stock), "stock")
@@ -644,6 +660,51 @@ def upstream_refund_with_tax(s: Scenario) -> None:
     s.step(names.REFUND_CREATE, st.key, params, "refund", DEPENDS_ON_SHIPMENT)
 
 
+def return_tracking(s: Scenario) -> None:
+    """The carrier's tracking number and a drop-off point reach an open return before its parcel does."""
+    st = Story(s, "WEB")
+    st.create([Line(st.sku("TENT"), 1, "120.0")])
+    st.ship("WH-MAIN", [(1, 1)])
+    st.authorize([(1, None, None)])
+    st.update_return(st.rma(1), return_tracking_number=f"1Z-{s.token}", return_tracking_carrier="UPS")
+    st.update_return(st.rma(1), custom_attributes=[{"name": "drop_off_point", "value": "Store 12"}])
+    st.received([(1, None, "GOOD")], st.rma(1))
+
+
+def split_tender(s: Scenario) -> None:
+    """Paid 50.00 with a gift card (the boots' line) and the rest by card: the boots' return goes back
+    to the gift card as far as it paid and the rest to the card; an appeasement to the gift card first."""
+    st = Story(s, "WEB")
+    st.create([Line(st.sku("BOOTS"), 1, "90.0"), Line(st.sku("SOCKS"), 2, "20.0")])
+    params = st.s.steps[-1].value["params"]["order"]
+    card = params["payments"][0]
+    gift = copy.deepcopy(card)
+    gift["reference"] = f"GC-{st.order_id}"
+    gift["transactions"][0].update(payment_method="giftcard", amount=Decimal("50.00"))
+    card["transactions"][0]["amount"] -= Decimal("50.00")
+    params["payments"].append(gift)
+    params["lines"][0]["payment_reference"] = gift["reference"]
+    params["lines"][1]["payment_reference"] = card["reference"]
+    st.ship("WH-MAIN", [(1, 1), (2, 2)])
+    st.appease(2, "5.00")
+    st.authorize([(1, None, None)])
+    st.received([(1, None, "GOOD")], st.rma(1))
+
+
+def release_and_cancel(s: Scenario) -> None:
+    """ST1 issues credit notes PENDINGRELEASE: finance releases one (paid offline) and cancels the other,
+    whose 10.00 is refundable again: the appeasement of everything left then takes it."""
+    st = Story(s, "ST1")
+    st.create([Line(st.sku("KETTLE"), 2, "80.0", source="SOU1")])
+    st.ship("SOU1", [(1, 2)])
+    first, second = f"POS-{s.token}-1", f"POS-{s.token}-2"
+    st.refund([(1, 1, "44.00", True)], None, first)
+    st.refund([(1, None, "10.00", False)], "AMOUNT_ONLY", second)
+    st.settle_note(names.REFUND_RELEASE, first, offline=True)
+    st.settle_note(names.REFUND_CANCEL, second)
+    st.appease(1, "44.00")
+
+
 def appeasement_then_return(s: Scenario) -> None:
     st = Story(s, "WEB")
     st.create([Line(st.sku("BOOTS"), 1, "90.0")])
@@ -682,6 +743,9 @@ STORIES: dict[str, Callable[[Scenario], None]] = {
     "damaged-write-off": damaged_write_off,
     "two-shipments-on-last": two_shipments_on_last,
     "appeasement-then-return": appeasement_then_return,
+    "release-and-cancel": release_and_cancel,
+    "return-tracking": return_tracking,
+    "split-tender": split_tender,
 }
 
 

@@ -163,6 +163,13 @@ class ReturnLine(Loose):
     restock: bool | None = None
 
 
+class CustomAttribute(Loose):
+    name: str | None = None
+    # Magento's own spelling of the name.
+    attribute_code: str | None = None
+    value: str | int | float | bool | None = None
+
+
 class Return(Loose):
     sales_channel_id: str
     order_id: str
@@ -171,9 +178,14 @@ class Return(Loose):
     rma: str | None = None
     origin_date: str | None = None
     refund_mode: ReturnRefundMode | None = None
+    return_tracking_number: str | None = None
+    return_tracking_url: str | None = None
+    return_tracking_label_url: str | None = None
+    return_tracking_carrier: str | None = None
+    custom_attributes: tuple[CustomAttribute, ...] = ()
     lines: tuple[ReturnLine, ...] = ()
 
-    @field_validator("lines", mode="before")
+    @field_validator("lines", "custom_attributes", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return () if value is None else value
@@ -250,6 +262,8 @@ class RefundPayment(Loose):
 
 class RefundLine(Loose):
     order_line: str
+    # Extension: the item a standalone refund (an order never seen) restocks.
+    sku: str | None = None
     reason: str | None = None
     reason_description: str | None = None
     quantity: int | None = None
@@ -273,11 +287,23 @@ class Refund(Loose):
     user: str | None = None
     refund_reason: str | None = None
     refund_mode: RefundMode | None = None
+    # Extension: where a standalone refund's restocked units go back on hand.
+    source_id: str | None = None
     lines: tuple[RefundLine, ...]
 
 
 class RefundCreate(Loose):
     refund: Refund
+
+
+class CreditNoteCommand(Loose):
+    """refund_management.release and .cancel (`offline` is release's only)."""
+
+    sales_channel_id: str
+    order_id: str
+    credit_note_number: str
+    user: str | None = None
+    offline: bool | None = None
 
 
 class SnapshotSku(Loose):

@@ -18,9 +18,19 @@ from typing import Any
 from msgspec.structs import replace
 from pydantic import BaseModel
 
-from domain import appeasements, jsontext, names, orders, retention, returns, upstream_refunds
+from domain import (
+    appeasements,
+    credit_note_status,
+    jsontext,
+    names,
+    orders,
+    retention,
+    returns,
+    upstream_refunds,
+)
 from domain.commands import (
     AppeasementCreate,
+    CreditNoteCommand,
     OrderCancel,
     OrderCancelLine,
     OrderCreate,
@@ -31,7 +41,7 @@ from domain.commands import (
     ShipmentDone,
 )
 from domain.credit_notes import Ledger
-from domain.outcome import Forgotten, MessageMeta, Outcome, Refused, rejection_event
+from domain.outcome import Forgotten, MessageMeta, Outcome, Refused, Unchanged, rejection_event
 from domain.reshipments import reship
 from domain.rules import ChannelRules, RuleBook
 from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
@@ -70,6 +80,8 @@ class Route:
     # What to do when the order never arrives and the channel says unknown_order=standalone.
     standalone: Apply | None = None
     time: Callable[[Any], str | None] = lambda _cmd: None
+    # It applies to the credit notes of an order that never arrived (standalone refunds) without a hold.
+    notes_without_order: bool = False
 
 
 def _return_key(cmd: ReturnCommand) -> tuple[str | None, str]:
@@ -82,6 +94,15 @@ def _return_route(apply: Callable[[Work, Return], None], *, dated: bool = True) 
         _return_key,
         _unwrap(ReturnCommand, "return_", apply),
         time=(lambda c: c.return_.origin_date) if dated else (lambda _cmd: None),
+    )
+
+
+def _note_route(apply: Callable[[Work, CreditNoteCommand], None]) -> Route:
+    return Route(
+        CreditNoteCommand,
+        lambda c: (c.sales_channel_id, c.order_id),
+        _unwrap(CreditNoteCommand, None, apply),
+        notes_without_order=True,
     )
 
 
@@ -112,6 +133,7 @@ ROUTES: dict[str, Route] = {
     names.RETURN_REQUEST: _return_route(returns.authorize_return),
     names.RETURN_RECEIVED: _return_route(returns.receive_return),
     names.RETURN_CANCEL: _return_route(returns.cancel_return, dated=False),
+    names.RETURN_UPDATE: _return_route(returns.update_return, dated=False),
     names.RESHIPMENT_CREATE: _RESHIP,
     # The same command under the other spelling of its name.
     names.RESHIPMENT_CREATE_SEED: _RESHIP,
@@ -126,8 +148,11 @@ ROUTES: dict[str, Route] = {
         RefundCreate,
         lambda c: (c.refund.sales_channel_id or c.refund.store_id, c.refund.order_id),
         _unwrap(RefundCreate, "refund", upstream_refunds.refund),
+        standalone=_unwrap(RefundCreate, "refund", upstream_refunds.standalone_refund),
         time=lambda c: c.refund.status.date,
     ),
+    names.REFUND_RELEASE: _note_route(credit_note_status.release),
+    names.REFUND_CANCEL: _note_route(credit_note_status.cancel),
 }
 
 
@@ -218,7 +243,8 @@ def _handle(
         return Outcome("duplicate", None, detail="message id already applied")
     if parsed.name == names.ORDER_CREATE:
         return _create(parsed, params_json, state, ledger, book, meta)
-    if not state.known:
+    route = ROUTES[parsed.name]
+    if not state.known and not (route.notes_without_order and state.credit_notes):
         return _hold_or_skip(parsed.name, params_json, state, ledger, rules, meta)
     # What waited past its window by this message's time is settled first: outcomes then depend on
     # message times only, the same in replay and on Kafka.
@@ -226,7 +252,7 @@ def _handle(
     if earlier.order is not None:
         state = earlier.order
         ledger = ledger.after(earlier)
-    outcome = _apply(ROUTES[parsed.name].apply, parsed.command, params_json, state, ledger, book, meta)
+    outcome = _apply(route.apply, parsed.command, params_json, state, ledger, book, meta)
     if retry and outcome.status == "applied":
         outcome = _retry_held(outcome, ledger, book, meta)
     if earlier.order is None:
@@ -250,6 +276,10 @@ def _apply(
     work = Work(state, ledger, meta, rules)
     try:
         apply(work, command)
+    except Unchanged as already:
+        kept = state.private_copy()
+        kept.remember(meta.message_id)
+        return Outcome("skipped", kept, detail=str(already))
     except Refused as refused:
         if refused.not_yet and work.may_wait and len(state.held) < HELD_MESSAGES_MAX:
             deadline = meta.now + timedelta(seconds=rules.reorder_window_seconds)

@@ -10,12 +10,15 @@ RETURN_AUTHORIZE: Final = "magento.postsales.return_management.authorize"
 RETURN_REQUEST: Final = "magento.postsales.return_management.request"
 RETURN_RECEIVED: Final = "magento.postsales.return_management.received"
 RETURN_CANCEL: Final = "magento.postsales.return_management.cancel"
+RETURN_UPDATE: Final = "magento.postsales.return_management.update"
 RESHIPMENT_CREATE: Final = "magento.postsales.reshipment_management.create"
 # The archived MOM documentation's example spells the reshipment command this way; both spellings are
 # accepted (docs/contract.md, "Wire format").
 RESHIPMENT_CREATE_SEED: Final = "magento.postsales.reshipment.management.create"
 APPEASEMENT_CREATE: Final = "magento.postsales.appeasement_management.create"
 REFUND_CREATE: Final = "magento.postsales.refund_management.create"
+REFUND_RELEASE: Final = "magento.postsales.refund_management.release"
+REFUND_CANCEL: Final = "magento.postsales.refund_management.cancel"
 STOCK_UPDATE: Final = "magento.inventory.source_stock_management.update"
 
 ORDER_UPDATED: Final = "magento.sales.order_management.updated"
@@ -38,10 +41,13 @@ ORDER_INBOUND: Final = (
     RETURN_REQUEST,
     RETURN_RECEIVED,
     RETURN_CANCEL,
+    RETURN_UPDATE,
     RESHIPMENT_CREATE,
     RESHIPMENT_CREATE_SEED,
     APPEASEMENT_CREATE,
     REFUND_CREATE,
+    REFUND_RELEASE,
+    REFUND_CANCEL,
 )
 STOCK_INBOUND: Final = (STOCK_UPDATE,)
 INBOUND: Final = ORDER_INBOUND + STOCK_INBOUND

@@ -51,7 +51,12 @@ def _line_state(line: OrderLine, rules: ChannelRules, old: LineState | None) -> 
 
 def _paid(order: Order) -> tuple[Decimal, list[Transaction]]:
     payments = [
-        Transaction(type="PAYMENT", amount=to_decimal(tx.amount), reference=payment.reference)
+        Transaction(
+            type="PAYMENT",
+            amount=to_decimal(tx.amount),
+            reference=payment.reference,
+            method=tx.payment_method,
+        )
         for payment in order.payments
         for tx in payment.transactions
     ]

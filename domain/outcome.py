@@ -27,6 +27,7 @@ RejectionCode = Literal[
     "ALREADY_SHIPPED",
     "NOT_ALLOWED",
     "RETURN_WINDOW_CLOSED",
+    "UNKNOWN_REFUND",
 ]
 
 
@@ -40,6 +41,10 @@ class Refused(Exception):
         # The message may become valid once another one of its order arrives (Kafka keeps no order
         # across topics): it is held and retried until the channel's reorder window ends.
         self.not_yet = not_yet
+
+
+class Unchanged(Exception):
+    """A message whose effect is already there (the same command sent again): a counted skip."""
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,15 @@ refunds of a line add up to exactly the line (gross and each tax component) and 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from domain import names
+from domain import names, tender
 from domain.money import ZERO, fmt, prorate_step, quantize
 from domain.outcome import Refused
-from domain.state import LineState, Transaction
+from domain.state import BookedLine, LineState, PendingNote, Transaction
 from domain.work import Work
 
 RefundType = Literal["return", "appeasement", "cancellation"]
@@ -30,6 +31,9 @@ class CreditNoteLine:
     restock: bool | None = None
     reason: str | None = None
     reason_description: str | None = None
+    # What `book` added to the line's cumulative figures besides the amounts.
+    units_refunded: int = field(default=0, init=False)
+    amount_only: bool = field(default=False, init=False)
 
     @property
     def vat(self) -> Decimal:
@@ -48,6 +52,8 @@ class CreditNote:
     credit_note_number: str | None = None
     credit_note_date: str | None = None
     standalone: bool = False
+    # A refund decided upstream: the amount per payment reference it carries.
+    given_split: dict[str, Decimal] | None = None
 
     @property
     def gross(self) -> Decimal:
@@ -110,6 +116,7 @@ def book(line: LineState, refund: CreditNoteLine, *, units_refunded: int, amount
     line.refunded_units += units_refunded
     if amount_only:
         line.amount_only_gross += refund.gross
+    refund.units_refunded, refund.amount_only = units_refunded, amount_only
 
 
 def unit_refund_line(
@@ -140,15 +147,21 @@ def remember_upstream_number(work: Work, number: str | None) -> None:
 
 
 def standalone_line(
-    line_number: int, gross: Decimal, *, units: int = 0, ref: str | None = None, **details: Any
+    line_number: int,
+    gross: Decimal,
+    *,
+    units: int = 0,
+    ref: str | None = None,
+    sku: str | None = None,
+    **details: Any,
 ) -> CreditNoteLine:
     """A refund line for an order that never arrived: the amount as sent, no tax known."""
     placeholder = LineState(
         line_number=line_number,
         kind="OTHER",
         product_type="UNKNOWN",
-        sku="",
-        quantity=1,
+        sku=sku or "",
+        quantity=max(units, 1),
         gross=gross,
         source="",
         payment_reference=ref,
@@ -208,41 +221,78 @@ def issue(work: Work, note: CreditNote) -> str:
     number = note.credit_note_number or work.numbers.next_number(store)
     places = work.places
     gross, vat = note.gross, note.vat
+    shares = _shares(work, note) if gross != 0 else []
     order.credit_notes.append(number)
-    if gross != 0:
-        reference = _payment_ref(work, note.lines[0].line) if note.lines else None
+    for share in shares:
         order.transactions.append(
-            Transaction(type="REFUND", amount=-gross, reference=reference, credit_note_number=number)
+            Transaction(
+                type="REFUND", amount=-share.amount, reference=share.reference, credit_note_number=number
+            )
         )
-    work.emit(
-        names.REFUND_UPDATED,
-        {
-            "refund": {
-                "client": "oms-postsales",
-                "order_id": order.order_id,
-                "store_id": store,
-                "sales_channel_id": order.sales_channel,
-                "credit_note_number": number,
-                "credit_note_date": note.credit_note_date or work.now[:10],
-                "status": {
-                    "code": "RELEASED" if work.rules.auto_release_refund else "PENDINGRELEASE",
-                    "date": work.now,
-                },
-                "refund_type": note.refund_type,
-                "rma": note.rma,
-                "user": note.user,
-                "refund_reason": note.refund_reason,
-                "document_type": note.document_type,
-                "refund_mode": note.refund_mode,
-                "currency": order.currency,
-                "standalone": note.standalone,
-                "totals": {
-                    "cost_gross": fmt(gross, places),
-                    "cost_net": fmt(gross - vat, places),
-                    "cost_vat": fmt(vat, places),
-                },
-                "lines": [_line_document(work, line) for line in note.lines],
-            }
+    document = {
+        "client": "oms-postsales",
+        "order_id": order.order_id,
+        "store_id": store,
+        "sales_channel_id": order.sales_channel,
+        "credit_note_number": number,
+        "credit_note_date": note.credit_note_date or work.now[:10],
+        "status": {
+            "code": "RELEASED" if work.rules.auto_release_refund else "PENDINGRELEASE",
+            "date": work.now,
         },
-    )
+        "refund_type": note.refund_type,
+        "rma": note.rma,
+        "user": note.user,
+        "refund_reason": note.refund_reason,
+        "document_type": note.document_type,
+        "refund_mode": note.refund_mode,
+        "currency": order.currency,
+        "standalone": note.standalone,
+        "totals": {
+            "cost_gross": fmt(gross, places),
+            "cost_net": fmt(gross - vat, places),
+            "cost_vat": fmt(vat, places),
+        },
+        "lines": [_line_document(work, line) for line in note.lines],
+        "payments": [
+            {"ref": share.reference, "payment_method": share.method, "amount": fmt(share.amount, places)}
+            for share in shares
+        ],
+    }
+    if not work.rules.auto_release_refund:
+        order.pending_notes[number] = PendingNote(
+            document_json=json.dumps(document, separators=(",", ":")),
+            lines=[_booked(line) for line in note.lines if not note.standalone],
+        )
+    work.emit(names.REFUND_UPDATED, {"refund": document})
     return number
+
+
+def _shares(work: Work, note: CreditNote) -> list[tender.Share]:
+    """Where the note's money goes back: one share per payment (domain/tender.py)."""
+    order = work.order
+    untied = note.refund_type == "appeasement" or note.standalone
+    shares = tender.split(
+        order,
+        work.rules.refund_tender_order,
+        [(None if untied else line.line, line.gross) for line in note.lines],
+        note.given_split,
+        work.places,
+    )
+    if shares is not None:
+        return shares
+    reference = _payment_ref(work, note.lines[0].line) if note.lines else None
+    method = next(
+        (t.method for t in order.transactions if t.type == "PAYMENT" and t.reference == reference), None
+    )
+    return [tender.Share(reference or order.order_id, method, note.gross)]
+
+
+def _booked(refund: CreditNoteLine) -> BookedLine:
+    return BookedLine(
+        line_number=refund.line.line_number,
+        gross=refund.gross,
+        taxes=list(refund.taxes),
+        units=refund.units_refunded,
+        amount_only=refund.amount_only,
+    )

@@ -28,8 +28,7 @@ def open_reason(rules: ChannelRules, order: OrderState) -> str | None:
         return "held messages"
     if any(ret.is_open for ret in order.returns.values()):
         return "a return awaiting its goods"
-    if order.credit_notes and not rules.auto_release_refund:
-        # No message releases a credit note yet: on such a channel a note stays pending.
+    if order.pending_notes:
         return "credit notes pending release"
     return None
 

@@ -6,13 +6,14 @@ says so (docs/contract.md, README "Rules per sales channel").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from domain import names, return_window
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
-from domain.outcome import Refused
+from domain.outcome import Refused, Unchanged
 from domain.refunds import CreditNote, CreditNoteLine, issue, unit_refund_line
-from domain.state import LineState, ReturnLineState, ReturnState
+from domain.state import CustomAttribute, LineState, ReturnLineState, ReturnState, ReturnTracking
 from domain.work import Work
 
 ALL_OPEN = ("REQUESTED", "APPROVED")
@@ -186,6 +187,7 @@ def open_return(work: Work, request: Return, *, rma: str | None) -> ReturnState:
         user=request.user,
         refund_mode=request.refund_mode or "QUANTITY_AND_AMOUNT",
     )
+    _take_details(ret, request)
     for claim in goods:
         ask = claim.request
         ret.lines.append(
@@ -381,9 +383,50 @@ def emit_return(work: Work, ret: ReturnState) -> None:
                     }
                     for rline in ret.lines
                 ],
+                **_details(ret),
             }
         },
     )
+
+
+def _details(ret: ReturnState) -> dict[str, Any]:
+    """The tracking and custom attributes of the return document, where the return has any."""
+    details: dict[str, Any] = {}
+    if ret.tracking is not None:
+        details.update(
+            {
+                "return_tracking_number": ret.tracking.number,
+                "return_tracking_url": ret.tracking.url,
+                "return_tracking_label_url": ret.tracking.label_url,
+                "return_tracking_carrier": ret.tracking.carrier,
+            }
+        )
+    if ret.custom_attributes:
+        details["custom_attributes"] = [{"name": a.name, "value": a.value} for a in ret.custom_attributes]
+    return details
+
+
+def _take_details(ret: ReturnState, request: Return) -> None:
+    """Tracking fields sent replace the ones kept (a field not sent stays); custom attributes are merged
+    by name, the ones sent last winning."""
+    sent = {
+        "number": request.return_tracking_number,
+        "url": request.return_tracking_url,
+        "label_url": request.return_tracking_label_url,
+        "carrier": request.return_tracking_carrier,
+    }
+    if any(value is not None for value in sent.values()):
+        kept = ret.tracking or ReturnTracking()
+        ret.tracking = ReturnTracking(
+            **{name: value if value is not None else getattr(kept, name) for name, value in sent.items()}
+        )
+    if request.custom_attributes:
+        merged = {a.name: a for a in ret.custom_attributes}
+        for attribute in request.custom_attributes:
+            name = attribute.name or attribute.attribute_code
+            if name is not None:
+                merged[name] = CustomAttribute(name=name, value=attribute.value)
+        ret.custom_attributes = list(merged.values())
 
 
 # -- the return messages ---------------------------------------------------------------------------------
@@ -412,6 +455,18 @@ def receive_return(work: Work, request: Return) -> None:
         raise Refused("RETURN_NOT_OPEN", f"return {existing.rma} is {existing.status}")
     receive(work, existing, request.lines)
     emit_order(work)
+
+
+def update_return(work: Work, request: Return) -> None:
+    """return_management.update: the tracking and custom attributes of an open return change."""
+    ret = find_open(work, request.rma)
+    if not ret.is_open:
+        raise Refused("RETURN_NOT_OPEN", f"return {ret.rma} is {ret.status}: it can no longer be updated")
+    before = (ret.tracking, list(ret.custom_attributes))
+    _take_details(ret, request)
+    if (ret.tracking, ret.custom_attributes) == before:
+        raise Unchanged(f"return {ret.rma} already has these details")
+    emit_return(work, ret)
 
 
 def cancel_return(work: Work, request: Return) -> None:

@@ -42,6 +42,9 @@ class ChannelRules(BaseModel):
     # Days an order stays in state after its post-sales life ended (nothing open) and its last change;
     # then it is forgotten (domain/retention.py). More than any window, hold or reorder window.
     retain_days: int = Field(default=400, ge=1, le=3650)
+    # Split tender: the payment methods that take back what no one line's payment does, first and in
+    # this order; then the order's other payments in its own order (domain/tender.py).
+    refund_tender_order: tuple[str, ...] = ("GIFT_CARD", "STORE_CREDIT")
 
     @model_validator(mode="after")
     def _retention_outlives_every_window(self) -> ChannelRules:

@@ -108,6 +108,20 @@ class ReturnLineState(Model, kw_only=True):
     stock_done: bool = False
 
 
+class ReturnTracking(Model, kw_only=True):
+    """The return parcel's carrier tracking, as upstream last sent it."""
+
+    number: str | None = None
+    url: str | None = None
+    label_url: str | None = None
+    carrier: str | None = None
+
+
+class CustomAttribute(Model, kw_only=True):
+    name: str
+    value: str | int | float | bool | None = None
+
+
 class ReturnState(Model, kw_only=True):
     rma: str
     source_id: str
@@ -117,6 +131,9 @@ class ReturnState(Model, kw_only=True):
     reshipment: bool = False
     refunded: bool = False
     lines: list[ReturnLineState] = field(default_factory=list)
+    # Set by return_management.update (and the tracking an authorize or request carried).
+    tracking: ReturnTracking | None = None
+    custom_attributes: list[CustomAttribute] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -128,6 +145,26 @@ class Transaction(Model, kw_only=True):
     amount: Decimal
     reference: str | None = None
     credit_note_number: str | None = None
+    # The payment's method (a PAYMENT), which decides where refunds go first (domain/tender.py).
+    method: str | None = None
+
+
+class BookedLine(Model, kw_only=True):
+    """What one credit note took from one order line (the line's cumulative refund figures)."""
+
+    line_number: int
+    gross: Decimal
+    taxes: list[Decimal] = field(default_factory=list)
+    units: int = 0
+    amount_only: bool = False
+
+
+class PendingNote(Model, kw_only=True):
+    """A credit note waiting for its release: its document as published, to publish it again with its
+    new status, and what it took from each line, to give that back if it is cancelled."""
+
+    document_json: str
+    lines: list[BookedLine] = field(default_factory=list)
 
 
 class HeldMessage(Model, kw_only=True):
@@ -163,6 +200,10 @@ class OrderState(Model, kw_only=True):
     ordered_at: str | None = None
     # The message time of its last change: retention counts from it (domain/retention.py).
     changed_at: str | None = None
+    # Of its credit notes, those issued PENDINGRELEASE and not released or cancelled yet, and the
+    # cancelled ones (domain/credit_note_status.py).
+    pending_notes: dict[str, PendingNote] = field(default_factory=dict)
+    cancelled_notes: list[str] = field(default_factory=list)
 
     def private_copy(self) -> OrderState:
         """A deep copy to change without touching this one (a refused message leaves the stored order

@@ -169,6 +169,7 @@ def refund(work: Work, cmd: Refund) -> None:
         refund_reason=cmd.refund_reason,
         credit_note_number=cmd.credit_note_number,
         credit_note_date=(cmd.credit_note_date or "")[:10] or None,
+        given_split=_given_split(cmd, places) if moves_money else None,
     )
     if note.gross > 0 and state.refunded_gross + note.gross > state.paid:
         raise Refused(
@@ -178,6 +179,17 @@ def refund(work: Work, cmd: Refund) -> None:
     remember_upstream_number(work, cmd.credit_note_number)
     issue(work, note)
     emit_order(work)
+
+
+def _given_split(cmd: Refund, places: int) -> dict[str, Decimal]:
+    """The amount per payment reference, as upstream split it."""
+    split: dict[str, Decimal] = {}
+    for request in cmd.lines:
+        for payment in request.payments:
+            split[payment.ref] = split.get(payment.ref, ZERO) + quantize(
+                to_decimal(payment.details.cost_gross), places
+            )
+    return split
 
 
 def _move_goods(work: Work, line: LineState, split: Split, restock: bool | None) -> None:
@@ -218,32 +230,51 @@ def _explain(
 
 
 def standalone_refund(work: Work, cmd: Refund) -> None:
-    """The order never arrived: a refund with only the negative transaction, amounts as sent."""
+    """The order never arrived (a POS refunding a sale the integration never saw): a refund with only the
+    negative transaction, each line's amount as sent and the refunded items listed. No stock moves,
+    except units a line restocks: its `sku` goes back on hand at the refund's source (else the channel's
+    default source)."""
     check_upstream_number(work, cmd.credit_note_number)
     places = work.places
+    source = cmd.source_id or work.rules.default_source
     note = CreditNote(
         "return",
-        "CREDIT_MEMO",
+        "INVENTORY_CREDIT_MEMO" if any(_restocks(line) for line in cmd.lines) else "CREDIT_MEMO",
         cmd.refund_mode or "QUANTITY_AND_AMOUNT",
         rma=cmd.rma,
         user=cmd.user,
         refund_reason=cmd.refund_reason,
         credit_note_number=cmd.credit_note_number,
+        credit_note_date=(cmd.credit_note_date or "")[:10] or None,
         standalone=True,
     )
     for request in cmd.lines:
         gross = quantize(sum((to_decimal(p.details.cost_gross) for p in request.payments), ZERO), places)
+        if gross < 0:
+            raise Refused("NOT_ALLOWED", f"line {request.order_line}: a refund amount cannot be negative")
         number = int(request.order_line) if request.order_line.strip().isdigit() else 0
         ref = request.payments[0].ref if request.payments else None
-        note.lines.append(
-            standalone_line(
-                number,
-                gross,
-                units=request.quantity or 0,
-                ref=ref,
-                reason=request.reason,
-                reason_description=request.reason_description,
-            )
+        units = request.quantity or 0
+        entry = standalone_line(
+            number,
+            gross,
+            units=units,
+            ref=ref,
+            sku=request.sku,
+            restock=bool(request.restock) if units else None,
+            reason=request.reason,
+            reason_description=request.reason_description,
         )
+        if _restocks(request):
+            assert request.sku is not None
+            work.move(source, request.sku, "RETURN_RESTOCK", on_hand=units)
+            entry.explanation += f"; {units} unit(s) of {request.sku} restocked at {source}"
+        elif request.restock:
+            entry.explanation += "; not restocked: the line names no sku and no quantity"
+        note.lines.append(entry)
     remember_upstream_number(work, cmd.credit_note_number)
     issue(work, note)
+
+
+def _restocks(line: RefundLine) -> bool:
+    return bool(line.restock and line.sku and line.quantity)

@@ -152,6 +152,13 @@ INVALID = [
     (names.REFUND_CREATE, "refund/lines/0/restock", "yes", "/refund/lines/0/restock"),
     (names.STOCK_UPDATE, "snapshot/mode", "PARTIAL", "/snapshot/mode"),
     (names.STOCK_UPDATE, "snapshot/stock/0/quantity", 1.5, "/snapshot/stock/0/quantity"),
+    (names.REFUND_RELEASE, "credit_note_number", _DELETE, ""),
+    (names.REFUND_RELEASE, "offline", "yes", "/offline"),
+    (names.REFUND_CANCEL, "order_id", 42, "/order_id"),
+    (names.REFUND_CANCEL, "sales_channel_id", _DELETE, ""),
+    (names.RETURN_UPDATE, "return/source_id", _DELETE, "/return"),
+    (names.RETURN_UPDATE, "return/return_tracking_number", 12, "/return/return_tracking_number"),
+    (names.REFUND_CREATE, "refund/lines/0/sku", 5, "/refund/lines/0/sku"),
 ]
 
 

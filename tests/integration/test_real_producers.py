@@ -37,6 +37,9 @@ QUICK = [
     "upstream-quantity-and-amount",
     "approve-on-receipt",
     "upstream-refund-after-the-return-window",
+    "release-and-cancel",
+    "return-tracking",
+    "split-tender",
 ]
 
 

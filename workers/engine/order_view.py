@@ -80,6 +80,9 @@ def order_view(
             for ret in order.returns.values()
         ],
         "credit_notes": list(order.credit_notes),
+        # Of those, waiting for refund_management.release or .cancel, and cancelled.
+        "pending_release": list(order.pending_notes),
+        "cancelled_notes": list(order.cancelled_notes),
         "ledger": {
             "paid": _money(order.paid),
             "refunded": _money(order.refunded_gross),
@@ -90,6 +93,7 @@ def order_view(
                     "amount": _money(t.amount),
                     "reference": t.reference,
                     "credit_note_number": t.credit_note_number,
+                    "payment_method": t.method,
                 }
                 for t in order.transactions
             ],

@@ -27,7 +27,7 @@ P = TypeVar("P")
 # Producers that do not wait between sends write several records in the same millisecond (more than
 # half of one story's consecutive records in a measured back-to-back run). Within one millisecond the
 # records are taken in the order of an order's life: created, stock, shipped, cancelled, returned,
-# received, refunded.
+# received, refunded, released or cancelled.
 LIFECYCLE: tuple[str, ...] = (
     names.ORDER_CREATE,
     names.STOCK_UPDATE,
@@ -38,10 +38,13 @@ LIFECYCLE: tuple[str, ...] = (
     names.RETURN_AUTHORIZE,
     names.RESHIPMENT_CREATE,
     names.RESHIPMENT_CREATE_SEED,
+    names.RETURN_UPDATE,
     names.RETURN_RECEIVED,
     names.RETURN_CANCEL,
     names.APPEASEMENT_CREATE,
     names.REFUND_CREATE,
+    names.REFUND_RELEASE,
+    names.REFUND_CANCEL,
 )
 
 

@@ -90,8 +90,10 @@ def message_record(
 
 def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
     key = pipeline.key_for(record)
+    before = pipeline.stores.orders.get(key) if key else None
+    issued = set(before.credit_notes) if before is not None else set()
     processed = pipeline.process(record)
-    result = {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record))
+    result = {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record), issued)
     order = pipeline.stores.orders.get(key) if key else None
     if order is not None:
         # Each line's return deadline under the channel's window, as `orders show` gives it.
@@ -112,7 +114,14 @@ def _sent_number(record: InboundRecord) -> str | None:
     return str(number) if number is not None else None
 
 
-def explain(processed: Processed, topics: Topics, upstream_number: str | None = None) -> dict[str, Any]:
+def explain(
+    processed: Processed,
+    topics: Topics,
+    upstream_number: str | None = None,
+    issued: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
+    """`issued`: the numbers of the order's notes before the message. Such a note published again was
+    released (no new money: it counts 0 in the totals) or cancelled (its amounts count negative)."""
     by_name: dict[str, list[dict[str, Any]]] = {}
     for out in processed.records:
         name = out.headers.get("message_name", "")
@@ -125,11 +134,13 @@ def explain(processed: Processed, topics: Topics, upstream_number: str | None = 
     explanations: list[dict[str, Any]] = []
     for params in by_name.get(names.REFUND_UPDATED, []):
         note = dict(params["refund"])
-        note["credit_note_number_provisional"] = note["credit_note_number"] != upstream_number
+        known = note["credit_note_number"] in issued
+        note["credit_note_number_provisional"] = not known and note["credit_note_number"] != upstream_number
         notes.append(note)
-        gross += Decimal(note["totals"]["cost_gross"])
-        net += Decimal(note["totals"]["cost_net"])
-        tax += Decimal(note["totals"]["cost_vat"])
+        sign = Decimal(-1 if note["status"]["code"] == "CANCELLED" else 0) if known else Decimal(1)
+        gross += sign * Decimal(note["totals"]["cost_gross"])
+        net += sign * Decimal(note["totals"]["cost_net"])
+        tax += sign * Decimal(note["totals"]["cost_vat"])
         for line in note["lines"]:
             explanations.append(
                 {"credit_note_number": note["credit_note_number"], "order_line": line["order_line"]}
@@ -138,7 +149,7 @@ def explain(processed: Processed, topics: Topics, upstream_number: str | None = 
             for payment in line["payments"]:
                 for part in payment["details"]["vat_detail"]:
                     slot = (part["type"], part["rate"])
-                    per_tax[slot] = per_tax.get(slot, ZERO) + Decimal(part["amount"])
+                    per_tax[slot] = per_tax.get(slot, ZERO) + sign * Decimal(part["amount"])
     result: dict[str, Any] = {
         "status": processed.status,
         "detail": processed.detail,

@@ -3,7 +3,9 @@ type, with gross / net / tax totals and tax per type and rate, plus one row per 
 
 Source: the refund topic on the broker, or a replay output file. Every amount is summed as Decimal from
 the notes' own text, so the totals tie out exactly with the notes. A credit note delivered twice (the
-worker delivers at least once) carries the same message id both times and is counted once.
+worker delivers at least once) carries the same message id both times and is counted once. A note
+published again with a new status (released, cancelled) counts as its latest version: a cancelled note
+is left out of the totals.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ class Note:
     currency: str
     document_type: str
     refund_type: str
+    status: str
     gross: Decimal
     net: Decimal
     tax: Decimal
     taxes: dict[TaxKey, Decimal]
+    # Gross per payment method the note went back to (notes before split tender: none listed).
+    methods: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def group(self) -> GroupKey:
@@ -55,6 +60,7 @@ class Group:
     net: Decimal = ZERO
     tax: Decimal = ZERO
     taxes: dict[TaxKey, Decimal] = field(default_factory=dict)
+    methods: dict[str, Decimal] = field(default_factory=dict)
 
     def add(self, note: Note) -> None:
         self.notes += 1
@@ -63,6 +69,8 @@ class Group:
         self.tax += note.tax
         for slot, amount in note.taxes.items():
             self.taxes[slot] = self.taxes.get(slot, ZERO) + amount
+        for method, amount in note.methods.items():
+            self.methods[method] = self.methods.get(method, ZERO) + amount
 
 
 @dataclass
@@ -80,6 +88,10 @@ def note_from(message_id: str, params: dict[str, Any]) -> Note:
                 slot = (str(part["type"]), str(part["rate"]))
                 taxes[slot] = taxes.get(slot, ZERO) + Decimal(str(part["amount"]))
     totals = refund["totals"]
+    methods: dict[str, Decimal] = {}
+    for share in refund.get("payments") or []:
+        method = str(share.get("payment_method") or "UNKNOWN")
+        methods[method] = methods.get(method, ZERO) + Decimal(str(share["amount"]))
     return Note(
         message_id=message_id,
         number=str(refund["credit_note_number"]),
@@ -90,10 +102,12 @@ def note_from(message_id: str, params: dict[str, Any]) -> Note:
         currency=str(refund.get("currency") or ""),
         document_type=str(refund["document_type"]),
         refund_type=str(refund["refund_type"]),
+        status=str((refund.get("status") or {}).get("code") or ""),
         gross=Decimal(str(totals["cost_gross"])),
         net=Decimal(str(totals["cost_net"])),
         tax=Decimal(str(totals["cost_vat"])),
         taxes=taxes,
+        methods=methods,
     )
 
 
@@ -126,13 +140,18 @@ def notes_from_broker(settings: Settings, progress: Progress | None = None) -> l
 
 
 def build(notes: Iterable[Note], start: date | None, end: date | None, store: str | None = None) -> Report:
-    """Notes dated from `start` to `end`, both included, of `store` if given; each message id once."""
-    seen: set[str] = set()
-    kept: list[Note] = []
+    """Notes dated from `start` to `end`, both included, of `store` if given; each note as its latest
+    version, cancelled ones left out. A pending version read after its release or cancel (a redelivery)
+    does not take its place back."""
+    latest: dict[tuple[str, str], Note] = {}
     for note in notes:
-        if note.message_id in seen:
+        known = latest.get((note.store, note.number))
+        if known is None or _settled(note) or not _settled(known):
+            latest[(note.store, note.number)] = note
+    kept: list[Note] = []
+    for note in latest.values():
+        if note.status == "CANCELLED":
             continue
-        seen.add(note.message_id)
         day = date.fromisoformat(note.credit_note_date[:10])
         if (start and day < start) or (end and day > end) or (store and note.store != store):
             continue
@@ -142,6 +161,14 @@ def build(notes: Iterable[Note], start: date | None, end: date | None, store: st
     for note in kept:
         groups.setdefault(note.group, Group(note.group)).add(note)
     return Report(list(groups.values()), kept)
+
+
+def _settled(note: Note) -> bool:
+    return note.status in ("RELEASED", "CANCELLED")
+
+
+def _methods(methods: dict[str, Decimal]) -> list[dict[str, str]]:
+    return [{"payment_method": method, "amount": str(amount)} for method, amount in sorted(methods.items())]
 
 
 def _taxes(taxes: dict[TaxKey, Decimal]) -> list[dict[str, str]]:
@@ -164,6 +191,7 @@ def as_json(report: Report) -> dict[str, Any]:
                 "net": str(g.net),
                 "tax": str(g.tax),
                 "tax_detail": _taxes(g.taxes),
+                "payment_detail": _methods(g.methods),
             }
             for g in report.groups
         ],
@@ -177,10 +205,12 @@ def as_json(report: Report) -> dict[str, Any]:
                 "currency": n.currency,
                 "document_type": n.document_type,
                 "refund_type": n.refund_type,
+                "status": n.status,
                 "gross": str(n.gross),
                 "net": str(n.net),
                 "tax": str(n.tax),
                 "tax_detail": _taxes(n.taxes),
+                "payment_detail": _methods(n.methods),
             }
             for n in report.notes
         ],
@@ -202,11 +232,13 @@ CSV_COLUMNS = [
     "gross",
     "net",
     "tax",
+    "payment_method",
 ]
 
 
 def write_csv(report: Report, out: IO[str]) -> None:
-    """One table: `total` rows per group, `tax` rows per group, tax type and rate, `note` rows per note."""
+    """One table: `total` rows per group, `tax` rows per group, tax type and rate, `payment` rows per
+    group and payment method (gross), `note` rows per note."""
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for g in report.groups:
@@ -216,6 +248,8 @@ def write_csv(report: Report, out: IO[str]) -> None:
         )
         for (kind, rate), amount in sorted(g.taxes.items()):
             writer.writerow({"kind": "tax", **where, "tax_type": kind, "tax_rate": rate, "tax": amount})
+        for method, amount in sorted(g.methods.items()):
+            writer.writerow({"kind": "payment", **where, "payment_method": method, "gross": amount})
     for n in report.notes:
         where = dict(zip(CSV_COLUMNS[1:6], n.group, strict=True))
         writer.writerow(
