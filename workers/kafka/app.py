@@ -490,12 +490,10 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 topic_partitions=settings.partitions,
                 topic_replication_factor=settings.replication_factor,
                 consumer_auto_offset_reset="earliest",
-                # What a worker fetches ahead of its handling: faust's 1 MiB per partition and polls
-                # without a cap let a backlog fill memory, so its peak followed the history
-                # (BENCHMARKS.md, "Growth"). Tighter caps cost throughput: 500 records a poll, or faust's
-                # stream buffer at 1,024 instead of 4,096, halved it or worse.
-                consumer_max_fetch_size=256 * 1024,
-                broker_max_poll_records=2000,
+                # faust's fetch and poll sizes stay: bounding them (256 KiB a partition, a cap on the
+                # records of a poll, a smaller stream buffer) kept less of a backlog in memory, but the
+                # merge by timestamp then often lacked some partitions' heads and throughput fell to a
+                # quarter in some runs (BENCHMARKS.md, "Growth").
                 ConsumerScheduler=TimestampOrder.with_ranks(lifecycle_ranks(settings.topic_for)),
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,
