@@ -692,8 +692,9 @@ def split_tender(s: Scenario) -> None:
 
 
 def release_and_cancel(s: Scenario) -> None:
-    """ST1 issues credit notes PENDINGRELEASE: finance releases one (paid offline) and cancels the other,
-    whose 10.00 is refundable again: the appeasement of everything left then takes it."""
+    """ST1 issues credit notes PENDINGRELEASE: finance releases one (paid offline) and cancels the other.
+    (Nothing here depends on the cancel's give-back: producers on several topics may write a later
+    message first; the unit and replay tests prove the give-back.)"""
     st = Story(s, "ST1")
     st.create([Line(st.sku("KETTLE"), 2, "80.0", source="SOU1")])
     st.ship("SOU1", [(1, 2)])
@@ -702,7 +703,6 @@ def release_and_cancel(s: Scenario) -> None:
     st.refund([(1, None, "10.00", False)], "AMOUNT_ONLY", second)
     st.settle_note(names.REFUND_RELEASE, first, offline=True)
     st.settle_note(names.REFUND_CANCEL, second)
-    st.appease(1, "44.00")
 
 
 def appeasement_then_return(s: Scenario) -> None:
