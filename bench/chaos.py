@@ -57,7 +57,7 @@ from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402
-from workers.engine.codec import InboundRecord  # noqa: E402
+from workers.engine.codec import InboundRecord, dumps  # noqa: E402
 from workers.engine.pipeline import Pipeline  # noqa: E402
 from workers.kafka.crashpoints import POINTS  # noqa: E402
 from workers.kafka.crashpoints import VARIABLE as CRASH_VARIABLE  # noqa: E402
@@ -266,7 +266,10 @@ def _as_output(record: Output, settings: Settings) -> Output:
 
 
 def identity(record: Output) -> tuple[str, str]:
-    return record["topic"], record["headers"].get("message_id", json.dumps(record["value"], sort_keys=True))
+    message_id = record["headers"].get("message_id")
+    if message_id is None:  # a dead letter keeps its record's headers: the value tells it apart
+        message_id = json.dumps(record["value"], sort_keys=True, default=str)
+    return record["topic"], message_id
 
 
 def content(record: Output) -> Any:
@@ -349,7 +352,7 @@ def verify(
         # Copies of one output are a redelivery only if they are identical, levels included: a
         # movement applied twice carries the same id and change, but other levels after it.
         good = [r for r in records if content(r) == want[key]]
-        variants = {json.dumps(r["value"], sort_keys=True) for r in good}
+        variants = {json.dumps(r["value"], sort_keys=True, default=str) for r in good}
         verdict.doubled += [key] * (len(records) - len(good) + max(0, len(variants) - 1))
         verdict.redeliveries += len(good) - len(variants)
     have_notes, want_notes = credit_notes(found), credit_notes(expected)
@@ -494,7 +497,7 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
         if own:
             local.stop()
     with (workdir / "outputs.jsonl").open("w", encoding="utf-8") as out:  # for a post-mortem
-        out.writelines(json.dumps(r) + "\n" for r in found)
+        out.writelines(dumps(r) + "\n" for r in found)
     verdict = verify(found, expected, messages, options.messages)
     verdict.deaths = list(pool.deaths)
     if "unread" in timings:

@@ -2,7 +2,7 @@
 
 Kafka keeps order within a partition only, and one order's messages travel on several topics. So the log
 is cut into waves of one topic each (stock snapshots, creates, line cancels, cancels, shipments,
-returns, receipts, appeasements, reshipments, upstream refunds, their credit notes' releases and
+exchanges, returns, receipts, appeasements, reshipments, upstream refunds, their credit notes' releases and
 cancels); the runner publishes a wave only once
 the worker has committed the one before. Within a wave, one partition is read in order, so every
 series of credit note numbers (one per store and partition) comes out in the same order as `replay`
@@ -13,8 +13,9 @@ stock movements that come from different order partitions.
 Also in the log: duplicates (the same record again, later in its wave, and a few creates again in a
 later wave), appeasements that arrive before their order (held, then settled when the create comes),
 returns that are full, partial, quantity-only or of damaged goods, orders paid with a gift card and a
-card (split tender), credit notes pending release that finance releases or cancels (channel B), and
-messages the rules refuse.
+card (split tender), credit notes pending release that finance releases or cancels (channel B),
+exchanges (whose child orders reserve stock; on channel B they ship on a good receipt and a damaged one
+cancels them), and messages the rules refuse.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ auto_release_refund = false
 # the worker's clock, but never in replay's expectation, whose log spans seconds of message time. The
 # waves already publish each kind after the one before is committed, so nothing needs to wait here.
 reorder_window_seconds = 0
+# An exchange's child order ships once the goods are back restockable; damaged ones cancel it.
+exchange_ships = "on_receipt"
 """
 
 WAVES = [
@@ -64,6 +67,7 @@ WAVES = [
     ("cancel_line", names.ORDER_CANCEL_LINE),
     ("cancel", names.ORDER_CANCEL),
     ("ship", names.SHIPMENT_DONE),
+    ("exchange", names.EXCHANGE_CREATE),
     ("return", names.RETURN_AUTHORIZE),
     ("receive", names.RETURN_RECEIVED),
     ("appease", names.APPEASEMENT_CREATE),
@@ -249,7 +253,18 @@ def _story(rng: random.Random, n: int, waves: dict[str, Wave]) -> None:
         ],
     }
     add("ship", "ship", {"shipment": shipment})
-    if rng.random() < 0.45:
+    if rng.random() < 0.08:  # the first line exchanged for another SKU instead of returned
+        swap = {"id": f"L{first.number}", "line_number": first.number, "new_sku": rng.choice(SKUS)}
+        exchange = {"sales_channel_id": channel, "order_id": order_id, "user": "u", "lines": [swap]}
+        if rng.random() < 0.5:
+            exchange["new_order_id"] = f"{order_id}-EX"
+        add("exchange", "exchange", {"exchange": exchange})
+        if rng.random() < 0.7:
+            back = _return_line(first, None, rng.choice(["GOOD", "GOOD", "DAMAGED"]))
+            where = {"sales_channel_id": channel, "order_id": order_id, "source_id": "RET"}
+            received = {**where, "user": "desk", "rma": f"{channel}-{order_id}-R01", "lines": [back]}
+            add("receive", "exchange-received", {"return": received})
+    elif rng.random() < 0.45:
         kind = rng.choice(["full", "partial", "quantity-only", "damaged"])
         condition = "DAMAGED" if kind == "damaged" else "GOOD"
         returned = [_return_line(first, 1 if kind == "partial" else None, condition)]

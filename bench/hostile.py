@@ -119,6 +119,9 @@ KINDS: dict[str, Kind] = {
     "note_without_number": Kind(dead("SchemaValidation")),
     "note_of_unknown_order": Kind(Fate("held", "UNKNOWN_ORDER")),
     "tracking_not_text": Kind(dead("SchemaValidation")),
+    # Exchanges: one without its new SKU, one of a line the order does not have.
+    "exchange_without_sku": Kind(dead("SchemaValidation")),
+    "exchange_of_unknown_line": Kind(rejected("UNKNOWN_LINE")),
     # Valid after all: what real (Magento) producers send. Each is a create of an order of its own with
     # a SKU of its own, so it emits a stock adjustment and changes nothing any other record depends on.
     "plain_order": Kind(APPLIED, valid=True),
@@ -311,6 +314,16 @@ def make_record(rng: random.Random, kind: str, number: int, valid: list[Record],
             "topic": names.RETURN_UPDATE,
             "headers": headers,
             "value": _envelope(names.RETURN_UPDATE, message_id, params),
+        }
+    if kind in ("exchange_without_sku", "exchange_of_unknown_line"):
+        swap: dict[str, Any] = {"line_number": 77, "new_sku": f"H-{number}"}
+        if kind == "exchange_without_sku":
+            swap = {"line_number": 1}
+        params = {"exchange": {"sales_channel_id": "OCTO", "order_id": "1234", "lines": [swap]}}
+        return {
+            "topic": names.EXCHANGE_CREATE,
+            "headers": headers,
+            "value": _envelope(names.EXCHANGE_CREATE, message_id, params),
         }
     if kind in ("unknown_line", "over_refund", "unknown_order"):
         params = {

@@ -67,6 +67,10 @@ auto_release_refund = false
 # A channel with a return window: its refunds decided upstream pass over the window and say so.
 [sales_channels.WINDOW]
 return_window_days = 30
+
+# A channel whose exchanges ship once the goods are back restockable.
+[sales_channels.SWAP]
+exchange_ships = "on_receipt"
 """
 
 Json = dict[str, Any]
@@ -329,6 +333,14 @@ class Story:
         self.s.step(
             names.RETURN_UPDATE, self.key, {"return": {**params, **fields}}, "update", DEPENDS_ON_SHIPMENT
         )
+
+    def exchange(self, lines: list[tuple[int, str]], new_order_id: str | None = None) -> None:
+        """An exchange of whole lines for new SKUs: (line number, new SKU) each."""
+        swaps = [{"id": f"L{n}", "line_number": n, "new_sku": sku, "reason": "SIZE"} for n, sku in lines]
+        params: Json = {"sales_channel_id": self.channel, "order_id": self.order_id, "lines": swaps}
+        if new_order_id is not None:
+            params["new_order_id"] = new_order_id
+        self.s.step(names.EXCHANGE_CREATE, self.key, {"exchange": params}, "exchange", DEPENDS_ON_SHIPMENT)
 
     def rma(self, number: int) -> str:
         return f"{self.channel}-{self.order_id}-R{number:02d}"
@@ -714,6 +726,29 @@ def appeasement_then_return(s: Scenario) -> None:
     st.received([(1, None, "GOOD")], st.rma(1))
 
 
+def exchange_at_once(s: Scenario) -> None:
+    """An exchange whose child order ships at once and reserves the new SKU; the goods come back."""
+    st = Story(s, "WEB")
+    bigger = st.sku("BOOTS-44")
+    st.stock("WH-MAIN", "DELTA", [(bigger, 5)])
+    st.create([Line(st.sku("BOOTS-42"), 1, "90.0"), Line(st.sku("SOCKS"), 2, "10.0")])
+    st.ship("WH-MAIN", [(1, 1), (2, 2)])
+    st.exchange([(1, bigger)], new_order_id=f"EX-{s.token}")
+    st.received([(1, None, "GOOD")], st.rma(1))
+
+
+def exchange_on_receipt(s: Scenario) -> None:
+    """On SWAP the child ships when the goods are back restockable: one exchange comes back good (its
+    shipment is requested), the other damaged (its child is cancelled, the reservation released)."""
+    st = Story(s, "SWAP")
+    st.create([Line(st.sku("SHIRT-M"), 1, "40.0"), Line(st.sku("SHIRT-S"), 1, "40.0")])
+    st.ship("WH-MAIN", [(1, 1), (2, 1)])
+    st.exchange([(1, st.sku("SHIRT-L"))])
+    st.exchange([(2, st.sku("SHIRT-XS"))])
+    st.received([(1, None, "GOOD")], st.rma(1))
+    st.received([(2, None, "DAMAGED")], st.rma(2))
+
+
 STORIES: dict[str, Callable[[Scenario], None]] = {
     "seed-000-octopus": seed_000_octopus,
     "shipping-on-last": shipping_on_last,
@@ -746,6 +781,8 @@ STORIES: dict[str, Callable[[Scenario], None]] = {
     "release-and-cancel": release_and_cancel,
     "return-tracking": return_tracking,
     "split-tender": split_tender,
+    "exchange-at-once": exchange_at_once,
+    "exchange-on-receipt": exchange_on_receipt,
 }
 
 

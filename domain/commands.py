@@ -219,6 +219,30 @@ class ReshipmentCreate(Loose):
     user: str | None = None
 
 
+class ExchangeLine(Loose):
+    id: str | None = None
+    line_number: int
+    new_sku: str
+    reason: str | None = None
+    reason_description: str | None = None
+    # (ext) Units of the line to exchange; MOM exchanges every returnable unit of the line.
+    quantity: int | None = None
+
+
+class Exchange(Loose):
+    sales_channel_id: str
+    order_id: str
+    new_order_id: str | None = None
+    new_shipping_method: str | None = None
+    new_shipping_address: dict[str, Any] | None = None
+    lines: tuple[ExchangeLine, ...]
+    user: str | None = None
+
+
+class ExchangeCreate(Loose):
+    exchange: Exchange
+
+
 class AppeasementLine(Loose):
     id: str | None = None
     line_number: int

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from domain import (
     appeasements,
     credit_note_status,
+    exchanges,
     jsontext,
     names,
     orders,
@@ -31,6 +32,7 @@ from domain import (
 from domain.commands import (
     AppeasementCreate,
     CreditNoteCommand,
+    ExchangeCreate,
     OrderCancel,
     OrderCancelLine,
     OrderCreate,
@@ -137,6 +139,11 @@ ROUTES: dict[str, Route] = {
     names.RESHIPMENT_CREATE: _RESHIP,
     # The same command under the other spelling of its name.
     names.RESHIPMENT_CREATE_SEED: _RESHIP,
+    names.EXCHANGE_CREATE: Route(
+        ExchangeCreate,
+        lambda c: (c.exchange.sales_channel_id, c.exchange.order_id),
+        _unwrap(ExchangeCreate, "exchange", exchanges.exchange),
+    ),
     names.APPEASEMENT_CREATE: Route(
         AppeasementCreate,
         lambda c: (c.appeasement.sales_channel_id, c.appeasement.order_id),

@@ -15,6 +15,7 @@ RESHIPMENT_CREATE: Final = "magento.postsales.reshipment_management.create"
 # The archived MOM documentation's example spells the reshipment command this way; both spellings are
 # accepted (docs/contract.md, "Wire format").
 RESHIPMENT_CREATE_SEED: Final = "magento.postsales.reshipment.management.create"
+EXCHANGE_CREATE: Final = "magento.postsales.exchange_management.create"
 APPEASEMENT_CREATE: Final = "magento.postsales.appeasement_management.create"
 REFUND_CREATE: Final = "magento.postsales.refund_management.create"
 REFUND_RELEASE: Final = "magento.postsales.refund_management.release"
@@ -44,6 +45,7 @@ ORDER_INBOUND: Final = (
     RETURN_UPDATE,
     RESHIPMENT_CREATE,
     RESHIPMENT_CREATE_SEED,
+    EXCHANGE_CREATE,
     APPEASEMENT_CREATE,
     REFUND_CREATE,
     REFUND_RELEASE,

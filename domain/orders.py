@@ -332,6 +332,7 @@ def order_document(work: Work) -> dict[str, Any]:
                 "returned": line.returned,
                 "refunded": line.refunded_units,
                 "reshipped": line.reshipped,
+                "exchanged": line.exchanged,
                 "cancelled": line.cancelled,
                 "refunded_amount": fmt(line.refunded_gross, places),
             }

@@ -28,6 +28,7 @@ RejectionCode = Literal[
     "NOT_ALLOWED",
     "RETURN_WINDOW_CLOSED",
     "UNKNOWN_REFUND",
+    "ALREADY_EXCHANGED",
 ]
 
 
@@ -54,6 +55,20 @@ class Event:
     params: dict[str, Any]
     # The id of the message that caused it: emitted ids derive from it, so a re-run emits the same ids.
     cause: str
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """An inbound message that handling this one makes for another order (an exchange's child order and
+    its cancellation): applied right after it by replay, sent to the worker's own inbound topic by the
+    Kafka worker. Its id derives from the cause's, so a redelivered cause makes a duplicate of it."""
+
+    name: str
+    message_id: str
+    key_channel: str
+    key_order: str
+    params: dict[str, Any]
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -117,9 +132,11 @@ class Outcome:
     taken: dict[str, TakenNumbers] = field(default_factory=dict)
     upstream: dict[str, str] = field(default_factory=dict)
     forgotten: Forgotten | None = None
+    follow_ups: list[FollowUp] = field(default_factory=list)
 
     def extend(self, other: Outcome) -> None:
         self.forgotten = self.forgotten or other.forgotten
+        self.follow_ups.extend(other.follow_ups)
         self.series.update(other.series)
         self.taken.update(other.taken)
         self.upstream.update(other.upstream)

@@ -22,7 +22,7 @@ from domain.state import OrderState, upstream_key
 from domain.timeutil import EPOCH, parse_time
 
 
-def open_reason(rules: ChannelRules, order: OrderState) -> str | None:
+def open_reason(order: OrderState) -> str | None:
     """What keeps the order's post-sales life open, or None when it is over."""
     if order.held:
         return "held messages"
@@ -35,7 +35,7 @@ def open_reason(rules: ChannelRules, order: OrderState) -> str | None:
 
 def forget_at(rules: ChannelRules, order: OrderState) -> datetime | None:
     """When the order leaves state; None while its life is open or its last change is not known."""
-    if order.changed_at is None or open_reason(rules, order) is not None:
+    if order.changed_at is None or open_reason(order) is not None:
         return None
     return stored_time(order.changed_at) + timedelta(days=rules.retain_days)
 

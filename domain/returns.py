@@ -6,9 +6,10 @@ says so (docs/contract.md, README "Rules per sales channel").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from domain import names, return_window
+from domain.child_orders import exchange_goods_arrived, exchange_return_cancelled
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
 from domain.outcome import Refused, Unchanged
@@ -44,6 +45,24 @@ def _merge_requests(lines: tuple[ReturnLine, ...]) -> dict[int, ReturnLine]:
             )
         else:
             merged[request.line_number] = earlier.model_copy(update={"quantity": None})
+    return merged
+
+
+class _Numbered(Protocol):
+    @property
+    def line_number(self) -> int: ...
+
+
+N = TypeVar("N", bound=_Numbered)
+
+
+def unique_lines(lines: tuple[N, ...], what: str) -> dict[int, N]:
+    """The lines of a reshipment or exchange by number; a line named twice is refused."""
+    merged: dict[int, N] = {}
+    for request in lines:
+        if request.line_number in merged:
+            raise Refused("NOT_ALLOWED", f"line {request.line_number} appears twice in the {what}")
+        merged[request.line_number] = request
     return merged
 
 
@@ -253,10 +272,17 @@ def _decide_stock(work: Work, ret: ReturnState, *, final: bool) -> None:
 
 
 def refund_return(work: Work, ret: ReturnState) -> None:
-    if ret.refunded or ret.reshipment:
+    if ret.refunded or ret.reshipment or ret.exchange_order_id is not None:
         return
     ret.refunded = True
-    quantity_only = ret.refund_mode == "QUANTITY_ONLY"
+    paid_nothing = _paid_nothing(work)
+    quantity_only = ret.refund_mode == "QUANTITY_ONLY" or paid_nothing
+    without_money = (
+        "goods returned without money: the order was paid nothing (ZEROPAY); what was paid for them is on "
+        "its original order, refunded there by upstream"
+        if paid_nothing
+        else "goods returned without money (refund_mode=QUANTITY_ONLY)"
+    )
     note = CreditNote("return", "INVENTORY_CREDIT_MEMO", ret.refund_mode, rma=ret.rma, user=ret.user)
     for rline in ret.lines:
         line = work.order.lines[rline.line_number]
@@ -276,7 +302,7 @@ def refund_return(work: Work, ret: ReturnState) -> None:
                     rline.quantity,
                     0 * line.gross,
                     [0 * t.amount for t in line.taxes],
-                    "goods returned without money (refund_mode=QUANTITY_ONLY)",
+                    without_money,
                     restock=restock,
                     **details,
                 )
@@ -288,6 +314,12 @@ def refund_return(work: Work, ret: ReturnState) -> None:
         )
     if note.lines:
         issue(work, note)
+
+
+def _paid_nothing(work: Work) -> bool:
+    """A reshipment's or an exchange's child order: its one payment is a zero ZEROPAY."""
+    payments = [t for t in work.order.transactions if t.type == "PAYMENT"]
+    return bool(payments) and all(t.method == "ZEROPAY" and t.amount == 0 for t in payments)
 
 
 def approve(work: Work, ret: ReturnState) -> None:
@@ -319,6 +351,7 @@ def receive(work: Work, ret: ReturnState, lines: tuple[ReturnLine, ...]) -> None
     _decide_stock(work, ret, final=True)
     emit_return(work, ret)
     refund_return(work, ret)
+    exchange_goods_arrived(work, ret)
     ret.status = "CLOSED"
     for rline in ret.lines:
         rline.status = "CLOSED"
@@ -339,6 +372,7 @@ def cancel(work: Work, ret: ReturnState) -> None:
         rline.status = "CANCELLED"
     ret.status = "CANCELLED"
     emit_return(work, ret)
+    exchange_return_cancelled(work, ret)
 
 
 def find_open(work: Work, rma: str | None) -> ReturnState:
@@ -380,10 +414,12 @@ def emit_return(work: Work, ret: ReturnState) -> None:
                         "reason_description": rline.reason_description,
                         "condition": rline.condition,
                         "added_by_rule": rline.added_by_rule,
+                        **({"exchange": True, "new_sku": rline.new_sku} if rline.new_sku is not None else {}),
                     }
                     for rline in ret.lines
                 ],
                 **_details(ret),
+                **({"exchange_order_id": ret.exchange_order_id} if ret.exchange_order_id else {}),
             }
         },
     )

@@ -45,6 +45,9 @@ class ChannelRules(BaseModel):
     # Split tender: the payment methods that take back what no one line's payment does, first and in
     # this order; then the order's other payments in its own order (domain/tender.py).
     refund_tender_order: tuple[str, ...] = ("GIFT_CARD", "STORE_CREDIT")
+    # When an exchange's child order is sent to be shipped: with the exchange, or once the returned
+    # units arrived in a restocking condition (domain/exchanges.py).
+    exchange_ships: Literal["at_once", "on_receipt"] = "at_once"
 
     @model_validator(mode="after")
     def _retention_outlives_every_window(self) -> ChannelRules:

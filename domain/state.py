@@ -71,6 +71,8 @@ class LineState(Model, kw_only=True):
     # When the line's units were last shipped (the shipment's date, else its message time): the return
     # window's default anchor. None in values written before return windows existed.
     shipped_at: str | None = None
+    # Units given in exchange for another SKU (a return without refund, see domain/exchanges.py).
+    exchanged: int = 0
 
     @property
     def vat(self) -> Decimal:
@@ -106,6 +108,8 @@ class ReturnLineState(Model, kw_only=True):
     rule_explanation: str | None = None
     restock: bool | None = None
     stock_done: bool = False
+    # Returned in exchange for this SKU (no refund).
+    new_sku: str | None = None
 
 
 class ReturnTracking(Model, kw_only=True):
@@ -134,6 +138,10 @@ class ReturnState(Model, kw_only=True):
     # Set by return_management.update (and the tracking an authorize or request carried).
     tracking: ReturnTracking | None = None
     custom_attributes: list[CustomAttribute] = field(default_factory=list)
+    # An exchange's return: the child order the returned units pay for, and (channel exchange_ships =
+    # "on_receipt") the child's document until the goods arrive and its shipment is requested.
+    exchange_order_id: str | None = None
+    exchange_child_json: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.credit_notes import Ledger, Numbering
 from domain.money import minor_units
-from domain.outcome import Event, MessageMeta, Movement, Outcome, Status
+from domain.outcome import Event, FollowUp, MessageMeta, Movement, Outcome, Status
 from domain.rules import ChannelRules
 from domain.state import OrderState
 
@@ -22,6 +22,7 @@ class Work:
         self.numbers = Numbering(ledger, order.key, meta.message_id, meta.partition)
         self.events: list[Event] = []
         self.movements: list[Movement] = []
+        self.follow_ups: list[FollowUp] = []
 
     @property
     def now(self) -> str:
@@ -38,6 +39,11 @@ class Work:
 
     def emit(self, name: str, params: dict[str, Any]) -> None:
         self.events.append(Event(name, self.order.key, params, self.meta.message_id))
+
+    def follow(self, name: str, what: str, channel: str, order_id: str, params: dict[str, Any]) -> None:
+        """Make an inbound message for another order (`what` tells it from the cause's other ones)."""
+        message_id = f"{self.meta.message_id}#{what}"
+        self.follow_ups.append(FollowUp(name, message_id, channel, order_id, params, self.meta.now))
 
     def move(
         self,
@@ -69,4 +75,5 @@ class Work:
             detail,
             numbers.taken,
             numbers.upstream,
+            follow_ups=self.follow_ups,
         )

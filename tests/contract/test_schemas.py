@@ -16,7 +16,8 @@ from jsonschema import Draft202012Validator
 from domain import names
 from schemas import SCHEMA_BASE, SCHEMA_DIR
 from tests.mom_examples import documented_reshipment
-from workers.engine.validation import Validators
+from tests.unit import harness
+from workers.engine.validation import Validators, default_validators
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = Validators()
@@ -159,6 +160,10 @@ INVALID = [
     (names.RETURN_UPDATE, "return/source_id", _DELETE, "/return"),
     (names.RETURN_UPDATE, "return/return_tracking_number", 12, "/return/return_tracking_number"),
     (names.REFUND_CREATE, "refund/lines/0/sku", 5, "/refund/lines/0/sku"),
+    (names.EXCHANGE_CREATE, "exchange/lines/0/new_sku", _DELETE, "/exchange/lines/0"),
+    (names.EXCHANGE_CREATE, "exchange/lines/0/new_sku", "", "/exchange/lines/0/new_sku"),
+    (names.EXCHANGE_CREATE, "exchange/lines", [], "/exchange/lines"),
+    (names.EXCHANGE_CREATE, "exchange/lines/0/quantity", 0, "/exchange/lines/0/quantity"),
 ]
 
 
@@ -279,3 +284,49 @@ def test_structures_are_defined_once_and_shared_through_defs() -> None:
                 seen[text] = path.name
     refs = {json.loads(path.read_text()).get("$id") for path in SCHEMA_DIR.glob("*.json")}
     assert SCHEMA_BASE + "defs.json" in refs
+
+
+def test_the_messages_an_exchange_makes_for_its_child_pass_their_schemas() -> None:
+    """Replay and the worker both check a follow-up against its schema: a child create that failed it
+    would be a dead letter instead of an order."""
+    validators = default_validators()
+    h = harness.Harness.with_rules(exchange_ships="on_receipt", auto_approve_return=False)
+    h.create(
+        harness.order(
+            "1",
+            [
+                harness.line(1, "A", "10.00", qty=2),
+                harness.line(2, "B", "20.00"),
+                harness.line(3, "SHIP", "5.00", kind="SHIPPING"),
+            ],
+        )
+    )
+    h.ship("1", [(1, 2), (2, 1)])
+    address = {
+        "first_name": "A",
+        "last_name": "B",
+        "address1": "2 Road",
+        "city": "Perth",
+        "country_code": "AU",
+    }
+    made = []
+    for number, extra in ((1, {"new_shipping_address": address, "new_shipping_method": "EXPRESS"}), (2, {})):
+        swap = {"line_number": number, "new_sku": f"N{number}", "quantity": 1}
+        params = {"exchange": {"sales_channel_id": "OCTO", "order_id": "1", "lines": [swap], **extra}}
+        made += h.send(names.EXCHANGE_CREATE, params).follow_ups
+    rma = "OCTO-1-R02"
+    back = {
+        "return": {
+            "sales_channel_id": "OCTO",
+            "order_id": "1",
+            "source_id": "DEFAULT",
+            "user": "u",
+            "rma": rma,
+            "lines": [{"line_number": 2, "condition": "DAMAGED"}],
+        }
+    }
+    made += h.send(names.RETURN_RECEIVED, back).follow_ups
+    assert [f.name for f in made] == [names.ORDER_CREATE, names.ORDER_CREATE, names.ORDER_CANCEL]
+    for follow in made:
+        params = json.loads(json.dumps(follow.params, default=str))
+        assert validators.check(follow.name, params) is None, follow.name

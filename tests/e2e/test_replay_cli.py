@@ -72,9 +72,12 @@ def test_octopus_watches_refund_and_upstream_number(outputs: list[dict[str, Any]
     assert refunds["CN-DOSHII-0-000002"]["standalone"] is True
 
 
-def test_the_documented_reshipment_id(outputs: list[dict[str, Any]]) -> None:
-    (request,) = params(outputs, names.SHIPMENT_REQUESTED)
-    assert request["shipment_request"]["id"] == "ST1-R00000548-01"
+def test_the_documented_reshipment_and_exchange_ids(outputs: list[dict[str, Any]]) -> None:
+    requests = [p["shipment_request"] for p in params(outputs, names.SHIPMENT_REQUESTED)]
+    assert [(r["id"], r["origin"]) for r in requests] == [
+        ("ST1-R00000548-01", "RE"),
+        ("ST1-E12346-1-01", "EX"),
+    ]
 
 
 def test_dead_letters_keep_the_original_text_and_say_why(outputs: list[dict[str, Any]]) -> None:
@@ -248,10 +251,21 @@ def test_every_record_leaves_one_log_line_with_its_ids() -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines() if '"record.' in line]
-    handled = [line for line in lines if line["event"] == "record.handled" and not line.get("settled")]
+    handled = [
+        line
+        for line in lines
+        if line["event"] == "record.handled" and not line.get("settled") and not line.get("follow_up_of")
+    ]
     dead = [line for line in lines if line["event"] == "record.dead_letter"]
     records = (EXAMPLES / "message-log.jsonl").read_text().splitlines()
     assert len(handled) + len(dead) == len(records)
+    # The exchange's child order: handled right after it, saying which message made it.
+    (child,) = [line for line in lines if line.get("follow_up_of")]
+    assert (child["follow_up_of"], child["message_type"], child["outcome"]) == (
+        "st1-12346-exchange",
+        names.ORDER_CREATE,
+        "applied",
+    )
     assert {line["offset"] for line in handled + dead} == set(range(len(records)))
     applied = [line for line in handled if line["outcome"] == "applied"]
     assert applied and all(line["message_id"] and "topic" in line and "events" in line for line in applied)

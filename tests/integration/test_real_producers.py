@@ -40,6 +40,8 @@ QUICK = [
     "release-and-cancel",
     "return-tracking",
     "split-tender",
+    "exchange-at-once",
+    "exchange-on-receipt",
 ]
 
 

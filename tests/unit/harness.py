@@ -179,6 +179,8 @@ class Harness:
     stock: dict[str, StockItem] = field(default_factory=dict)
     now: datetime = START
     log: list[Event] = field(default_factory=list)
+    # What the follow-up messages (an exchange's child order) did, in the order they were handled.
+    follow_ups: list[Outcome] = field(default_factory=list)
     _ids: Iterable[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -206,7 +208,20 @@ class Harness:
         meta = MessageMeta(name, message_id, self.now, partition)
         outcome = handle(parsed, json.dumps(params), stored, self.ledger, self.rules, meta)
         self._absorb(outcome)
+        self._follow(outcome)
         return outcome
+
+    def _follow(self, outcome: Outcome) -> None:
+        """Follow-ups are handled right after their cause, at its time, as replay does."""
+        for follow in outcome.follow_ups:
+            text = json.dumps(follow.params, default=str)
+            parsed = parse(follow.name, json.loads(text))
+            stored = self.orders.get(parsed.key) if parsed.key else None
+            meta = MessageMeta(follow.name, follow.message_id, follow.at, 0)
+            done = handle(parsed, text, stored, self.ledger, self.rules, meta)
+            self._absorb(done)
+            self.follow_ups.append(done)
+            self._follow(done)
 
     def settle(self, *, minutes: int = 0, everything: bool = False) -> list[Outcome]:
         self.now += timedelta(minutes=minutes)
@@ -216,6 +231,7 @@ class Harness:
                 self.orders[key], self.ledger, self.rules, self.now, everything=everything
             )
             self._absorb(outcome)
+            self._follow(outcome)
             results.append(outcome)
         return results
 

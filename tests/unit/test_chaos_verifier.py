@@ -4,6 +4,7 @@ nothing. Outputs here are hand-made in the shape the output topics carry."""
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,14 @@ def test_a_log_shorter_than_asked_is_refused() -> None:
 
 def test_a_log_of_the_size_asked_passes() -> None:
     assert verify(list(EXPECTED), EXPECTED, messages=600, asked=600).ok
+
+
+def test_outputs_carrying_decimal_numbers_are_compared_too() -> None:
+    """An exchange's child order carries its amounts as JSON numbers, read back as Decimal."""
+    child = {"params": {"order": {"id": "E1-1", "lines": [{"amount": {"gross_amount": Decimal("36.67")}}]}}}
+    created = {"topic": names.ORDER_CREATED, "key": "S:1", "partition": 0, "offset": 0, "headers": {}}
+    expected = [{**created, "value": child}, refund("r1", "CN-S-0-000001"), adjusted("a1", "SRC:X", -1, 9, 0)]
+    assert verify(expected, expected).ok
+    other = {"params": {"order": {"id": "E1-1", "lines": [{"amount": {"gross_amount": Decimal("36.68")}}]}}}
+    differs = verify([{**created, "value": other}, *expected[1:]], expected)
+    assert len(differs.lost) == 1 and len(differs.doubled) == 1

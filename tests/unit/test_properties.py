@@ -47,6 +47,7 @@ actions = st.lists(
             + ["receive"] * 2
             + ["upstream"] * 2
             + ["appease", "cancel_line", "cancel_return", "cancel"]
+            + ["exchange"] * 2
         ),
         st.integers(1, 4),  # line number
         st.integers(1, 4),  # units
@@ -64,6 +65,7 @@ channel_rules = st.fixed_dictionaries(
         "return_service_order": st.booleans(),
         "auto_approve_return": st.booleans(),
         "refund_on": st.sampled_from(["approval", "receipt"]),
+        "exchange_ships": st.sampled_from(["at_once", "on_receipt"]),
     }
 )
 
@@ -95,7 +97,14 @@ def _send(h: Harness, kind: str, n: int, units: int, percent: int, mode: str, fl
                     "user": "u",
                     "rma": open_rmas[0] if open_rmas else None,
                     "lines": [
-                        {"id": "x", "line_number": n, "sku": "x", "reason": "r", "reason_description": "d"}
+                        {
+                            "id": "x",
+                            "line_number": n,
+                            "sku": "x",
+                            "reason": "r",
+                            "reason_description": "d",
+                            "condition": "GOOD" if flag else None,
+                        }
                     ],
                 }
             },
@@ -138,6 +147,12 @@ def _send(h: Harness, kind: str, n: int, units: int, percent: int, mode: str, fl
         )
     elif kind == "cancel":
         h.send(names.ORDER_CANCEL, {"order_id": "P1", "sales_channel_id": "OCTO"})
+    elif kind == "exchange":
+        swap = {"line_number": n, "new_sku": f"NEW-{n}", "quantity": units if units < 3 else None}
+        h.send(
+            names.EXCHANGE_CREATE,
+            {"exchange": {"sales_channel_id": "OCTO", "order_id": "P1", "lines": [swap]}},
+        )
     else:
         h.send(
             names.REFUND_CREATE,
@@ -172,6 +187,7 @@ def _check_line(line_state: LineState) -> None:
         assert 0 <= line_state.claimed <= line_state.shipped
         assert 0 <= line_state.returned + line_state.reshipped <= line_state.claimed
         assert line_state.reserved == line_state.open_units
+        assert 0 <= line_state.exchanged <= line_state.shipped
     assert 0 <= line_state.refunded_units <= line_state.quantity
 
 
@@ -216,6 +232,17 @@ def _check_order(h: Harness, state: OrderState) -> None:
                 assert item["available_to_sell"] == item["on_hand"] - item["reserved"]
     for key, item in h.stock.items():
         assert item.available_to_sell == item.on_hand - item.reserved == published[key]
+    # Exchanges move no money: their child orders were paid nothing and refunded nothing; each reserves
+    # what it has still to ship. A line stays exchanged while its child is not cancelled (a child
+    # cancelled with its return gives the line back; one cancelled at a bad receipt does not).
+    children = [o for k, o in h.orders.items() if k != state.key]
+    exchanged_lines = sum(1 for ln in state.lines.values() if ln.exchanged)
+    assert sum(1 for child in children if not child.cancelled) <= exchanged_lines <= len(children)
+    for child in children:
+        assert child.paid == 0 and child.refunded_gross == 0
+        for line_state in child.lines.values():
+            if line_state.kind == "PHYSICAL":
+                assert line_state.reserved == line_state.open_units
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

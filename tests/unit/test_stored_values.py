@@ -23,10 +23,12 @@ def test_an_order_written_by_the_pydantic_version_reads_and_writes_back_all_it_h
     assert all(isinstance(number, int) for number in order.lines)
     # Written back: every member as it was, in its place, plus what was added since at the end of the
     # order, its lines, transactions and returns: dates (return window, retention; unknown for an order
-    # of that version), the credit notes' statuses (none pending), payment methods, return tracking.
+    # of that version), the credit notes' statuses (none pending), payment methods, return tracking,
+    # exchanges.
     expected = json.loads(old)
     for line in expected["lines"].values():
         line["shipped_at"] = None
+        line["exchanged"] = 0
     expected["ordered_at"] = None
     expected["changed_at"] = None
     expected["pending_notes"] = {}
@@ -36,6 +38,10 @@ def test_an_order_written_by_the_pydantic_version_reads_and_writes_back_all_it_h
     for ret in expected["returns"].values():
         ret["tracking"] = None
         ret["custom_attributes"] = []
+        ret["exchange_order_id"] = None
+        ret["exchange_child_json"] = None
+        for rline in ret["lines"]:
+            rline["new_sku"] = None
     written = JsonValues(OrderState).encode(order)
     assert list(json.loads(written).items()) == list(expected.items())
     assert written == json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()

@@ -371,3 +371,29 @@ def test_progress_draws_on_a_terminal_only() -> None:
     progress.advance(3)
     progress.close()
     assert "re-driving" in terminal.getvalue() and "3/3" in terminal.getvalue()
+
+
+def test_preview_of_an_exchange_shows_its_child_order_and_the_reservation_it_makes() -> None:
+    oms_logging.configure("ERROR")
+    book = load_rules(RULES)
+    stores = Stores()
+    pipeline = Pipeline(book, stores=stores, partitions=1)
+    with LOG.open() as lines:
+        records = list(read_records(iter(lines), str(LOG)))
+    exchange = next(r for r in records if r.topic == names.EXCHANGE_CREATE)
+    for record in records[: records.index(exchange)]:
+        processed = pipeline.process(record)
+        pipeline.store(processed)
+        pipeline.apply_movements(processed.movements)
+    looked = preview(preview_pipeline(book, stores, partitions=1), exchange)
+    assert looked["status"] == "applied" and looked["totals"]["gross"] == "0"
+    assert not looked["credit_notes"]
+    (child,) = looked["child_orders"]
+    assert (child["id"], child["origin"], child["lines"][0]["sku"]) == ("E12346-1", "EX", "24-MB02")
+    assert looked["follow_ups"] == [{"message_name": names.ORDER_CREATE, "order_key": "ST1:E12346-1"}]
+    reserved = [m for m in looked["restock"] if m["reason"] == "RESERVATION"]
+    assert [(m["source_id"], m["sku"], m["reserved_delta"]) for m in reserved] == [("SOU1", "24-MB02", 1)]
+    assert [r["lines"][0]["exchange"] for r in looked["returns"]] == [True]
+    # Nothing was written: the child is not in state, the original keeps its lines as they were.
+    assert "ST1:E12346-1" not in stores.orders
+    assert stores.orders["ST1:12346"].lines[1].exchanged == 0

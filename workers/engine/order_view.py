@@ -45,6 +45,7 @@ def order_view(
                 "returned": line.returned,
                 "refunded": line.refunded_units,
                 "reshipped": line.reshipped,
+                "exchanged": line.exchanged,
                 "restocked": line.restocked,
                 "written_off": line.written_off,
                 "gross": _money(line.gross),
@@ -61,6 +62,9 @@ def order_view(
                 "refund_mode": ret.refund_mode,
                 "reshipment": ret.reshipment,
                 "refunded": ret.refunded,
+                # An exchange's child order, and whether its shipment waits for this return's goods.
+                "exchange_order_id": ret.exchange_order_id,
+                "exchange_ships_on_receipt": ret.exchange_child_json is not None,
                 "lines": [
                     {
                         "line_number": line.line_number,
@@ -71,6 +75,7 @@ def order_view(
                         "condition": line.condition,
                         "added_by_rule": line.added_by_rule,
                         "restock": line.restock,
+                        "new_sku": line.new_sku,
                     }
                     | ({"reason_description": line.reason_description} if with_personal_data else {})
                     for line in ret.lines

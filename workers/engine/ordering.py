@@ -38,6 +38,7 @@ LIFECYCLE: tuple[str, ...] = (
     names.RETURN_AUTHORIZE,
     names.RESHIPMENT_CREATE,
     names.RESHIPMENT_CREATE_SEED,
+    names.EXCHANGE_CREATE,
     names.RETURN_UPDATE,
     names.RETURN_RECEIVED,
     names.RETURN_CANCEL,

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from domain import names, retention
 from domain.commands import StockUpdate
-from domain.handlers import handle, parse, settle_expired
-from domain.outcome import Event, Forgotten, MessageMeta, Movement, Outcome
+from domain.handlers import handle, order_key, parse, settle_expired
+from domain.outcome import Event, FollowUp, Forgotten, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
 from domain.state import OrderState, StockItem
 from domain.stock import apply_movement, snapshot_movements
@@ -31,12 +31,16 @@ from workers.engine.codec import (
     OutboundRecord,
     dead_letter,
     decode,
+    dumps_bytes,
     encode,
 )
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
 
 log = structlog.get_logger("oms_postsales.pipeline")
+
+# On a follow-up record (a message the worker made for another order): the id of the message that made it.
+FOLLOW_UP_OF = "oms.follow_up.of"
 
 
 @dataclass
@@ -59,6 +63,9 @@ class Processed:
     created: int = 0
     # The order partition the record was handled as (None: dead letters, stock snapshots).
     partition: int | None = None
+    # Inbound messages it made for other orders (an exchange's child order): replay handles them right
+    # after it, the Kafka worker sends them to its own inbound topic with its outputs.
+    follow_ups: list[InboundRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,8 @@ class Pipeline:
         except DecodeError as error:
             return self._dead(record, error)
         structlog.contextvars.bind_contextvars(message_id=decoded.message_id, message_type=decoded.name)
+        if FOLLOW_UP_OF in record.headers:
+            structlog.contextvars.bind_contextvars(follow_up_of=record.headers[FOLLOW_UP_OF])
         if decoded.name == names.STOCK_UPDATE:
             return self._snapshot(record, decoded)
         try:
@@ -266,6 +275,7 @@ class Pipeline:
             total.forgotten += processed.forgotten
             total.records.extend(processed.records)
             total.movements.extend(processed.movements)
+            total.follow_ups.extend(processed.follow_ups)
         return total
 
     # -- retention ----------------------------------------------------------------------------------
@@ -329,7 +339,21 @@ class Pipeline:
                 taken=dict(outcome.taken),
                 upstream=dict(outcome.upstream),
             ),
+            follow_ups=[self._follow_up(follow) for follow in outcome.follow_ups],
             **self._forgetting(outcome.forgotten),
+        )
+
+    def _follow_up(self, follow: FollowUp) -> InboundRecord:
+        """A follow-up as the record an upstream producer would have written, dated by its cause."""
+        envelope = {"jsonrpc": "2.0", "id": follow.message_id, "method": follow.name, "params": follow.params}
+        key = order_key(follow.key_channel, follow.key_order)
+        return InboundRecord(
+            topic=self.topics.topic(follow.name),
+            value=dumps_bytes(envelope),
+            key=key,
+            headers={FOLLOW_UP_OF: follow.message_id.rsplit("#", 1)[0]},
+            partition=self.partition_of(key, 0),
+            timestamp=follow.at,
         )
 
     def _forgetting(self, gone: Forgotten | None) -> dict[str, Any]:

@@ -94,6 +94,10 @@ def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
     issued = set(before.credit_notes) if before is not None else set()
     processed = pipeline.process(record)
     result = {"order_key": key} | explain(processed, pipeline.topics, _sent_number(record), issued)
+    # An exchange's child order: what its own create would do (the new SKUs reserved) is shown too.
+    for follow_up in processed.follow_ups:
+        result["follow_ups"].append({"message_name": follow_up.topic, "order_key": follow_up.key})
+        result["restock"] += _movements(pipeline.process(follow_up))
     order = pipeline.stores.orders.get(key) if key else None
     if order is not None:
         # Each line's return deadline under the channel's window, as `orders show` gives it.
@@ -101,6 +105,19 @@ def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
         lines = order_view(order, rules=rules)["lines"]
         result["return_deadlines"] = {str(line["line_number"]): line["return_deadline"] for line in lines}
     return result
+
+
+def _movements(processed: Processed) -> list[dict[str, Any]]:
+    return [
+        {
+            "source_id": m.source_id,
+            "sku": m.sku,
+            "reason": m.reason,
+            "on_hand_delta": m.on_hand_delta,
+            "reserved_delta": m.reserved_delta,
+        }
+        for m in processed.movements
+    ]
 
 
 def _sent_number(record: InboundRecord) -> str | None:
@@ -162,17 +179,10 @@ def explain(
             for (kind, rate), amount in sorted(per_tax.items())
         ],
         "explanations": explanations,
-        "restock": [
-            {
-                "source_id": m.source_id,
-                "sku": m.sku,
-                "reason": m.reason,
-                "on_hand_delta": m.on_hand_delta,
-                "reserved_delta": m.reserved_delta,
-            }
-            for m in processed.movements
-        ],
+        "restock": _movements(processed),
         "returns": [params["return"] for params in by_name.get(names.RETURN_UPDATED, [])],
+        "child_orders": [params["order"] for params in by_name.get(names.ORDER_CREATED, [])],
+        "follow_ups": [],
         "rejection": None,
         "dead_letter": None,
     }

@@ -42,7 +42,7 @@ from domain.timeutil import EPOCH, iso
 from workers.config.settings import Settings
 from workers.engine.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.engine.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
-from workers.engine.pipeline import Pipeline, Processed, Topics, partition_for
+from workers.engine.pipeline import FOLLOW_UP_OF, Pipeline, Processed, Topics, partition_for
 from workers.engine.stores import Stores
 from workers.engine.values import JsonValues
 from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
@@ -284,8 +284,12 @@ class Runtime:
             positions.append((f"{message.topic}:{partition}", message.offset, processed))
         index = self.retention.batch(slot_events)
         swept = index.note(pipeline, by_partition) + index.sweep(pipeline, batch, self.stream_time)
-        outputs = [output for _, processed in results for output in processed.records]
-        causes = [record for record, processed in results for _ in processed.records]
+        outputs: list[OutboundRecord] = []
+        causes: list[InboundRecord | None] = []
+        for record, processed in results:
+            made = processed.records + self._follow_ups(processed)
+            outputs += made
+            causes += [record] * len(made)
         movements = [
             replace(movement, origin=origin, origin_offset=offset, origin_index=index)
             for origin, offset, processed in positions
@@ -311,7 +315,17 @@ class Runtime:
         metrics.BATCH_SECONDS.labels("orders").observe(seconds)
         for record, processed in results:
             if record is not None:
-                metrics.observe(record.topic, processed, seconds)
+                follow_up = FOLLOW_UP_OF in record.headers
+                metrics.observe(record.topic, processed, seconds, follow_up=follow_up)
+
+    def _follow_ups(self, processed: Processed) -> list[OutboundRecord]:
+        """Messages a record made for other orders go through the inbound topic like any other record
+        (delivered with its outputs, so a crash makes a duplicate the order recognises, never a loss)."""
+        partitions = self.settings.partitions
+        return [
+            forwarded(record, record.key or "", self.inbound_topic, partitions)
+            for record in processed.follow_ups
+        ]
 
     def _waiting(self, waiting: dict[int, dict[str, None]], partition: int) -> dict[str, None]:
         if partition not in waiting:
@@ -320,7 +334,8 @@ class Runtime:
 
     def _process(self, pipeline: Pipeline, record: InboundRecord) -> Processed:
         try:
-            return pipeline.process(record, validated=True)
+            # The intake validated what upstream sent; a follow-up (made here) is checked as replay does.
+            return pipeline.process(record, validated=FOLLOW_UP_OF not in record.headers)
         except Exception as exc:
             log.exception(
                 "record.failed", topic=record.topic, partition=record.partition, offset=record.offset

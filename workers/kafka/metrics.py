@@ -42,6 +42,12 @@ BUILD_INFO.labels(_version()).set(1)
 RECORDS = Counter(
     "oms_records", "Inbound records handled, by topic and outcome", ["topic", "outcome"], registry=REGISTRY
 )
+FOLLOW_UPS = Counter(
+    "oms_follow_ups",
+    "Messages the worker made for other orders (an exchange's child order, its cancel), by message, outcome",
+    ["message", "outcome"],
+    registry=REGISTRY,
+)
 EMITTED = Counter("oms_emitted_records", "Records published, by topic", ["topic"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "oms_dead_letters", "Records sent to the dead-letter topic", ["error_class"], registry=REGISTRY
@@ -102,8 +108,11 @@ LAG = Gauge(
 )
 
 
-def observe(topic: str, processed: Any, seconds: float) -> None:
-    RECORDS.labels(topic, processed.status).inc()
+def observe(topic: str, processed: Any, seconds: float, *, follow_up: bool = False) -> None:
+    if follow_up:
+        FOLLOW_UPS.labels(processed.message_name or topic, processed.status).inc()
+    else:
+        RECORDS.labels(topic, processed.status).inc()
     PROCESSING.labels(topic).observe(seconds)
     if processed.status == "dead_letter":
         DEAD_LETTERS.labels(processed.detail or "unknown").inc()

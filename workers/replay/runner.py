@@ -279,6 +279,8 @@ def _replay(
             elif order.key in waiting:
                 del waiting[order.key], position[order.key]
             may_expire(order, processed.partition)
+        for follow_up in processed.follow_ups:
+            handled(pipeline.process(follow_up))
 
     def sweep_due(partition: int, moment: datetime) -> None:
         heap = expiring.get(partition, [])
