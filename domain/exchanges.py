@@ -19,7 +19,7 @@ from typing import Any
 from domain import jsontext, names, return_window
 from domain.child_orders import ChildLine, ChildRequest, child_order, shipment_request
 from domain.commands import Exchange, ExchangeLine
-from domain.money import quantize
+from domain.money import cumulative_share
 from domain.orders import emit_order
 from domain.outcome import Refused
 from domain.returns import approve, claim_goods, emit_return, new_rma, unique_lines
@@ -27,14 +27,10 @@ from domain.state import LineState, ReturnLineState, ReturnState
 from domain.work import Work
 
 
-def _share(value: Decimal, units: int, quantity: int, places: int) -> Decimal:
-    return value if units == quantity else quantize(value * units / quantity, places)
-
-
 def _amount(line: LineState, units: int, places: int) -> dict[str, Any]:
     """The original line's amounts for `units` of its units (pro rata, each figure rounded half up)."""
-    gross = _share(line.gross, units, line.quantity, places)
-    shares = [_share(tax.amount, units, line.quantity, places) for tax in line.taxes]
+    gross = cumulative_share(line.gross, units, line.quantity, places)
+    shares = [cumulative_share(tax.amount, units, line.quantity, places) for tax in line.taxes]
     taxes = [
         {"type": tax.type, "rate": tax.rate, "amount": share}
         for tax, share in zip(line.taxes, shares, strict=True)
