@@ -27,6 +27,7 @@ from workers.kafka.topics import (
     copartitioned_topics,
     create_topics,
     describe_partitions,
+    leader_topic,
 )
 from workers.local.broker import HOST, BrokerError, LocalBroker, pid_exists, probe
 
@@ -51,9 +52,10 @@ async def test_create_topics_creates_the_catalogue_and_is_idempotent(make_settin
     settings = make_settings(partitions=3, internal_partitions=2)
     specs = catalogue(settings)
     wanted = {spec.name: spec.partitions for spec in specs}
-    # + the re-keyed inbound topic, stock movements, settle ticks, the DLQ, and one compacted changelog
-    # per faust table.
-    assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 4 + len(TABLES)
+    # + the re-keyed inbound topic, stock movements, settle ticks, the DLQ, one compacted changelog
+    # per faust table and faust's leader topic.
+    assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 4 + len(TABLES) + 1
+    assert wanted[leader_topic(settings)] == 1
     assert wanted[settings.topic_prefix + INBOUND_TOPIC] == 3
     assert wanted[settings.topic_prefix + STOCK_MOVEMENTS_TOPIC] == 2
     assert wanted[settings.topic_prefix + TICKS_TOPIC] == 3
@@ -62,7 +64,7 @@ async def test_create_topics_creates_the_catalogue_and_is_idempotent(make_settin
         wanted[changelog_topic(settings, "orders")] == 3 and wanted[changelog_topic(settings, "stock")] == 2
     )
     assert all(
-        spec.config == {"cleanup.policy": "compact"} for spec in specs if spec.name.endswith("-changelog")
+        spec.config["cleanup.policy"] == "compact" for spec in specs if spec.name.endswith("-changelog")
     )
 
     first = await create_topics(settings, specs)
@@ -132,7 +134,7 @@ async def test_copartitioning_mismatch_on_the_broker_is_named(make_settings: Mak
     odd = settings.topic_prefix + INBOUND_TOPIC
     await create_topics(settings, [TopicSpec(upstream, 7, 1), TopicSpec(odd, settings.partitions + 2, 1)])
 
-    with pytest.raises(TopicError, match=rf"{odd} has 6 \(wanted 4\)") as refused:
+    with pytest.raises(TopicError, match=rf"{odd}: has 6 partitions \(wanted 4\)") as refused:
         await create_topics(settings, catalogue(settings))
     assert upstream not in str(refused.value)
 

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain import names
+from domain.limits import MAX_RECORD_BYTES, RECORD_OVERHEAD_BYTES
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -34,6 +35,7 @@ KNOWN_MESSAGES = frozenset(names.INBOUND + names.OUTBOUND)
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _MAX_TOPIC_LEN = 249
 APP_DIR_NAME = "oms-postsales"
+_BOOLEAN_WORDS = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
 class SettingsError(RuntimeError):
@@ -83,7 +85,24 @@ class Settings(BaseSettings):
         default_factory=dict, description="OMS_TOPIC_MAP__<message name>=<topic>: topic of one message"
     )
     partitions: int = Field(default=4, ge=1, description="partitions of inbound and outbound topics")
-    replication_factor: int = Field(default=1, ge=1, description="replicas of the topics created")
+    # None: the broker's own default (default.replication.factor), read from the cluster when topics
+    # are created; aiokafka speaks CreateTopics v3 at most, which cannot ask for "the default" (-1).
+    replication_factor: int | None = Field(
+        default=None, ge=1, description="replicas of the topics created (default: the broker's default)"
+    )
+    # False: the worker creates no topic (faust's own included) and verifies at start that every topic
+    # of `oms-postsales topics plan` exists with its partitions and settings (README, "Running on Kafka").
+    create_topics: bool = Field(
+        default=True, description="create missing topics at start; false: verify pre-created topics only"
+    )
+    # The internal topics' records are stamped when the worker writes them (the message time travels in
+    # a header), so this counts from the moment a record was forwarded, whatever its message time.
+    internal_retention_hours: int = Field(
+        default=168,
+        ge=1,
+        le=87_600,
+        description="retention of the internal inbound and stock-movements topics the worker creates",
+    )
     # Defaults to `partitions` (filled in by _fill_derived_defaults).
     internal_partitions: int = Field(
         default=4, ge=1, description="partitions of the stock movements topic (default: partitions)"
@@ -151,7 +170,17 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         default=2, ge=0, le=1_000, description="records sent within this time share a request"
     )
-    max_record_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
+    # One limit for what the worker reads and writes: an upstream record's value, an output's value and
+    # a stored value (an order) on its changelog. The producer's request limit is this plus room for the
+    # key, headers and batch framing (RECORD_OVERHEAD_BYTES), which stays under Kafka's default
+    # max.message.bytes (1,048,588) at the default.
+    max_record_bytes: int = Field(
+        default=MAX_RECORD_BYTES,
+        ge=1024,
+        le=100_000_000,
+        description="largest record value read or written; larger inbound records are dead-lettered, "
+        "an order that would grow past it is refused ORDER_TOO_LARGE",
+    )
     # Readiness: the broker is asked for metadata this often, and the worker reports not ready when
     # it does not answer within the timeout or when a delivery has been pending longer than allowed
     # (a stalled broker often accepts the connection and never answers, so nothing raises).
@@ -175,10 +204,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="the same Kafka client error is logged once per interval"
     )
 
-    # Off by default because the local Tansu broker rejects the InitProducerId handshake that
-    # aiokafka sends (UnknownError -1, see docs/local-broker.md). Turn it on for Apache Kafka.
-    enable_idempotence: bool = Field(
-        default=False, description="idempotent producer (Apache Kafka; the local broker refuses it)"
+    # auto: the worker asks the broker for a producer id at start and produces idempotently when it
+    # gets one (Apache Kafka, MSK, Confluent Cloud); the local Tansu broker refuses the handshake
+    # aiokafka sends (docs/local-broker.md), and there it runs without. true: refuse to start without.
+    enable_idempotence: Literal["auto", "true", "false"] = Field(
+        default="auto", description="idempotent producer: auto (when the broker grants it), true or false"
     )
     producer_name: str = Field(default="oms-postsales", description="the producer header of emitted records")
 
@@ -194,6 +224,23 @@ class Settings(BaseSettings):
             if data.get("dlq_topic") is None:
                 data["dlq_topic"] = str(data.get("topic_prefix") or "") + names.DEFAULT_DLQ_TOPIC
         return data
+
+    @field_validator("enable_idempotence", mode="before")
+    @classmethod
+    def _idempotence_word(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            word = value.strip().lower()
+            return {
+                "1": "true",
+                "yes": "true",
+                "on": "true",
+                "0": "false",
+                "no": "false",
+                "off": "false",
+            }.get(word, word)
+        return value
 
     @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")
     @classmethod
@@ -251,6 +298,11 @@ class Settings(BaseSettings):
         if self.topic_prefix:
             _check_topic_name(self.topic_prefix + max(KNOWN_MESSAGES, key=len))
         return self
+
+    @property
+    def producer_max_request_bytes(self) -> int:
+        """The producer's request limit: the largest value plus room for key, headers and framing."""
+        return self.max_record_bytes + RECORD_OVERHEAD_BYTES
 
     def topic_for(self, message_name: str) -> str:
         """The topic carrying `message_name`: the mapped name if any, else prefix + name."""

@@ -15,12 +15,12 @@ import msgspec
 import simplejson
 
 from domain import names
+from domain.limits import MAX_RECORD_BYTES
 from domain.outcome import Event
 from domain.timeutil import iso
 
 PRODUCER = "oms-postsales/0.1.0"
 ID_NAMESPACE = uuid.UUID("6f6d732d-706f-7374-7361-6c6573000001")
-MAX_RECORD_BYTES = 1_048_576
 
 H_NAME = "message_name"
 H_ID = "message_id"

@@ -18,13 +18,13 @@ from pydantic import ValidationError
 from domain import names, retention
 from domain.commands import StockUpdate
 from domain.handlers import handle, order_key, parse, settle_expired
+from domain.limits import MAX_RECORD_BYTES
 from domain.outcome import Event, FollowUp, Forgotten, MessageMeta, Movement, Outcome
 from domain.rules import RuleBook
 from domain.state import OrderState, StockItem
 from domain.stock import apply_movement, snapshot_movements
 from domain.timeutil import EPOCH, iso, parse_time
 from workers.engine.codec import (
-    MAX_RECORD_BYTES,
     Decoded,
     DecodeError,
     InboundRecord,

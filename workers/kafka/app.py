@@ -503,7 +503,11 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 # RocksDB file read against another group's changelog stops recovery.
                 datadir=str(settings.data_dir / settings.consumer_group),
                 topic_partitions=settings.partitions,
-                topic_replication_factor=settings.replication_factor,
+                # Every topic faust would declare (changelogs, the leader topic) is created before
+                # the app starts, with the settings its role needs (workers/kafka/topics.py); with
+                # OMS_CREATE_TOPICS=false faust creates nothing at all.
+                topic_allow_declare=settings.create_topics,
+                topic_replication_factor=settings.replication_factor or 1,
                 consumer_auto_offset_reset="earliest",
                 # faust's fetch and poll sizes stay: bounding them (256 KiB a partition, a cap on the
                 # records of a poll, a smaller stream buffer) kept less of a backlog in memory, but the
@@ -512,6 +516,9 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
                 ConsumerScheduler=TimestampOrder.with_ranks(lifecycle_ranks(settings.topic_for)),
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,
+                # One size limit: what the worker accepts, writes and stores (OMS_MAX_RECORD_BYTES),
+                # plus room for key and headers.
+                producer_max_request_size=settings.producer_max_request_bytes,
                 producer_linger=settings.producer_linger_ms / 1000,
                 broker_session_timeout=settings.session_timeout_seconds,
                 broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),

@@ -11,13 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain import names
 from workers.config.settings import Settings
 from workers.engine.stores import table_names
+from workers.kafka.cluster import error_name, read_with
 
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
@@ -37,11 +38,24 @@ RETENTION_TABLE = "retention-index"
 # faust tables of the worker -> whether they follow the internal stock partitions.
 TABLES = {**table_names(), WAITING_TABLE: False, RETENTION_TABLE: False}
 COMPACT = MappingProxyType({"cleanup.policy": "compact"})
+# Ticks matter for seconds; a day keeps them readable for an operator.
+TICKS_RETENTION_MS = 24 * 3600 * 1000
+# Dead letters wait for an operator to redrive them: a month covers a holiday.
+DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+# What a topic is for: which settings it must have on the broker (workers/kafka/topic_checks.py).
+Role = Literal["upstream", "output", "internal", "ticks", "dlq", "changelog", "leader"]
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's changelog name for a table: "<app id>-<table>-changelog"."""
     return f"{settings.consumer_group}-{table}-changelog"
+
+
+def leader_topic(settings: Settings) -> str:
+    """faust's leader election topic ("<app id>-__assignor-__leader"): one partition, no records. The
+    settle ticks run on the leader only; the topic must exist where the worker may not create topics."""
+    return f"{settings.consumer_group}-__assignor-__leader"
 
 
 _TOPIC_ALREADY_EXISTS = 36
@@ -51,10 +65,17 @@ _TOPIC_ALREADY_EXISTS = 36
 class TopicSpec:
     name: str
     partitions: int
-    replication: int
+    # None: the broker's default replication factor, resolved when the topic is created.
+    replication: int | None
     config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Upstream topics may exist with any partition count: the intake reads them whatever it is.
     any_partition_count: bool = False
+    role: Role = "output"
+
+    @property
+    def written_by_worker(self) -> bool:
+        """Whether the worker produces to it (acks=all: its replication must reach min.insync.replicas)."""
+        return self.role not in ("upstream", "leader")
 
 
 @dataclass(frozen=True)
@@ -80,28 +101,55 @@ def copartitioned_topics(settings: Settings) -> list[str]:
 
 
 def catalogue(settings: Settings) -> list[TopicSpec]:
-    """Every topic the worker needs, once each, in a stable order."""
-    wanted: list[tuple[str, int]] = [
-        *((settings.topic_for(m), settings.partitions) for m in names.INBOUND),
-        *((settings.topic_for(m), settings.partitions) for m in names.OUTBOUND),
-        (settings.topic_prefix + INBOUND_TOPIC, settings.partitions),
-        (settings.topic_prefix + STOCK_MOVEMENTS_TOPIC, settings.internal_partitions),
-        (settings.topic_prefix + TICKS_TOPIC, settings.partitions),
-        (settings.dlq_topic, settings.partitions),
-    ]
+    """Every topic the worker needs, once each, in a stable order, with the settings its role needs."""
+    upstream = set(inbound_topics(settings))
     changelogs = {
         changelog_topic(settings, table): settings.internal_partitions if stock else settings.partitions
         for table, stock in TABLES.items()
     }
-    wanted.extend(changelogs.items())
+    # Records the worker writes may be as large as its producer sends: topics it creates say so, so a
+    # broker whose default max.message.bytes is smaller still takes them.
+    sized = {"max.message.bytes": str(settings.producer_max_request_bytes)}
+    internal = {
+        **sized,
+        "cleanup.policy": "delete",
+        "retention.ms": str(settings.internal_retention_hours * 3600 * 1000),
+    }
+    wanted: list[tuple[str, int, Role, Mapping[str, str]]] = [
+        *((settings.topic_for(m), settings.partitions, "upstream", {}) for m in names.INBOUND),
+        *((settings.topic_for(m), settings.partitions, "output", sized) for m in names.OUTBOUND),
+        (settings.topic_prefix + INBOUND_TOPIC, settings.partitions, "internal", internal),
+        (settings.topic_prefix + STOCK_MOVEMENTS_TOPIC, settings.internal_partitions, "internal", internal),
+        (
+            settings.topic_prefix + TICKS_TOPIC,
+            settings.partitions,
+            "ticks",
+            {"cleanup.policy": "delete", "retention.ms": str(TICKS_RETENTION_MS)},
+        ),
+        (
+            settings.dlq_topic,
+            settings.partitions,
+            "dlq",
+            {**sized, "cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)},
+        ),
+        *((name, count, "changelog", {**sized, **COMPACT}) for name, count in changelogs.items()),
+        (leader_topic(settings), 1, "leader", {}),
+    ]
     specs: dict[str, TopicSpec] = {}
-    for name, partitions in wanted:
+    for name, partitions, role, config in wanted:
         # topic_map may send several messages to one topic; that is fine unless the counts clash.
         known = specs.get(name)
         if known is None:
-            config = COMPACT if name in changelogs else MappingProxyType({})
-            upstream = name in inbound_topics(settings)
-            specs[name] = TopicSpec(name, partitions, settings.replication_factor, config, upstream)
+            if name in upstream:
+                role, config = "upstream", {}
+            specs[name] = TopicSpec(
+                name,
+                partitions,
+                settings.replication_factor,
+                MappingProxyType(dict(config)),
+                any_partition_count=role == "upstream",
+                role=role,
+            )
         elif known.partitions != partitions:
             raise TopicError(
                 f"topic {name!r} is wanted with {known.partitions} and with {partitions} partitions; "
@@ -110,41 +158,53 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     return list(specs.values())
 
 
-async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> CreateReport:
-    """Create the missing topics; accept existing ones whose partition count is right.
+async def create_topics(
+    settings: Settings, specs: Iterable[TopicSpec], *, create: bool | None = None
+) -> CreateReport:
+    """Create the missing topics (unless `create` or OMS_CREATE_TOPICS says not to), then check every
+    topic against what the worker needs (workers/kafka/topic_checks.py).
 
-    Raises TopicError naming every existing topic whose partition count differs, after creating
-    the missing ones (creation is idempotent, so a re-run after the fix is safe).
+    Raises TopicError with one line per problem: a topic missing, a partition count, co-partitioned
+    topics that differ, a changelog that is not compacted, replication under min.insync.replicas...
+    Creation is idempotent, so a re-run after the fix is safe. A topic created without an explicit
+    OMS_REPLICATION_FACTOR gets the broker's default.replication.factor.
     """
+    # topic_checks reads this module's specs: imported here, not at the top.
+    from workers.kafka.topic_checks import check_topics
+
     wanted = {spec.name: spec for spec in specs}
+    create = settings.create_topics if create is None else create
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
     try:
-        counts = _partition_counts(await admin.describe_topics())
-        missing = [spec for name, spec in wanted.items() if name not in counts]
+        cluster = await read_with(admin, list(wanted))
+        known = {*cluster.topics, *cluster.refused}
+        missing = [spec for name, spec in wanted.items() if name not in known]
         created: list[str] = []
-        if missing:
-            response = await admin.create_topics([_new_topic(spec) for spec in missing])
+        if missing and create:
+            replication = cluster.default_replication()
+            response = await admin.create_topics([_new_topic(spec, replication) for spec in missing])
             failures = []
             for name, code, message in _topic_errors(response):
                 if code == 0:
                     created.append(name)
                 elif code != _TOPIC_ALREADY_EXISTS:  # another worker won the race: fine
-                    failures.append(f"{name}: error {code} {message or ''}".strip())
+                    failures.append(f"{name}: {error_name(code)} {message or ''}".strip())
             if failures:
                 raise TopicError("could not create topics: " + "; ".join(failures))
-            counts = _partition_counts(await admin.describe_topics())
+            cluster = await read_with(admin, list(wanted))
     finally:
         await admin.close()
-    wrong = {
-        name: (spec.partitions, counts[name])
-        for name, spec in wanted.items()
-        if name in counts and counts[name] != spec.partitions and not spec.any_partition_count
-    }
-    if wrong:
+    together = [name for name in copartitioned_topics(settings) if name in wanted]
+    problems = [
+        finding
+        for finding in check_topics(wanted.values(), cluster, together, settings.producer_max_request_bytes)
+        if finding.level == "fail"
+    ]
+    if problems:
         raise TopicError(
-            "existing topics have another partition count than configured: "
-            + ", ".join(f"{n} has {have} (wanted {want})" for n, (want, have) in sorted(wrong.items()))
+            "the topics on the broker are not what the worker needs:\n"
+            + "\n".join(f"  {finding.line()}" for finding in problems)
         )
     created_set = set(created)
     return CreateReport(
@@ -186,11 +246,11 @@ def check_copartitioning(counts: Mapping[str, int]) -> str | None:
     )
 
 
-def _new_topic(spec: TopicSpec) -> NewTopic:
+def _new_topic(spec: TopicSpec, default_replication: int) -> NewTopic:
     return NewTopic(
         name=spec.name,
         num_partitions=spec.partitions,
-        replication_factor=spec.replication,
+        replication_factor=spec.replication or default_replication,
         topic_configs=dict(spec.config),
     )
 

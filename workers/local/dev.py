@@ -26,9 +26,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
+from domain.limits import MAX_RECORD_BYTES
 from workers.config.rules_file import load_rules
 from workers.config.settings import Settings
-from workers.engine.codec import MAX_RECORD_BYTES, InboundRecord, dumps, loads
+from workers.engine.codec import InboundRecord, dumps, loads
 from workers.engine.pipeline import Pipeline
 from workers.kafka.topics import catalogue, create_topics
 from workers.local.broker import BrokerError, LocalBroker, free_port

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from domain.limits import MAX_RECORD_BYTES
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import EPOCH, iso, parse_time
-from workers.engine.codec import MAX_RECORD_BYTES, InboundRecord, OutboundRecord, dumps, loads
+from workers.engine.codec import InboundRecord, OutboundRecord, dumps, loads
 from workers.engine.ordering import lifecycle_ranks, ties_in_lifecycle_order
 from workers.engine.pipeline import Pipeline, Processed, Topics
 from workers.engine.stores import Stores
