@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from aiokafka.errors import KafkaError
 
@@ -19,6 +20,7 @@ from workers.config import gc_tuning
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings, SettingsError, check_runtime, settings_help
 from workers.console import fail, load_settings, read_rules
+from workers.kafka import idempotence as idempotence_check
 from workers.kafka.topics import (
     TopicError,
     catalogue,
@@ -141,12 +143,21 @@ def worker_command() -> None:
     except SettingsError as exc:
         fail(str(exc))
     try:
-        asyncio.run(prepare_topics(settings))
-    except TopicError as exc:
+        idempotence = asyncio.run(prepare_broker(settings))
+    except (TopicError, idempotence_check.IdempotenceRefused) as exc:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail(unreachable(settings, exc))
-    worker_process.run(settings, book)
+    structlog.get_logger("oms_postsales.worker").info(
+        "producer.idempotence", enabled=idempotence.enabled, reason=idempotence.reason
+    )
+    worker_process.run(settings, book, idempotent=idempotence.enabled)
+
+
+async def prepare_broker(settings: Settings) -> idempotence_check.Idempotence:
+    """The topics as the worker needs them, and whether its producer can be idempotent."""
+    await prepare_topics(settings)
+    return await idempotence_check.decide(settings)
 
 
 async def prepare_topics(settings: Settings) -> None:

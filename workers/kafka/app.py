@@ -486,7 +486,7 @@ def _millis(record: InboundRecord) -> float | None:
     return record.timestamp.timestamp() * 1000 if record.timestamp else None
 
 
-def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
+def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) -> tuple[faust.App, Runtime]:
     # faust 0.15.3 drops records when a worker (re)joins: see workers/kafka/faust_fixes.py.
     # Tables settle their changelog writes, and rocksdb:// is the crash-safe store of
     # workers/kafka/durable_tables.py, not faust's own.
@@ -533,6 +533,7 @@ def build_app(settings: Settings, rules: RuleBook) -> tuple[faust.App, Runtime]:
         ),
     )
     faust_fixes.set_fetch_max_wait(app, settings.fetch_max_wait_ms)
+    setattr(app, faust_fixes.IDEMPOTENT_ATTRIBUTE, idempotent)
     durable_tables.install_checker(app, settings.kafka_client_kwargs())
     runtime = Runtime(app, settings, rules)
     raw: dict[str, Any] = {

@@ -162,10 +162,25 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
             super().on_buffer_drop(tp)
 
 
+#: App attribute saying the producer is idempotent (workers/kafka/idempotence.py decided it at start).
+IDEMPOTENT_ATTRIBUTE = "_oms_idempotent"
+
+
+class MaybeIdempotentProducer(aiokafka_driver.Producer):
+    """faust's producer, idempotent when the app says so: faust asks for it only inside transactions."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        if getattr(self.app, IDEMPOTENT_ATTRIBUTE, False):
+            extra.update(acks="all", enable_idempotence=True)
+        return extra
+
+
 class Transport(aiokafka_driver.Transport):
-    """faust's aiokafka transport with `SeekFirstConsumer`."""
+    """faust's aiokafka transport with `SeekFirstConsumer` and a producer that can be idempotent."""
 
     Consumer = SeekFirstConsumer
+    Producer = MaybeIdempotentProducer
 
 
 def register() -> None:
@@ -193,7 +208,7 @@ def apply_to(app_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
     `broker` (and `broker_consumer`, if given) may be one URL, a ";"-separated string or a list;
     `kafka://` and `aiokafka://` URLs are rewritten to `kafka-seekfirst://`, others are left alone.
-    The producer keeps faust's producer (the transport subclass only changes the consumer).
+    The producer is faust's, made idempotent when the app's IDEMPOTENT_ATTRIBUTE is set.
     """
     register()
     fixed = dict(app_kwargs)

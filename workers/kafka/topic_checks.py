@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from workers.kafka.cluster import ClusterState
-from workers.kafka.topics import TopicSpec, check_copartitioning
+from workers.kafka.topic_spec import TopicSpec, check_copartitioning
 
 Level = Literal["pass", "warn", "fail"]
 DAY_MS = 24 * 3600 * 1000

@@ -7,11 +7,10 @@ changed afterwards without remapping keys (Tansu cannot add partitions at all, d
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -19,6 +18,10 @@ from domain import names
 from workers.config.settings import Settings
 from workers.engine.stores import table_names
 from workers.kafka.cluster import error_name, read_with
+from workers.kafka.topic_checks import check_topics
+from workers.kafka.topic_spec import Role, TopicSpec, check_copartitioning
+
+__all__ = ["Role", "TopicSpec", "check_copartitioning"]
 
 # Every inbound record the intake could decode, re-keyed by the order (or source) its payload names,
 # whatever key, partitioner or partition count its producer used.
@@ -43,9 +46,6 @@ TICKS_RETENTION_MS = 24 * 3600 * 1000
 # Dead letters wait for an operator to redrive them: a month covers a holiday.
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 
-# What a topic is for: which settings it must have on the broker (workers/kafka/topic_checks.py).
-Role = Literal["upstream", "output", "internal", "ticks", "dlq", "changelog", "leader"]
-
 
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's changelog name for a table: "<app id>-<table>-changelog"."""
@@ -59,23 +59,6 @@ def leader_topic(settings: Settings) -> str:
 
 
 _TOPIC_ALREADY_EXISTS = 36
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    # None: the broker's default replication factor, resolved when the topic is created.
-    replication: int | None
-    config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    # Upstream topics may exist with any partition count: the intake reads them whatever it is.
-    any_partition_count: bool = False
-    role: Role = "output"
-
-    @property
-    def written_by_worker(self) -> bool:
-        """Whether the worker produces to it (acks=all: its replication must reach min.insync.replicas)."""
-        return self.role not in ("upstream", "leader")
 
 
 @dataclass(frozen=True)
@@ -169,9 +152,6 @@ async def create_topics(
     Creation is idempotent, so a re-run after the fix is safe. A topic created without an explicit
     OMS_REPLICATION_FACTOR gets the broker's default.replication.factor.
     """
-    # topic_checks reads this module's specs: imported here, not at the top.
-    from workers.kafka.topic_checks import check_topics
-
     wanted = {spec.name: spec for spec in specs}
     create = settings.create_topics if create is None else create
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
@@ -224,26 +204,6 @@ async def describe_partitions(settings: Settings, topic_names: Iterable[str]) ->
     finally:
         await admin.close()
     return {name: counts[name] for name in topic_names if name in counts}
-
-
-def check_copartitioning(counts: Mapping[str, int]) -> str | None:
-    """An operator-facing error when the given co-partitioned topics differ in partition count."""
-    by_count: defaultdict[int, list[str]] = defaultdict(list)
-    for name, count in counts.items():
-        by_count[count].append(name)
-    if len(by_count) <= 1:
-        return None
-    # The most common count is likely the intended one; list the odd ones out first.
-    groups = sorted(by_count.items(), key=lambda item: (len(item[1]), item[0]))
-    lines = [f"  {count} partitions: {', '.join(sorted(topics))}" for count, topics in groups]
-    return (
-        "The worker's re-keyed inbound topic, its ticks and its order tables' changelogs must all "
-        "have the same partition count (they are co-partitioned: one order's messages and state must "
-        "be in the same partition number), but they differ:\n"
-        + "\n".join(lines)
-        + "\nRecreate the odd topics with the same count as the "
-        "others (and OMS_PARTITIONS to match); adding partitions remaps keys."
-    )
 
 
 def _new_topic(spec: TopicSpec, default_replication: int) -> NewTopic:

@@ -18,8 +18,8 @@ from workers.config.settings import Settings
 from workers.kafka.app import build_app
 
 
-def run(settings: Settings, book: RuleBook) -> None:
-    faust_app, _runtime = build_app(settings, book)
+def run(settings: Settings, book: RuleBook, *, idempotent: bool = False) -> None:
+    faust_app, _runtime = build_app(settings, book, idempotent=idempotent)
     worker = BoundedWorker(
         faust_app,
         loglevel=settings.log_level,
