@@ -29,6 +29,7 @@ RejectionCode = Literal[
     "RETURN_WINDOW_CLOSED",
     "UNKNOWN_REFUND",
     "ALREADY_EXCHANGED",
+    "ORDER_TOO_LARGE",
 ]
 
 

@@ -136,11 +136,20 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         kafka: dict[str, Any] = {
             "topic": topic,
             "partitions": spec.partitions,
-            "replicas": spec.replication,
             "bindingVersion": KAFKA_BINDING,
         }
+        # Without OMS_REPLICATION_FACTOR the broker's default replication applies: nothing to say.
+        if spec.replication is not None:
+            kafka["replicas"] = spec.replication
+        configuration: dict[str, Any] = {}
         if spec.config.get("cleanup.policy"):
-            kafka["topicConfiguration"] = {"cleanup.policy": [spec.config["cleanup.policy"]]}
+            configuration["cleanup.policy"] = [spec.config["cleanup.policy"]]
+        if spec.config.get("retention.ms"):
+            configuration["retention.ms"] = int(spec.config["retention.ms"])
+        if spec.config.get("max.message.bytes"):
+            configuration["max.message.bytes"] = int(spec.config["max.message.bytes"])
+        if configuration:
+            kafka["topicConfiguration"] = configuration
         found: dict[str, Any] = channels.setdefault(
             topic,
             {"address": topic, "description": description, "messages": {}, "bindings": {"kafka": kafka}},

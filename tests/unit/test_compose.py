@@ -53,7 +53,7 @@ def test_worker_environment_names_real_settings(compose: dict[str, Any], service
     for name in env:
         assert name.startswith("OMS_") and name.removeprefix("OMS_").lower() in fields, name
     settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
-    assert settings.bootstrap_servers == "kafka:9092" and settings.enable_idempotence is True
+    assert settings.bootstrap_servers == "kafka:9092" and settings.enable_idempotence == "true"
 
 
 def test_kafka_keeps_its_log_on_the_mounted_volume(compose: dict[str, Any]) -> None:

@@ -20,6 +20,12 @@ from domain import names
 
 # The header the intake adds to a forwarded record: the topic its producer wrote it to.
 ORIGIN_TOPIC = "oms.origin.topic"
+# Every record the worker writes to its internal topics carries its message time here, in
+# milliseconds since the epoch ("none": its producer gave it none). The record's own timestamp is the
+# moment the worker wrote it: what Kafka's time retention and timestamp limits count by, so neither
+# CreateTime nor LogAppendTime on those topics changes a decision.
+TIME_HEADER = "oms.time"
+NO_TIME = "none"
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -134,5 +140,15 @@ class TimestampOrder:
 
 
 def _record_timestamp(record: Any) -> int | None:
+    """The message time of a fetched record: the time header of an internal record, else the record's
+    own timestamp (an upstream record: its producer's CreateTime)."""
+    for name, value in getattr(record, "headers", None) or ():
+        if name == TIME_HEADER:
+            return header_millis(value)
     value = getattr(record, "timestamp", None)
-    return value if isinstance(value, int) else None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def header_millis(value: bytes | str) -> int | None:
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return int(text) if text.isdigit() else None

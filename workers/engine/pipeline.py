@@ -19,7 +19,16 @@ from domain import names, retention
 from domain.commands import StockUpdate
 from domain.handlers import handle, order_key, parse, settle_expired
 from domain.limits import MAX_RECORD_BYTES
-from domain.outcome import Event, FollowUp, Forgotten, MessageMeta, Movement, Outcome
+from domain.outcome import (
+    Event,
+    FollowUp,
+    Forgotten,
+    MessageMeta,
+    Movement,
+    Outcome,
+    Refused,
+    rejection_event,
+)
 from domain.rules import RuleBook
 from domain.state import OrderState, StockItem
 from domain.stock import apply_movement, snapshot_movements
@@ -36,6 +45,10 @@ from workers.engine.codec import (
 )
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
+from workers.engine.values import JsonValues
+
+# How an order is stored (the orders store's own encoding): what its size is measured in.
+ORDER_VALUES = JsonValues(OrderState)
 
 log = structlog.get_logger("oms_postsales.pipeline")
 
@@ -192,6 +205,8 @@ class Pipeline:
             meta,
             fallback_channel=_channel_of(record.key),
         )
+        if outcome.order is not None and key:
+            outcome = self._within_limit(outcome, key, meta, decoded.params_json)
         processed = self._finish(outcome, decoded)
         processed.partition = meta.partition
         if outcome.order is not None and (stored is None or outcome.forgotten is not None):
@@ -305,6 +320,22 @@ class Pipeline:
         return moment + retention.SWEEP_GRACE if moment is not None else None
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _within_limit(self, outcome: Outcome, key: str, meta: MessageMeta, params_json: str) -> Outcome:
+        """The order as it would be stored must fit one record (OMS_MAX_RECORD_BYTES): a changelog
+        write the broker refuses would stop the partition. A message that would take it past is
+        refused and the order left as it was (replay refuses the same message)."""
+        assert outcome.order is not None
+        size = len(ORDER_VALUES.encode(outcome.order))
+        if size <= self.max_record_bytes:
+            return outcome
+        refused = Refused(
+            "ORDER_TOO_LARGE",
+            f"order {outcome.order.key}: stored it would take {size} bytes, more than the "
+            f"{self.max_record_bytes} one record may hold; the order is left as it was",
+        )
+        event = rejection_event(key, meta, params_json, refused)
+        return Outcome("rejected", events=[event], detail=refused.code)
 
     def _tick(self, record: InboundRecord, message_time: str | None) -> datetime:
         """Message time: the record's timestamp, else the message's own date, else the clock so far."""

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import faust
 import structlog
+from aiokafka.protocol.metadata import MetadataRequest
+from faust.types import TP
 
 from domain import names
 from domain.outcome import Movement
@@ -41,13 +43,22 @@ from domain.rules import RuleBook
 from domain.timeutil import EPOCH, iso
 from workers.config.settings import Settings
 from workers.engine.codec import DecodeError, InboundRecord, OutboundRecord, dead_letter, dumps, loads
-from workers.engine.ordering import ORIGIN_TOPIC, TimestampOrder, lifecycle_ranks, merge_by_timestamp
+from workers.engine.ordering import (
+    NO_TIME,
+    ORIGIN_TOPIC,
+    TIME_HEADER,
+    TimestampOrder,
+    header_millis,
+    lifecycle_ranks,
+    merge_by_timestamp,
+)
 from workers.engine.pipeline import FOLLOW_UP_OF, Pipeline, Processed, Topics, partition_for
 from workers.engine.stores import Stores
 from workers.engine.values import JsonValues
-from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics
+from workers.kafka import crashpoints, durable_tables, faust_fixes, metrics, produce_errors
 from workers.kafka.delivery import Delivery, Failure, reason
 from workers.kafka.overlay import BatchStores, Overlay
+from workers.kafka.produce_errors import Problems
 from workers.kafka.retention_index import RetentionIndex
 from workers.kafka.table_map import TableMap
 from workers.kafka.topics import (
@@ -68,7 +79,7 @@ V = TypeVar("V")
 ORIGIN_PARTITION = "oms.origin.partition"
 ORIGIN_OFFSET = "oms.origin.offset"
 ORIGIN_KEY = "oms.origin.key"
-ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_KEY)
+ORIGIN_HEADERS = (ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET, ORIGIN_KEY, TIME_HEADER)
 # On a dead letter whose original value the broker would not take either: that value's size.
 OMITTED = "dlq.value.omitted"
 # A batch whose tables could not be written is handled again from scratch after this long.
@@ -84,7 +95,24 @@ def _headers(raw: Any) -> dict[str, str]:
 
 
 def _timestamp(message: Any) -> datetime | None:
-    return datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+    """A record's own timestamp (faust gives seconds); Kafka's -1 ms (a record without one: old message
+    formats, some clients) is none, as in the merge by timestamp."""
+    stamp = message.timestamp
+    return datetime.fromtimestamp(stamp, UTC) if stamp is not None and stamp >= 0 else None
+
+
+def _millis_text(moment: datetime | None) -> str:
+    return str(round(moment.timestamp() * 1000)) if moment is not None else NO_TIME
+
+
+def _message_time(message: Any, headers: dict[str, str]) -> datetime | None:
+    """An internal record's message time: its time header; a record without one (written by an older
+    version) by its own timestamp."""
+    text = headers.get(TIME_HEADER)
+    if text is None:
+        return _timestamp(message)
+    millis = header_millis(text)
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis is not None else None
 
 
 def inbound(message: Any) -> InboundRecord:
@@ -108,8 +136,10 @@ def forwarded(record: InboundRecord, key: str, topic: str, partitions: int) -> O
     headers[ORIGIN_OFFSET] = str(record.offset)
     if record.key is not None:
         headers[ORIGIN_KEY] = record.key
-    stamp = int(record.timestamp.timestamp() * 1000) if record.timestamp else None
-    return OutboundRecord(topic, key, headers, record.value, partition_for(key, partitions), stamp)
+    # The message time travels in the header; the record itself is stamped when it is written, so the
+    # internal topic's retention counts from then (a backfill of old messages is not deleted unread).
+    headers[TIME_HEADER] = _millis_text(record.timestamp)
+    return OutboundRecord(topic, key, headers, record.value, partition_for(key, partitions))
 
 
 def origin(message: Any) -> InboundRecord:
@@ -122,17 +152,21 @@ def origin(message: Any) -> InboundRecord:
         headers={name: value for name, value in headers.items() if name not in ORIGIN_HEADERS},
         partition=int(headers.get(ORIGIN_PARTITION, message.partition)),
         offset=int(headers.get(ORIGIN_OFFSET, message.offset)),
-        timestamp=_timestamp(message),
+        timestamp=_message_time(message, headers),
     )
 
 
-def movement_records(movements: Sequence[Movement], topic: str, partitions: int) -> list[OutboundRecord]:
-    """One record per "<source>:<sku>" with that item's movements of the batch, in order."""
+def movement_records(
+    movements: Sequence[Movement], topic: str, partitions: int, at: datetime | None = None
+) -> list[OutboundRecord]:
+    """One record per "<source>:<sku>" with that item's movements of the batch, in order; `at`: the
+    latest message time of the batch that made them (each movement also carries its own)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for movement in movements:
         grouped.setdefault(movement.key, []).append(asdict(movement))
+    headers = {TIME_HEADER: _millis_text(at)}
     return [
-        OutboundRecord(topic, key, {}, dumps(items).encode("utf-8"), partition_for(key, partitions))
+        OutboundRecord(topic, key, headers, dumps(items).encode("utf-8"), partition_for(key, partitions))
         for key, items in grouped.items()
     ]
 
@@ -163,8 +197,10 @@ class Runtime:
         self.stores = Stores.over(lambda store: TableMap(table(store.table, store.by_stock), store.values))
         self.waiting: TableMap[list[str]] = TableMap(table(WAITING_TABLE), JsonValues(list[str]))
         self.retention = RetentionIndex(TableMap(table(RETENTION_TABLE), JsonValues(list[str])))
-        # Per order partition: the latest record timestamp handled here (message time, never the clock).
+        # Per order partition: the latest record timestamp handled here (message time, never the clock),
+        # and the offset of the last inbound record handled.
         self.stream_time: dict[int, datetime] = {}
+        self.handled: dict[int, int] = {}
         mapping = {name: settings.topic_for(name) for name in names.INBOUND + names.OUTBOUND}
         self.topics = Topics(mapping, settings.dlq_topic)
         # The stages' own pipelines: the orders and stock stages swap in their batch's stores, while
@@ -176,7 +212,11 @@ class Runtime:
         self.inbound_topic = settings.topic_prefix + INBOUND_TOPIC
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS_TOPIC
         self.ticks_topic = settings.topic_prefix + TICKS_TOPIC
-        self.delivery = Delivery(self._send, lambda: bool(self.app.should_stop))
+        self.upstream_topics = frozenset(inbound_topics(settings))
+        self.delivery = Delivery(self._send, lambda: bool(self.app.should_stop), Problems())
+        # aiokafka retries a refused produce inside the client before the send fails (an idempotent
+        # producer for ever): its log lines are the first sign of a cluster that refuses writes.
+        self._watch = produce_errors.watch(self.delivery.problems)
         self.broker_ok = False
         self.broker_checked = 0.0
         self.started = time.monotonic()
@@ -237,14 +277,21 @@ class Runtime:
         while True:
             try:
                 await self._orders_batch(events, started)
-                return
             except asyncio.CancelledError:
                 raise
+            except durable_tables.ChangelogWriteFailed as exc:
+                # The cluster refused the table's writes (too few in-sync replicas, an ACL): named in
+                # /ready and logged once per interval while it lasts, then handled again from scratch.
+                self.delivery.failed_write(exc.topic, exc.__cause__ or exc)
+                await asyncio.sleep(BATCH_RETRY_SECONDS)
             except Exception:
                 # Not any one record's fault (those are dead-lettered one by one): the batch is handled
                 # again from scratch, so that nothing is committed that was not stored.
                 log.exception("batch.failed", stage="orders", records=len(events))
                 await asyncio.sleep(BATCH_RETRY_SECONDS)
+            else:
+                self.delivery.write_recovered()
+                return
 
     async def _orders_batch(self, events: Sequence[Any], started: float) -> None:
         batch = BatchStores(self.stores)
@@ -261,12 +308,15 @@ class Runtime:
             partition = message.partition
             if message.topic == self.ticks_topic:
                 record = None
-                now = datetime.fromisoformat(loads(message.value)["now"])
                 keys = self._waiting(waiting, partition)
-                processed = pipeline.settle(list(keys), now, partition=partition) if keys else None
+                moment = self._settle_time(partition, datetime.fromisoformat(loads(message.value)["now"]))
+                processed = (
+                    pipeline.settle(list(keys), moment, partition=partition) if keys and moment else None
+                )
             else:
                 record = origin(message)
                 processed = self._process(pipeline, record)
+                self.handled[partition] = message.offset
                 if record.timestamp is not None and record.timestamp > self.stream_time.get(partition, EPOCH):
                     self.stream_time[partition] = record.timestamp
             slot_events[partition] = event
@@ -295,7 +345,10 @@ class Runtime:
             for origin, offset, processed in positions
             for index, movement in enumerate(processed.movements)
         ]
-        outputs += movement_records(movements, self.movements_topic, self.settings.internal_partitions)
+        latest = max((r.timestamp for r, _ in results if r is not None and r.timestamp), default=None)
+        outputs += movement_records(
+            movements, self.movements_topic, self.settings.internal_partitions, latest
+        )
         failures = await self.delivery.deliver(outputs, stage="orders")
         await self._dead_letter_failures(failures, causes)
         await batch.flush("orders")
@@ -317,6 +370,27 @@ class Runtime:
             if record is not None:
                 follow_up = FOLLOW_UP_OF in record.headers
                 metrics.observe(record.topic, processed, seconds, follow_up=follow_up)
+
+    def _settle_time(self, partition: int, now: datetime) -> datetime | None:
+        """The time a tick settles held messages by: the clock once the partition has handled every
+        record on the broker; before that (a backlog, a backfill of old messages) its latest message
+        time, as replay does mid-log. A held message whose order is further down the backlog is not
+        refused because the clock is weeks past its message time."""
+        consumer = self.app.consumer
+        if consumer is None:
+            return now
+        highwater = consumer.highwater(TP(self.inbound_topic, partition))
+        handled = self.handled.get(partition)
+        behind = highwater is not None and handled is not None and handled + 1 < highwater
+        # The intake's own backlog (this worker's upstream partitions) is still to be forwarded.
+        read = getattr(consumer, "_read_offset", {})
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            if tp.topic in self.upstream_topics:
+                top, last = consumer.highwater(tp), read.get(tp)
+                position = last + 1 if last is not None else committed.get(tp)
+                behind = behind or (top is not None and position is not None and position < top)
+        return self.stream_time.get(partition) if behind else now
 
     def _follow_ups(self, processed: Processed) -> list[OutboundRecord]:
         """Messages a record made for other orders go through the inbound topic like any other record
@@ -413,19 +487,26 @@ class Runtime:
     # -- timers and readiness -----------------------------------------------------------------------
 
     async def tick(self) -> None:
-        payload = dumps({"now": iso(datetime.now(UTC))}).encode("utf-8")
+        now = datetime.now(UTC)
+        payload = dumps({"now": iso(now)}).encode("utf-8")
+        headers = [(TIME_HEADER, _millis_text(now).encode("ascii"))]
         for partition in range(self.settings.partitions):
-            await self.app.producer.send(self.ticks_topic, b"tick", payload, partition, None, None)
+            await self.app.producer.send(self.ticks_topic, b"tick", payload, partition, None, headers)
 
     async def probe_broker(self) -> None:
-        """Ask the broker for metadata over the producer's connections; a stalled broker keeps them
-        open and never answers, so only a timeout tells."""
+        """Ask one broker for the metadata of the worker's own inbound topic over the producer's
+        connections (never the whole cluster's: heavy on a cluster of thousands of topics); a stalled
+        broker keeps them open and never answers, so only a timeout tells."""
         client = getattr(getattr(self.app.producer, "_producer", None), "client", None)
         try:
             if client is None:
                 raise RuntimeError("producer not started")
+            node = client.get_random_node()
+            if node is None:
+                raise RuntimeError("no broker known")
+            request = MetadataRequest([self.inbound_topic], allow_auto_topic_creation=False)
             await asyncio.wait_for(
-                client.fetch_all_metadata(), timeout=self.settings.ready_probe_timeout_seconds
+                client.send(node, request), timeout=self.settings.ready_probe_timeout_seconds
             )
         except Exception as exc:
             if self.broker_ok:
@@ -448,12 +529,21 @@ class Runtime:
         fresh = now - self.broker_checked <= 2 * self.settings.ready_probe_interval_seconds + (
             self.settings.ready_probe_timeout_seconds
         )
+        problems = self.delivery.problems.current(now)
+        # A refusal only an operator can lift (min ISR, ACLs, a topic gone) makes the worker not
+        # ready at once, as long as records are waiting on it.
+        waiting = since is not None or self.delivery.writes_failing
+        blocked = waiting and any(p.kind == "cluster" for p in problems)
         checks = {
             "partitions_assigned": len(assignment),
             "recovery_done": recovered,
             "broker_reachable": self.broker_ok and fresh,
-            "delivering": self.delivery.ok and pending <= self.settings.ready_max_delivery_seconds,
+            "delivering": self.delivery.ok
+            and pending <= self.settings.ready_max_delivery_seconds
+            and not self.delivery.writes_failing
+            and not blocked,
             "delivery_pending_seconds": round(pending, 1),
+            "produce_errors": [p.as_json(now) for p in problems],
             "rebalancing": bool(self.app.rebalancing),
         }
         ok = (

@@ -1,11 +1,13 @@
 """Publishing a batch of records: all sent at once, then every acknowledgement awaited.
 
-A broker that is down or slow is a transient failure: the records that did not get through are sent
-again, with exponential backoff and jitter, until they do (never dead-lettered for it), while the
-worker reports not ready and logs the outage once per interval, not once per retry. A record the
-broker can never take (too large, invalid topic, not authorised) is a permanent failure: it is
-returned to the caller, which dead-letters the inbound record that caused it with the reason, instead
-of blocking its partition for ever.
+Each failure is classified (workers/kafka/produce_errors.py). A broker that is down or slow, and a
+cluster that refuses every write (too few in-sync replicas, a missing ACL, a topic gone), are not the
+records' fault: the records that did not get through are sent again, with exponential backoff and
+jitter, until they do (never dead-lettered for it), while the worker reports not ready naming the
+topic and the error, counts the retries and logs them once per interval. A record the broker can
+never take (too large, invalid, a timestamp outside the topic's limits) is returned to the caller,
+which dead-letters the inbound record that caused it with the reason, instead of blocking its
+partition for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 
 from workers.engine.codec import OutboundRecord
 from workers.kafka import crashpoints, metrics
+from workers.kafka.produce_errors import Problems, innermost_name, kind_of, kind_of_name
 
 log = structlog.get_logger("oms_postsales.delivery")
 
@@ -28,31 +31,12 @@ RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 10.0
 OUTAGE_LOG_INTERVAL_SECONDS = 30.0
 
-# aiokafka errors after which sending the same record again can never succeed.
-PERMANENT_ERRORS = frozenset(
-    {
-        "MessageSizeTooLargeError",
-        "RecordTooLargeError",
-        "RecordListTooLargeError",
-        "InvalidTopicError",
-        "TopicAuthorizationFailedError",
-        "UnsupportedForMessageFormatError",
-        "InvalidRecordError",
-        "CorruptRecordException",
-    }
-)
-
 Send = Callable[[OutboundRecord], Awaitable[Awaitable[Any]]]
 
 
 def is_permanent(error: BaseException | None) -> bool:
-    """faust wraps the client's error (ProducerSendError from ...): the whole chain is looked at."""
-    seen = 0
-    while error is not None and seen < 10:
-        if type(error).__name__ in PERMANENT_ERRORS:
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    """Whether this record can never be written (the other errors are retried)."""
+    return kind_of(error) == "record"
 
 
 def reason(error: BaseException) -> str:
@@ -71,10 +55,14 @@ class Failure:
 
 
 class Delivery:
-    def __init__(self, send: Send, stopping: Callable[[], bool]) -> None:
+    def __init__(self, send: Send, stopping: Callable[[], bool], problems: Problems | None = None) -> None:
         self._send = send
         self._stopping = stopping
+        # What failed lately, per topic and error (also fed by the producer's own retry log).
+        self.problems = problems or Problems()
         self.ok = True
+        # A batch's table writes keep failing (the batch is handled again until they get through).
+        self.writes_failing = False
         self.pending_since: float | None = None
         self._last_outage_log = 0.0
         self._retries_since_log = 0
@@ -104,6 +92,7 @@ class Delivery:
             log.info("delivery.recovered", retries=self._retries_since_log)
             self._retries_since_log = 0
             self._last_outage_log = 0.0
+        self.problems.clear({record.topic for record in records})
         self.ok = True
         self.pending_since = None
         for record in records:
@@ -136,7 +125,8 @@ class Delivery:
                 failures.append(Failure(index, record, error))
             else:
                 retry.append((index, record))
-                self._last_error = type(error).__name__
+                self._last_error = innermost_name(error)
+                self.problems.note(record.topic, self._last_error)
         return retry
 
     def _outage(self, retry: list[tuple[int, OutboundRecord]], delay: float) -> None:
@@ -145,11 +135,30 @@ class Delivery:
         metrics.DELIVERY_RETRIES.labels(self._last_error or "unknown").inc(len(retry))
         now = time.monotonic()
         if now - self._last_outage_log >= OUTAGE_LOG_INTERVAL_SECONDS:
+            problems = self.problems.current()
             log.warning(
                 "delivery.retry",
                 error=self._last_error,
+                error_kind=kind_of_name(self._last_error),
+                topics=sorted({p.topic for p in problems})[:10],
                 records=len(retry),
                 retries_since_last_log=self._retries_since_log,
                 retry_in=round(delay, 2),
             )
+            self._last_outage_log = now
+
+    def write_recovered(self) -> None:
+        if self.writes_failing:
+            log.info("delivery.write_recovered")
+            self.writes_failing = False
+
+    def failed_write(self, topic: str, error: BaseException) -> None:
+        """A write the worker retries itself (a batch's changelog records): named like a delivery."""
+        self.writes_failing = True
+        name = innermost_name(error)
+        problem = self.problems.note(topic, name)
+        metrics.DELIVERY_RETRIES.labels(name).inc()
+        now = time.monotonic()
+        if now - self._last_outage_log >= OUTAGE_LOG_INTERVAL_SECONDS:
+            log.error("delivery.write_failed", topic=topic, error=name, error_kind=problem.kind)
             self._last_outage_log = now

@@ -30,12 +30,15 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import rocksdict
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
@@ -47,8 +50,13 @@ log = structlog.get_logger("oms_postsales.tables")
 
 #: Store URL scheme of `DurableStore`; `rocksdb://` in the settings selects it (`store_url`).
 SCHEME = "oms-rocksdb"
-#: "<offset> <fingerprint>" of the changelog record the database was written up to.
+#: "<offset> <fingerprint> <written at, ms>" of the changelog record the database was written up to.
 MARK_KEY = b"__oms\0changelog__"
+#: Kafka's default delete.retention.ms, when the broker does not say (the local broker does not).
+DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000
+#: Part of delete.retention.ms kept as a margin for clock skew and the restore's own duration.
+STALE_MARGIN = 0.1
+STALE_MARGIN_MIN_MS = 5 * 60 * 1000
 #: How long the check of a database against its changelog may take before it counts as failed.
 CHECK_TIMEOUT_SECONDS = 30.0
 _CHECKER_ATTRIBUTE = "_oms_changelog_checker"
@@ -60,6 +68,47 @@ def fingerprint(key: bytes, value: bytes | None) -> str:
     digest.update(key)
     digest.update(b"\x00" if value is None else b"\x01" + value)
     return digest.hexdigest()[:32]
+
+
+def mark_bytes(offset: int, key: bytes, value: bytes | None, now_ms: int | None = None) -> bytes:
+    """The mark of a database written up to this changelog record, at this wall-clock time."""
+    written = round(time.time() * 1000) if now_ms is None else now_ms
+    return f"{offset} {fingerprint(key, value)} {written}".encode()
+
+
+@dataclass(frozen=True)
+class Mark:
+    offset: int
+    fingerprint: str
+    # When the database was last written (None: a mark of an earlier version, which had no time).
+    written_ms: int | None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Mark:
+        offset, _, rest = bytes(raw).decode().partition(" ")
+        print_, _, written = rest.partition(" ")
+        return cls(int(offset), print_, int(written) if written.isdigit() else None)
+
+
+def stale_reason(mark: Mark, end: int, delete_retention_ms: int, now_ms: int) -> str | None:
+    """Why a database that is a prefix of its changelog may still miss deletes: Kafka's compaction
+    drops a tombstone once it is older than the changelog's delete.retention.ms, so a database last
+    written longer ago than that (less a margin), with records after its mark, may never see the
+    delete of a key it holds; the key would come back. A database whose mark is the changelog's last
+    record saw everything, however old."""
+    if mark.offset + 1 >= end:
+        return None
+    if mark.written_ms is None:
+        return "its mark has no time (an earlier version) and the changelog has moved on since"
+    margin = max(STALE_MARGIN_MIN_MS, int(delete_retention_ms * STALE_MARGIN))
+    age = now_ms - mark.written_ms
+    if age > delete_retention_ms - margin:
+        return (
+            f"it was last written {age // 60000} min ago, longer than the changelog's "
+            f"delete.retention.ms ({delete_retention_ms} ms) less a margin: deletes compacted away "
+            "since then would be missed"
+        )
+    return None
 
 
 def store_url(store: str) -> str:
@@ -78,6 +127,14 @@ def store_options(store: str, write_buffer_kib: int, block_cache_kib: int) -> di
         "max_write_buffer_number": 2,
         "block_cache_size": block_cache_kib * 1024,
     }
+
+
+class ChangelogWriteFailed(RuntimeError):
+    """A batch's changelog records were not all acknowledged: the batch is handled again."""
+
+    def __init__(self, message: str, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
 
 
 class SettlingTable(faust.Table[Any, Any]):
@@ -113,7 +170,8 @@ class SettlingTable(faust.Table[Any, Any]):
                 store.discard_pending()
             why = f"{len(failed)} changelog records of table {self.name} not acknowledged"
             first = failed[0]
-            raise RuntimeError(why) from (None if first.cancelled() else first.exception())
+            topic = self.changelog_topic.get_topic_name()
+            raise ChangelogWriteFailed(why, topic) from (None if first.cancelled() else first.exception())
         if isinstance(store, DurableStore):
             store.commit_pending()
         return len(futures)
@@ -126,8 +184,32 @@ class ChangelogChecker:
     def __init__(self, client_kwargs: Mapping[str, Any], timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
         self._kwargs = dict(client_kwargs)
         self._timeout = timeout
+        self._retention: dict[str, int] = {}
 
-    async def mismatches(self, marks: Mapping[TP, tuple[int, str]]) -> dict[TP, str]:
+    async def delete_retention_ms(self, topic: str) -> int:
+        """The changelog's delete.retention.ms as the broker reports it (Kafka's default when it does
+        not, as the local broker does not), read once per topic."""
+        known = self._retention.get(topic)
+        if known is not None:
+            return known
+        value = DEFAULT_DELETE_RETENTION_MS
+        admin = AIOKafkaAdminClient(**self._kwargs)
+        try:
+            await admin.start()
+            answer = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            for response in answer:
+                for resource in response.resources:
+                    for entry in resource[4]:
+                        if entry[0] == "delete.retention.ms" and str(entry[1]).isdigit():
+                            value = int(entry[1])
+        except Exception as exc:  # unknown: Kafka's default, and say so
+            log.warning("table.delete_retention_unknown", topic=topic, error=type(exc).__name__)
+        finally:
+            await admin.close()
+        self._retention[topic] = value
+        return value
+
+    async def mismatches(self, marks: Mapping[TP, Mark]) -> dict[TP, str]:
         """Why each database whose mark is not the changelog's record is not: a reason per partition."""
         if not marks:
             return {}
@@ -141,18 +223,22 @@ class ChangelogChecker:
             ends = await consumer.end_offsets(list(parts))
             starts = await consumer.beginning_offsets(list(parts))
             wanted: dict[TopicPartition, int] = {}
+            now_ms = round(time.time() * 1000)
             for part, tp in parts.items():
-                offset = marks[tp][0]
+                offset = marks[tp].offset
+                stale = stale_reason(marks[tp], ends[part], await self.delete_retention_ms(tp.topic), now_ms)
                 if offset >= ends[part]:
                     reasons[tp] = (
                         f"it holds changelog offset {offset}, past the changelog's end offset {ends[part]}"
                     )
                 elif offset < starts[part]:
                     reasons[tp] = f"changelog offset {offset} is before the changelog's start {starts[part]}"
+                elif stale is not None:
+                    reasons[tp] = stale
                 else:
                     wanted[part] = offset
             if wanted:
-                prints = {part: marks[parts[part]][1] for part in wanted}
+                prints = {part: marks[parts[part]].fingerprint for part in wanted}
                 for part, why in (await self._read_and_compare(consumer, wanted, prints)).items():
                     reasons[parts[part]] = why
         finally:
@@ -258,7 +344,7 @@ class DurableStore(faust_rocksdb.Store):
                 future, key, value = last[partition]
                 offset = int(future.result().offset)
                 batch.put(self.offset_key, str(offset).encode())
-                batch.put(MARK_KEY, f"{offset} {fingerprint(key, value)}".encode())
+                batch.put(MARK_KEY, mark_bytes(offset, key, value))
             db.write(batch)
             if number < len(pending) - 1:
                 crashpoints.reach("store.partition-committed")
@@ -291,7 +377,7 @@ class DurableStore(faust_rocksdb.Store):
         for partition, writes in batches.items():
             offset, key, value = last[partition]
             writes.put(self.offset_key, str(offset).encode())
-            writes.put(MARK_KEY, f"{offset} {fingerprint(key, value)}".encode())
+            writes.put(MARK_KEY, mark_bytes(offset, key, value))
             self._db_for_partition(partition).write(writes)
 
     # -- reads see the pending writes -------------------------------------------------------------------
@@ -366,7 +452,7 @@ class DurableStore(faust_rocksdb.Store):
         await self._check(mine)
 
     async def _check(self, tps: set[TP]) -> None:
-        marks: dict[TP, tuple[int, str]] = {}
+        marks: dict[TP, Mark] = {}
         for tp in sorted(tps):
             db = self._dbs.get(tp.partition)
             if db is None:
@@ -377,8 +463,7 @@ class DurableStore(faust_rocksdb.Store):
                 if db.get(self.offset_key) is not None or not empty:
                     self._rebuild(tp, "it has no mark of the crash-safe store (written by an older version)")
                 continue
-            offset, _, print_ = bytes(mark).decode().partition(" ")
-            marks[tp] = (int(offset), print_)
+            marks[tp] = Mark.parse(mark)
         checker: ChangelogChecker | None = getattr(self.app, _CHECKER_ATTRIBUTE, None)
         if checker is None or not marks:
             return
