@@ -1,5 +1,9 @@
-"""A record the broker can never take does not block its partition: the record that caused it becomes a
-dead letter with the broker's reason, and the records after it are handled."""
+"""One size limit, live: what the worker reads, writes and stores agree (OMS_MAX_RECORD_BYTES). A record
+over it is dead-lettered by the intake; a message that would grow its order past it is refused
+ORDER_TOO_LARGE with the order left as it was (its changelog record could never be written: the
+partition would stop); the records after both are handled, and the worker never exits on them. What the
+broker itself refuses (a topic whose max.message.bytes is smaller) becomes a DeliveryFailed dead letter:
+tests/unit/test_kafka_rules.py injects those refusals at the client."""
 
 from __future__ import annotations
 
@@ -53,34 +57,33 @@ async def send(bootstrap: str, topic: str, values: list[dict[str, Any]]) -> None
         await producer.stop()
 
 
-def test_a_record_the_broker_refuses_is_dead_lettered_with_its_reason(
+def test_records_and_orders_past_the_one_size_limit_are_refused_and_the_partition_goes_on(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    # The worker takes records up to 3 MB, its producer sends at most 1 MB: the intake's forward of a
-    # 1.2+ MB order can never be delivered.
-    env, settings = isolated(broker.bootstrap, tmp_path, None, "d", OMS_MAX_RECORD_BYTES="3000000")
+    limit = 280_000
+    env, settings = isolated(broker.bootstrap, tmp_path, None, "d", OMS_MAX_RECORD_BYTES=str(limit))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()
-        big, small = create("huge", lines=300), create("small")
-        assert 1_200_000 < len(json.dumps(big)) < 3_000_000
-        asyncio.run(send(broker.bootstrap, settings.topic_for(names.ORDER_CREATE), [big, small]))
+        huge, big, small = create("huge", lines=300), create("big", lines=60), create("small")
+        # The big order's create fits one record; stored with its lines' state it would not.
+        assert len(json.dumps(huge)) > limit > len(json.dumps(big)) > 0.9 * limit
+        asyncio.run(send(broker.bootstrap, settings.topic_for(names.ORDER_CREATE), [huge, big, small]))
         adjusted, dlq = settings.topic_for(names.STOCK_ADJUSTED), settings.dlq_topic
+        errors = settings.topic_for(names.ERROR_NOTIFY)
 
         def done(found: list[dict[str, Any]]) -> bool:
-            return any(r["topic"] == dlq for r in found) and any(r["topic"] == adjusted for r in found)
+            return all(any(r["topic"] == t for r in found) for t in (adjusted, dlq, errors))
 
-        found = asyncio.run(read_until(settings, [adjusted, dlq], done, 60.0))
+        found = asyncio.run(read_until(settings, [adjusted, dlq, errors], done, 60.0))
     finally:
         assert worker.stop() == 0
     (dead,) = [r for r in found if r["topic"] == dlq]
-    headers = dead["headers"]
-    assert headers["dlq.error.class"] == "DeliveryFailed"
-    assert "MessageSizeTooLargeError" in headers["dlq.error.message"]
-    assert headers["dlq.original.topic"] == settings.topic_for(names.ORDER_CREATE)
-    # The dead letter would be as large: it carries the size instead of the value.
-    assert int(headers["dlq.value.omitted"]) > 1_200_000 and dead["value"] in ("", None, b"")
-    # The record after it was handled: the small order reserved its stock.
+    assert dead["headers"]["dlq.error.class"] == "PayloadTooLarge"
+    assert dead["headers"]["dlq.original.topic"] == settings.topic_for(names.ORDER_CREATE)
+    (refused,) = [r["value"]["params"] for r in found if r["topic"] == errors]
+    assert refused["code"] == "ORDER_TOO_LARGE" and f"{limit}" in refused["message"]
+    # Neither reserved stock; the record after them was handled.
     skus = [
         r["value"]["params"]["adjustment"]["adjustments"][0]["sku"] for r in found if r["topic"] == adjusted
     ]
