@@ -105,14 +105,14 @@ class Report:
 async def diagnose(
     settings: Settings,
     *,
-    admin_factory: AdminFactory = _admin,
-    probe_idempotence: IdempotenceProbe = idempotence.probe,
+    admin_factory: AdminFactory | None = None,
+    probe_idempotence: IdempotenceProbe | None = None,
 ) -> Report:
     """Every check, in the order an operator would fix them. Raises TopicError for settings that
     contradict each other (OMS_TOPIC_MAP, partition counts): a bad setting, not a broker finding."""
     specs = catalogue(settings)
     report = Report(broker={"bootstrap_servers": settings.bootstrap_servers})
-    admin = admin_factory(settings)
+    admin = (admin_factory or _admin)(settings)
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:
@@ -125,7 +125,7 @@ async def diagnose(
     finally:
         await admin.close()
     if cluster is not None:
-        await _check_idempotence(settings, probe_idempotence, report)
+        await _check_idempotence(settings, probe_idempotence or idempotence.probe, report)
     return report
 
 
