@@ -46,14 +46,16 @@ def test_defaults() -> None:
     settings = Settings()
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert settings.security_protocol == "PLAINTEXT"
-    assert (settings.partitions, settings.internal_partitions, settings.replication_factor) == (4, 4, 1)
+    assert (settings.partitions, settings.internal_partitions, settings.replication_factor) == (4, 4, None)
     assert settings.consumer_group == "oms-postsales"
     assert settings.dlq_topic == names.DEFAULT_DLQ_TOPIC
     assert settings.store == "rocksdb://"
     assert settings.data_dir == Path.home() / ".local" / "state" / "oms-postsales"
     assert settings.data_dir.is_absolute()  # never relative to wherever the worker was started
     assert (settings.web_host, settings.web_port, settings.log_level) == ("127.0.0.1", 6066, "INFO")
-    assert settings.enable_idempotence is False
+    assert settings.enable_idempotence == "auto"
+    assert (settings.create_topics, settings.internal_retention_hours) == (True, 168)
+    assert (settings.max_record_bytes, settings.producer_max_request_bytes) == (1_000_000, 1_032_768)
     assert settings.producer_name == "oms-postsales"
 
 
