@@ -352,13 +352,12 @@ def _check_topics(settings: Settings, specs: list[TopicSpec], cluster: ClusterSt
                 "does not exist, and OMS_CREATE_TOPICS=false: create it (`oms-postsales topics plan`)",
             )
         report.checks.append(finding)
-    troubled = {f.topic for f in findings}
-    fine = [spec.name for spec in specs if spec.name not in troubled]
-    report.add(
-        "pass",
-        "topics",
-        f"{len(fine)} of {len(specs)} topic(s) exist with the partitions and settings the worker needs",
-    )
+    if not findings:
+        report.add(
+            "pass",
+            "topics",
+            f"all {len(specs)} topic(s) exist with the partitions and settings the worker needs",
+        )
 
 
 def _check_auto_create(cluster: ClusterState, report: Report) -> None:
