@@ -9,7 +9,7 @@ import sys
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import structlog
 import typer
@@ -166,7 +166,7 @@ async def prepare_topics(settings: Settings) -> None:
     await create_topics(settings, catalogue(settings))
 
 
-topics_app = typer.Typer(no_args_is_help=True, help="Create and list the worker's topics.")
+topics_app = typer.Typer(no_args_is_help=True, help="Create, list and plan the worker's topics.")
 app.add_typer(topics_app, name="topics")
 
 
@@ -211,6 +211,55 @@ def topics_list() -> None:
     problem = check_copartitioning({n: c for n, c in counts.items() if n in copartitioned_topics(settings)})
     if problem:
         fail(problem)
+
+
+@topics_app.command("plan")
+def topics_plan(
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="text (a table), json, kafka-topics (shell lines) or terraform"),
+    ] = "text",
+    replication: Annotated[
+        int | None,
+        typer.Option(
+            "--replication",
+            min=1,
+            help="replicas of each topic (default: OMS_REPLICATION_FACTOR, else the broker's default)",
+        ),
+    ] = None,
+) -> None:
+    """Print every topic the worker needs with partitions, replication, configs and role; no broker."""
+    from workers.ops import topic_plan
+
+    if fmt not in topic_plan.FORMATS:
+        fail(f"--format {fmt!r}: use one of {', '.join(topic_plan.FORMATS)}")
+    settings = load_settings()
+    try:
+        planned = topic_plan.plan(settings, replication)
+    except TopicError as exc:
+        fail(str(exc))
+    typer.echo(topic_plan.render(planned, cast(topic_plan.Format, fmt)), nl=False)
+
+
+@app.command("doctor")
+def doctor_command(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document instead of lines")] = False,
+) -> None:
+    """Check the broker, the topics and the permissions against what the worker needs: one PASS, WARN
+    or FAIL line per check. Exit 0 when nothing fails, 1 otherwise (2: a bad setting)."""
+    from workers.ops import doctor
+
+    settings = load_settings()
+    quiet_clients()
+    try:
+        report = asyncio.run(doctor.diagnose(settings))
+    except TopicError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        typer.echo(report.text(), nl=False)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.")
