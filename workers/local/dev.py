@@ -264,6 +264,53 @@ def stamped(log: Path, now: datetime) -> list[InboundRecord]:
         ]
 
 
+# What each credit note command of a log must make of its note.
+SETTLES = {names.REFUND_RELEASE: "RELEASED", names.REFUND_CANCEL: "CANCELLED"}
+
+
+def note_commands(log: Path) -> list[tuple[str, str]]:
+    """The release and cancel commands of a message log: (credit note number, the status it must reach)."""
+    wanted = []
+    with log.open(encoding="utf-8") as lines:
+        for record in read_records(iter(lines), str(log)):
+            status = SETTLES.get(record.topic)
+            if status is None:
+                continue
+            try:
+                value = loads(record.value)
+            except ValueError:
+                continue  # a dead letter by design (a hostile log); nothing to settle
+            params = value.get("params", value) if isinstance(value, dict) else None
+            number = params.get("credit_note_number") if isinstance(params, dict) else None
+            if isinstance(number, str):
+                wanted.append((number, status))
+    return wanted
+
+
+def unsettled(commands: list[tuple[str, str]], found: Collected) -> list[str]:
+    """The release and cancel commands whose note never reached its status: the note number they name
+    may not exist on this many partitions (numbers carry the partition), or the rules refused them."""
+    reached = {
+        (refund["credit_note_number"], refund["status"]["code"])
+        for record in found.records
+        if record["topic"].endswith(names.REFUND_UPDATED)
+        for refund in [record["value"]["params"]["refund"]]
+    }
+    refusals = {
+        params["payload"].get("credit_note_number"): f"{params['code']}: {params['message']}"
+        for record in found.records
+        if record["topic"].endswith(names.ERROR_NOTIFY)
+        for params in [record["value"]["params"]]
+        if params["topic"] in SETTLES and isinstance(params.get("payload"), dict)
+    }
+    return [
+        f"{number} not {status.lower()}"
+        + (f" ({refusals[number]})" if number in refusals else " (no such note)")
+        for number, status in commands
+        if (number, status) not in reached
+    ]
+
+
 def as_output(tp: Any, message: Any, dlq_topic: str) -> dict[str, Any]:
     """A consumed record in replay's output shape (a dead letter's value: its text)."""
     value = message.value or b""
@@ -279,13 +326,23 @@ def as_output(tp: Any, message: Any, dlq_topic: str) -> dict[str, Any]:
     }
 
 
-def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dlq: str) -> tuple[str, bool]:
+def summary(
+    found: Collected,
+    expected: list[dict[str, Any]],
+    elapsed: float,
+    dlq: str,
+    commands: list[tuple[str, str]] | None = None,
+) -> tuple[str, bool]:
+    """The demo's report, and whether it passed: the outputs match replay's and every release and cancel
+    of the log (`commands`) settled its note."""
     lines = []
     have, want = found.count(), Counter(r["topic"] for r in expected)
-    ok = have == want
+    same = have == want
+    missed = unsettled(commands or [], found)
+    ok = same and not missed
     lines.append(
         f"outputs: {sum(have.values())} of {sum(want.values())} expected in {elapsed:.1f}s "
-        f"({'match replay' if ok else 'DIFFER from replay'})"
+        f"({'match replay' if same else 'DIFFER from replay'})"
     )
     for topic in sorted(set(have) | set(want)):
         mark = "" if have[topic] == want[topic] else f"   (replay: {want[topic]})"
@@ -298,8 +355,8 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
         flag = "  standalone" if refund["standalone"] else ""
         lines.append(
             f"  {refund['credit_note_number']:<20} {refund['sales_channel_id']}:{refund['order_id']:<20} "
-            f"{refund['refund_type']:<12} {refund['document_type']:<22} {totals['cost_gross']:>9} "
-            f"(net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
+            f"{refund['status']['code']:<15} {refund['refund_type']:<12} {refund['document_type']:<22} "
+            f"{totals['cost_gross']:>9} (net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
         )
     rejections = [r for r in found.records if r["topic"] == names.ERROR_NOTIFY]
     if rejections:
@@ -317,6 +374,9 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
             f"@{headers['dlq.original.partition']}:{headers['dlq.original.offset']}  "
             f"{headers['dlq.error.message'][:80]}"
         )
+    if missed:
+        lines.append("FAILED: credit note commands of the log that did not settle their note:")
+        lines.extend(f"  {problem}" for problem in missed)
     return "\n".join(lines), ok
 
 
@@ -442,7 +502,9 @@ def _run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int
             started = time.monotonic()
             found, expected = through_kafka(settings, worker, demo, rules)
             echo(f"published {demo}")
-            text, ok = summary(found, expected, time.monotonic() - started, settings.dlq_topic)
+            text, ok = summary(
+                found, expected, time.monotonic() - started, settings.dlq_topic, note_commands(demo)
+            )
             echo(text)
             return 0 if ok else 1
         finally:
