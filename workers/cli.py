@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 from aiokafka.errors import KafkaError
@@ -91,7 +95,7 @@ def replay_command(
         except OSError as exc:
             fail(f"cannot read {input_path}: {exc.strerror}")
         try:
-            out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+            out = stack.enter_context(_replaced_on_success(output)) if output else sys.stdout
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}")
         # A counter on stderr when it is a terminal; nothing in pipes, files and CI.
@@ -120,6 +124,35 @@ def replay_command(
     typer.echo(
         f"replayed {summary.records} records, emitted {summary.emitted} ({counts}){archived}", err=True
     )
+
+
+@contextlib.contextmanager
+def _replaced_on_success(path: Path) -> Iterator[IO[str]]:
+    """Output for `path` that replaces it only when the block ends without an error: a bad input (exit
+    2) leaves an existing file as it was. A regular file (or a new one) is written to a temporary file
+    beside it and renamed over it; anything else (/dev/null, a pipe) is written in place, as a rename
+    would replace the device itself."""
+    if path.exists() and not path.is_file():
+        with path.open("w", encoding="utf-8") as out:
+            yield out
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp's file is private (0600); the output keeps the mode the file had, or gets a new
+        # file's.
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())
