@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema_rs
 import simplejson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, _Error, best_match
 
 from schemas import DEFS_NAME, SCHEMA_DIR
 
@@ -95,7 +95,7 @@ def _rule(error: ValidationError) -> str | None:
     if error.validator in _STRUCTURAL or not error.absolute_path:
         return None
     where = list(error.absolute_path)
-    node: ValidationError | None = error
+    node: _Error | None = error
     while node is not None and list(node.absolute_path) == where:
         schema = node.schema
         if isinstance(schema, dict) and isinstance(schema.get("description"), str):
