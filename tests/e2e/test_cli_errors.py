@@ -55,6 +55,25 @@ def test_topics_without_a_broker(command: list[str], no_broker: dict[str, str]) 
     assert_one_line_error(done, "cannot reach the broker at " + no_broker["OMS_BOOTSTRAP_SERVERS"])
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dlq", "list"],
+        ["dlq", "show", "0:1"],
+        ["dlq", "redrive", "--all"],
+        ["orders", "show", "OCTO:1234", "--source", "changelog"],
+        ["report", "refunds"],
+    ],
+)
+def test_operator_verbs_without_a_broker_say_so_in_one_line(
+    command: list[str], no_broker: dict[str, str]
+) -> None:
+    # One line of our own: neither the client's connection log nor asyncio's "Unclosed
+    # AIOKafkaConsumer" of a client whose start failed.
+    done = run(*command, env=no_broker)
+    assert_one_line_error(done, "cannot reach the broker at " + no_broker["OMS_BOOTSTRAP_SERVERS"])
+
+
 def test_replay_rules_on_a_binary_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_bytes(bytes(range(256)))

@@ -85,6 +85,11 @@ def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) 
     return env
 
 
+def export_line(env: dict[str, str]) -> str:
+    """A shell line that points the operator verbs (and `orders show`'s API) at this broker and worker."""
+    return f"export OMS_BOOTSTRAP_SERVERS={env['OMS_BOOTSTRAP_SERVERS']} OMS_WEB_PORT={env['OMS_WEB_PORT']}"
+
+
 def settings_from_env(env: dict[str, str]) -> Settings:
     return Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
 
@@ -494,6 +499,10 @@ def _run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int
                 f"worker  pid {worker.process.pid}, http://127.0.0.1:{web_port}/ready /health /metrics; "
                 f"log {worker.log_path}"
             )
+            # Both ports are picked free at each start: the operator verbs, curl and `orders show`
+            # reach this broker and worker only with these two settings in their environment.
+            echo("for the operator verbs and curl, in another shell:")
+            echo(export_line(env))
             if demo is None:
                 echo("running; Ctrl-C (or SIGTERM, SIGHUP) stops the worker and the broker")
                 while worker.process.poll() is None:

@@ -23,7 +23,7 @@ import jsonpatch
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
-from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic
+from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic, started
 
 REDRIVEN = "dlq.redriven"
 
@@ -221,8 +221,7 @@ def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) 
 
 
 async def send(settings: Settings, plans: list[Redrive], progress: Progress | None = None) -> int:
-    sender = producer(settings)
-    await sender.start()
+    sender = await started(producer(settings))
     try:
         for item in plans:
             await sender.send_and_wait(
