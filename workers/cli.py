@@ -25,11 +25,13 @@ from workers.config.settings import Settings, SettingsError, check_runtime, sett
 from workers.console import fail, load_settings, read_rules
 from workers.kafka.topics import (
     TopicError,
+    all_partitions,
     catalogue,
     check_copartitioning,
     copartitioned_topics,
     create_topics,
     describe_partitions,
+    stray_topics,
 )
 from workers.ops import commands as ops_cli
 from workers.ops.reading import Progress
@@ -219,11 +221,12 @@ def topics_list() -> None:
     quiet_clients()
     try:
         specs = catalogue(settings)
-        counts = asyncio.run(describe_partitions(settings, [spec.name for spec in specs]))
+        everything = asyncio.run(all_partitions(settings))
     except TopicError as exc:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail(unreachable(settings, exc))
+    counts = {spec.name: everything[spec.name] for spec in specs if spec.name in everything}
     for spec in specs:
         have = counts.get(spec.name)
         state = (
@@ -233,6 +236,12 @@ def topics_list() -> None:
             + ("" if have == spec.partitions else f" (configured {spec.partitions})")
         )
         typer.echo(f"{spec.name:<60} {state}")
+    for name in stray_topics(settings, everything):
+        typer.echo(
+            f"warning: topic {name} is named like a message but no message maps to it: nothing reads "
+            "it (a misspelt topic an upstream created by writing to it?)",
+            err=True,
+        )
     problem = check_copartitioning({n: c for n, c in counts.items() if n in copartitioned_topics(settings)})
     if problem:
         fail(problem)

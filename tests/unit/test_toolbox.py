@@ -31,6 +31,7 @@ from workers.engine.pipeline import Pipeline
 from workers.engine.preview import message_record, preview, preview_pipeline
 from workers.engine.stores import Stores
 from workers.kafka import metrics
+from workers.kafka.topics import stray_topics
 from workers.kafka.web import authorized, exposure_problem
 from workers.ops import dlq, report
 from workers.ops.reading import Fetched, OpsError, Progress
@@ -428,3 +429,19 @@ def test_dlq_list_gives_the_hash_for_a_record_without_any_id() -> None:
     summary = _bare_letter(value, []).summary()
     assert summary["message_id"] == "sha256:" + hashlib.sha256(value).hexdigest()
     assert summary["message_id_from"] == "sha256"
+
+
+def test_stray_topics_are_those_named_like_a_message_that_no_message_maps_to() -> None:
+    settings = Settings(topic_prefix="p.", topic_map={names.RETURN_REQUEST: "returns-in"})
+    existing = [
+        "p.magento.sales.order_management.create",  # the worker's
+        "p.magento.sales.order_management.creat",  # misspelt
+        "p.magento.postsales.return_management.request",  # mapped elsewhere: nothing reads it
+        "magento.sales.order_management.creat",  # another deployment's (no prefix)
+        "returns-in",
+        "p.oms-postsales.dlq",
+    ]
+    assert stray_topics(settings, existing) == [
+        "p.magento.postsales.return_management.request",
+        "p.magento.sales.order_management.creat",
+    ]
