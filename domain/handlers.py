@@ -425,6 +425,10 @@ def settle_expired(
     due = [h for h in state.held if everything or (parse_time(h.deadline) or now) <= now]
     if not due:
         return Outcome("skipped", None)
+    # Dated by the messages' own deadlines, not by `now`: a worker settles on its clock's ticks and
+    # replay at the next record or the end of its input, and both must date a settled message alike
+    # (and count the order's retention in message time).
+    latest = max(parse_time(message.deadline) or now for message in due)
     current = state.private_copy()
     current.held = [h for h in state.held if h not in due]
     total = Outcome("applied", current)
@@ -439,11 +443,8 @@ def settle_expired(
             current = outcome.order
     total.order = current
     if current.known and current.held and total.events:
-        at = MessageMeta("", "", now, partition)
+        at = MessageMeta("", "", latest, partition)
         total = _retry_held(total, ledger, book, at)
-    # Dated by the messages' own deadlines, not by `now`: a worker settles on its clock's ticks, and
-    # the order's retention must count in message time, as replay's does.
-    latest = max(parse_time(message.deadline) or now for message in due)
     return _dated(total, latest, iso(latest))
 
 
@@ -456,7 +457,9 @@ def _order_never_came(
     now: datetime,
     partition: int,
 ) -> Outcome:
-    meta = MessageMeta(message.message_name, message.message_id, now, partition)
+    # The last attempt of a held message is dated at its deadline (README, "Early messages").
+    at = parse_time(message.deadline) or now
+    meta = MessageMeta(message.message_name, message.message_id, at, partition)
     route = ROUTES[message.message_name]
     if rules.unknown_order == "standalone" and route.standalone is not None:
         command = parse(message.message_name, jsontext.read(message.params_json)).command

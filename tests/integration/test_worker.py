@@ -12,13 +12,14 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from domain import names
+from domain.timeutil import parse_time
 from testkit.live import isolated, normalised
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps
@@ -90,8 +91,13 @@ def live(
     pass in any order."""
     workdir = tmp_path_factory.mktemp("worker")
     rules = workdir / "rules.toml"
-    # A channel that gives up on unknown orders at once, to see the settle ticks work.
-    rules.write_text(RULES.read_text() + "\n[sales_channels.FAST]\nunknown_order_hold_minutes = 0\n")
+    # A channel that gives up on unknown orders at once, to see the settle ticks work; one that refunds
+    # standalone after a hold, to see what date a settle tick gives.
+    rules.write_text(
+        RULES.read_text()
+        + "\n[sales_channels.FAST]\nunknown_order_hold_minutes = 0\n"
+        + '\n[sales_channels.POSLATE]\nunknown_order = "standalone"\nunknown_order_hold_minutes = 30\n'
+    )
     env, settings = isolated(broker.bootstrap, workdir, rules, "w", OMS_STORE=request.param)
     live = Live(
         settings, env, WorkerProcess(env, workdir / "worker.log").start(), workdir, datetime.now(UTC), rules
@@ -242,6 +248,26 @@ def test_a_message_for_an_order_that_never_comes_is_refused_by_the_settle_tick(l
     (refused,) = live.new(seen, 1, timeout=60)
     assert refused["topic"].endswith(names.ERROR_NOTIFY)
     assert refused["value"]["params"]["code"] == "UNKNOWN_ORDER" and refused["key"] == f"FAST:{order_id}"
+
+
+def test_a_standalone_refund_settled_by_a_tick_is_dated_at_its_deadline_as_in_replay(live: Live) -> None:
+    # Sent as if 31 minutes ago: its 30-minute hold is over, and the next settle tick (seconds later,
+    # on the worker's clock) settles it. Replay dates it at its deadline; the worker must too.
+    seen = live.seen()
+    order_id = f"pos-{uuid.uuid4().hex[:8]}"
+    arrived = datetime.now(UTC).replace(microsecond=123000) - timedelta(minutes=31)
+    params = _appeasement("POSLATE", order_id, "17.00")
+    value = dumps(
+        {"jsonrpc": "2.0", "id": f"it-{order_id}", "method": names.APPEASEMENT_CREATE, "params": params}
+    )
+    topic = live.settings.topic_for(names.APPEASEMENT_CREATE)
+    record = InboundRecord(topic, value.encode(), f"POSLATE:{order_id}", {}, 0, 0, arrived)
+    asyncio.run(publish(live.settings, [record]))
+    (found,) = live.new(seen, 1, timeout=60)
+    assert found["topic"].endswith(names.REFUND_UPDATED)
+    note = found["value"]["params"]["refund"]
+    assert note["standalone"] is True and note["order_id"] == order_id
+    assert parse_time(note["status"]["date"]) == arrived + timedelta(minutes=30)
 
 
 def test_health_ready_and_metrics(live: Live) -> None:

@@ -60,3 +60,46 @@ def test_a_bad_rules_file_is_refused_with_the_key_named(raw: dict[str, object], 
 def test_restock_conditions_compare_case_insensitively() -> None:
     rules = parse_rules({"defaults": {"restock_conditions": ["good"]}}).defaults
     assert rules.restocks("Good") and not rules.restocks("DAMAGED") and not rules.restocks(None)
+
+
+@pytest.mark.parametrize(
+    ("key", "toml_value", "value"),
+    [
+        ("auto_approve_return", '"yes"', "yes"),
+        ("auto_approve_return", "1", 1),
+        ("auto_approve_return", '"true"', "true"),
+        ("auto_release_refund", "0", 0),
+        ("reorder_window_seconds", '"30"', "30"),
+        ("reorder_window_seconds", "true", True),
+        ("reorder_window_seconds", "30.0", 30.0),
+        ("unknown_order_hold_minutes", '"60"', "60"),
+        ("return_window_days", '"30"', "30"),
+        ("retain_days", "false", False),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_not_coerced(key: str, toml_value: str, value: object) -> None:
+    with pytest.raises(RulesError) as error:
+        parse_rules({"sales_channels": {"ST1": {key: value}}})
+    message = str(error.value)
+    assert message.startswith(f"sales_channels.ST1.{key}: ") and "\n" not in message
+    assert message.endswith(f"(got {toml_value})")
+
+
+def test_currency_digits_must_be_integers() -> None:
+    with pytest.raises(RulesError) as error:
+        parse_rules({"defaults": {"currency_precision": {"JPY": "0"}}})
+    assert str(error.value) == 'defaults.currency_precision.JPY: Input should be a valid integer (got "0")'
+
+
+def test_right_types_are_still_taken() -> None:
+    rules = parse_rules(
+        {
+            "defaults": {
+                "auto_approve_return": False,
+                "reorder_window_seconds": 0,
+                "currency_precision": {"JPY": 0},
+            }
+        }
+    ).defaults
+    assert rules.auto_approve_return is False and rules.reorder_window_seconds == 0
+    assert rules.currency_precision == {"JPY": 0}

@@ -5,6 +5,7 @@ letter re-drive plans, the web exposure rule, and the dashboard's metrics exist.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -30,6 +31,7 @@ from workers.engine.pipeline import Pipeline
 from workers.engine.preview import message_record, preview, preview_pipeline
 from workers.engine.stores import Stores
 from workers.kafka import metrics
+from workers.kafka.topics import stray_topics
 from workers.kafka.web import authorized, exposure_problem
 from workers.ops import dlq, report
 from workers.ops.reading import Fetched, OpsError, Progress
@@ -397,3 +399,49 @@ def test_preview_of_an_exchange_shows_its_child_order_and_the_reservation_it_mak
     # Nothing was written: the child is not in state, the original keeps its lines as they were.
     assert "ST1:E12346-1" not in stores.orders
     assert stores.orders["ST1:12346"].lines[1].exchanged == 0
+
+
+def _bare_letter(value: bytes, headers: list[tuple[str, bytes]]) -> dlq.DeadLetter:
+    return dlq.DeadLetter(Fetched("oms.dlq", 0, 1, None, None, value, headers))
+
+
+def test_dlq_list_gives_the_envelope_id_when_there_is_no_message_id_header() -> None:
+    letter = _bare_letter(b'{"jsonrpc": "2.0", "id": "env-7", "method": "m", "params": {}}', [])
+    summary = letter.summary()
+    assert (summary["message_id"], summary["message_id_from"]) == ("env-7", "envelope")
+
+
+def test_dlq_list_gives_the_header_when_the_value_has_no_envelope_id() -> None:
+    letter = _bare_letter(b'{"order": {}}', [("message_id", b"hdr-1")])
+    summary = letter.summary()
+    assert (summary["message_id"], summary["message_id_from"]) == ("hdr-1", "header")
+
+
+def test_dlq_list_gives_the_id_the_worker_uses_when_envelope_and_header_differ() -> None:
+    letter = _bare_letter(
+        b'{"jsonrpc": "2.0", "id": 42, "method": "m", "params": {}}', [("message_id", b"hdr-1")]
+    )
+    assert letter.summary()["message_id"] == "42" and letter.summary()["message_id_from"] == "envelope"
+
+
+def test_dlq_list_gives_the_hash_for_a_record_without_any_id() -> None:
+    value = b"\xff\xfe not json"
+    summary = _bare_letter(value, []).summary()
+    assert summary["message_id"] == "sha256:" + hashlib.sha256(value).hexdigest()
+    assert summary["message_id_from"] == "sha256"
+
+
+def test_stray_topics_are_those_named_like_a_message_that_no_message_maps_to() -> None:
+    settings = Settings(topic_prefix="p.", topic_map={names.RETURN_REQUEST: "returns-in"})
+    existing = [
+        "p.magento.sales.order_management.create",  # the worker's
+        "p.magento.sales.order_management.creat",  # misspelt
+        "p.magento.postsales.return_management.request",  # mapped elsewhere: nothing reads it
+        "magento.sales.order_management.creat",  # another deployment's (no prefix)
+        "returns-in",
+        "p.oms-postsales.dlq",
+    ]
+    assert stray_topics(settings, existing) == [
+        "p.magento.postsales.return_management.request",
+        "p.magento.sales.order_management.creat",
+    ]

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema_rs
 import simplejson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, _Error, best_match
 
 from schemas import DEFS_NAME, SCHEMA_DIR
 
@@ -72,11 +72,36 @@ class Validators:
         error: ValidationError | None = best_match(self._by_name[name].iter_errors(instance))
         if error is None:
             return None
-        return SchemaFailure(pointer(error.absolute_path), _short(error.message))
+        message = _short(error.message)
+        rule = _rule(error)
+        return SchemaFailure(
+            pointer(error.absolute_path), f"{message}; the rule: {rule}" if rule else message
+        )
 
     def fast_valid(self, name: str, instance: Any) -> bool:
         """The compiled validator's yes or no: what `check` asks first, for every record."""
         return bool(self._fast[name].is_valid(instance))
+
+
+# Failures that name a member rather than judge a value: the schema's description of the object would
+# not say what is wrong.
+_STRUCTURAL = frozenset({"required", "additionalProperties", "unevaluatedProperties", "dependentRequired"})
+
+
+def _rule(error: ValidationError) -> str | None:
+    """The rule in words: the `description` of the schema the value failed, or of the `anyOf` (a
+    shared definition) it is one branch of, at the same place in the document. jsonschema's own text
+    quotes a pattern, which does not say that an amount may not be negative."""
+    if error.validator in _STRUCTURAL or not error.absolute_path:
+        return None
+    where = list(error.absolute_path)
+    node: _Error | None = error
+    while node is not None and list(node.absolute_path) == where:
+        schema = node.schema
+        if isinstance(schema, dict) and isinstance(schema.get("description"), str):
+            return str(schema["description"])
+        node = node.parent
+    return None
 
 
 def _short(message: str, limit: int = 300) -> str:

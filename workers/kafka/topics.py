@@ -195,15 +195,33 @@ async def create_topics(
 
 async def describe_partitions(settings: Settings, topic_names: Iterable[str]) -> dict[str, int]:
     """Partition count per topic; topics that do not exist are left out."""
+    counts = await all_partitions(settings)
+    return {name: counts[name] for name in topic_names if name in counts}
+
+
+async def all_partitions(settings: Settings) -> dict[str, int]:
+    """Partition count of every topic on the broker."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
     try:
-        # Metadata for all topics, filtered here: naming topics in a Metadata request asks the
-        # broker to auto-create the missing ones, which would hide exactly what we look for.
-        counts = _partition_counts(await admin.describe_topics())
+        # Metadata for all topics, filtered by the callers: naming topics in a Metadata request asks
+        # the broker to auto-create the missing ones, which would hide exactly what we look for.
+        return _partition_counts(await admin.describe_topics())
     finally:
         await admin.close()
-    return {name: counts[name] for name in topic_names if name in counts}
+
+
+# The first part of every message name of the contract (names.INBOUND, names.OUTBOUND).
+MESSAGE_NAME_PREFIX = "magento."
+
+
+def stray_topics(settings: Settings, existing: Iterable[str]) -> list[str]:
+    """Topics named like a message (the topic prefix, then `magento.`) that no message maps to: most
+    likely a misspelt name that an upstream client created by writing to it (auto-creation is on by
+    default in librdkafka and kafkajs). Nothing reads them, so their records are lost silently."""
+    known = {spec.name for spec in catalogue(settings)}
+    prefix = settings.topic_prefix + MESSAGE_NAME_PREFIX
+    return sorted(name for name in existing if name.startswith(prefix) and name not in known)
 
 
 def _new_topic(spec: TopicSpec, default_replication: int) -> NewTopic:

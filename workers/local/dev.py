@@ -86,6 +86,11 @@ def local_env(bootstrap: str, workdir: Path, rules: Path | None, web_port: int) 
     return env
 
 
+def export_line(env: dict[str, str]) -> str:
+    """A shell line that points the operator verbs (and `orders show`'s API) at this broker and worker."""
+    return f"export OMS_BOOTSTRAP_SERVERS={env['OMS_BOOTSTRAP_SERVERS']} OMS_WEB_PORT={env['OMS_WEB_PORT']}"
+
+
 def settings_from_env(env: dict[str, str]) -> Settings:
     return Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
 
@@ -265,6 +270,53 @@ def stamped(log: Path, now: datetime) -> list[InboundRecord]:
         ]
 
 
+# What each credit note command of a log must make of its note.
+SETTLES = {names.REFUND_RELEASE: "RELEASED", names.REFUND_CANCEL: "CANCELLED"}
+
+
+def note_commands(log: Path) -> list[tuple[str, str]]:
+    """The release and cancel commands of a message log: (credit note number, the status it must reach)."""
+    wanted = []
+    with log.open(encoding="utf-8") as lines:
+        for record in read_records(iter(lines), str(log)):
+            status = SETTLES.get(record.topic)
+            if status is None:
+                continue
+            try:
+                value = loads(record.value)
+            except ValueError:
+                continue  # a dead letter by design (a hostile log); nothing to settle
+            params = value.get("params", value) if isinstance(value, dict) else None
+            number = params.get("credit_note_number") if isinstance(params, dict) else None
+            if isinstance(number, str):
+                wanted.append((number, status))
+    return wanted
+
+
+def unsettled(commands: list[tuple[str, str]], found: Collected) -> list[str]:
+    """The release and cancel commands whose note never reached its status: the note number they name
+    may not exist on this many partitions (numbers carry the partition), or the rules refused them."""
+    reached = {
+        (refund["credit_note_number"], refund["status"]["code"])
+        for record in found.records
+        if record["topic"].endswith(names.REFUND_UPDATED)
+        for refund in [record["value"]["params"]["refund"]]
+    }
+    refusals = {
+        params["payload"].get("credit_note_number"): f"{params['code']}: {params['message']}"
+        for record in found.records
+        if record["topic"].endswith(names.ERROR_NOTIFY)
+        for params in [record["value"]["params"]]
+        if params["topic"] in SETTLES and isinstance(params.get("payload"), dict)
+    }
+    return [
+        f"{number} not {status.lower()}"
+        + (f" ({refusals[number]})" if number in refusals else " (no such note)")
+        for number, status in commands
+        if (number, status) not in reached
+    ]
+
+
 def as_output(tp: Any, message: Any, dlq_topic: str) -> dict[str, Any]:
     """A consumed record in replay's output shape (a dead letter's value: its text)."""
     value = message.value or b""
@@ -280,13 +332,23 @@ def as_output(tp: Any, message: Any, dlq_topic: str) -> dict[str, Any]:
     }
 
 
-def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dlq: str) -> tuple[str, bool]:
+def summary(
+    found: Collected,
+    expected: list[dict[str, Any]],
+    elapsed: float,
+    dlq: str,
+    commands: list[tuple[str, str]] | None = None,
+) -> tuple[str, bool]:
+    """The demo's report, and whether it passed: the outputs match replay's and every release and cancel
+    of the log (`commands`) settled its note."""
     lines = []
     have, want = found.count(), Counter(r["topic"] for r in expected)
-    ok = have == want
+    same = have == want
+    missed = unsettled(commands or [], found)
+    ok = same and not missed
     lines.append(
         f"outputs: {sum(have.values())} of {sum(want.values())} expected in {elapsed:.1f}s "
-        f"({'match replay' if ok else 'DIFFER from replay'})"
+        f"({'match replay' if same else 'DIFFER from replay'})"
     )
     for topic in sorted(set(have) | set(want)):
         mark = "" if have[topic] == want[topic] else f"   (replay: {want[topic]})"
@@ -299,8 +361,8 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
         flag = "  standalone" if refund["standalone"] else ""
         lines.append(
             f"  {refund['credit_note_number']:<20} {refund['sales_channel_id']}:{refund['order_id']:<20} "
-            f"{refund['refund_type']:<12} {refund['document_type']:<22} {totals['cost_gross']:>9} "
-            f"(net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
+            f"{refund['status']['code']:<15} {refund['refund_type']:<12} {refund['document_type']:<22} "
+            f"{totals['cost_gross']:>9} (net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
         )
     rejections = [r for r in found.records if r["topic"] == names.ERROR_NOTIFY]
     if rejections:
@@ -318,6 +380,9 @@ def summary(found: Collected, expected: list[dict[str, Any]], elapsed: float, dl
             f"@{headers['dlq.original.partition']}:{headers['dlq.original.offset']}  "
             f"{headers['dlq.error.message'][:80]}"
         )
+    if missed:
+        lines.append("FAILED: credit note commands of the log that did not settle their note:")
+        lines.extend(f"  {problem}" for problem in missed)
     return "\n".join(lines), ok
 
 
@@ -435,6 +500,10 @@ def _run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int
                 f"worker  pid {worker.process.pid}, http://127.0.0.1:{web_port}/ready /health /metrics; "
                 f"log {worker.log_path}"
             )
+            # Both ports are picked free at each start: the operator verbs, curl and `orders show`
+            # reach this broker and worker only with these two settings in their environment.
+            echo("for the operator verbs and curl, in another shell:")
+            echo(export_line(env))
             if demo is None:
                 echo("running; Ctrl-C (or SIGTERM, SIGHUP) stops the worker and the broker")
                 while worker.process.poll() is None:
@@ -443,7 +512,9 @@ def _run(workdir: Path, rules: Path | None, demo: Path | None, echo: Any) -> int
             started = time.monotonic()
             found, expected = through_kafka(settings, worker, demo, rules)
             echo(f"published {demo}")
-            text, ok = summary(found, expected, time.monotonic() - started, settings.dlq_topic)
+            text, ok = summary(
+                found, expected, time.monotonic() - started, settings.dlq_topic, note_commands(demo)
+            )
             echo(text)
             return 0 if ok else 1
         finally:

@@ -33,6 +33,10 @@ from workers.replay.runner import load_state
 
 @contextmanager
 def _one_line_errors(settings: Settings | None = None) -> Iterator[None]:
+    """A failure as one line of our own. With `settings` the verb talks to the broker: the Kafka
+    client's own log lines about each failed connection would only repeat that line."""
+    if settings is not None:
+        oms_logging.configure("CRITICAL")
     try:
         yield
     except OpsError as exc:

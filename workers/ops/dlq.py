@@ -11,6 +11,7 @@ first (so the id stays, as long as the patch leaves it alone).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import jsonpatch
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
-from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic
+from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic, started
 
 REDRIVEN = "dlq.redriven"
 
@@ -61,10 +62,23 @@ class DeadLetter:
             "original_partition": r.header("dlq.original.partition"),
             "original_offset": r.header("dlq.original.offset"),
             "key": r.key_text,
-            "message_id": r.header("message_id"),
+            **self.message_id(),
             "redriven_from": r.header(REDRIVEN),
             "bytes": len(r.value or b""),
         }
+
+    def message_id(self) -> dict[str, str]:
+        """The id the worker knows the record by, and where it comes from, in the worker's order
+        (docs/contract.md, "Ids and headers"): the envelope's `id`, else the `message_id` header, else
+        the SHA-256 of the bytes. It is the id a re-drive keeps, so the one to look for."""
+        value = self.record.value or b""
+        envelope_id = _envelope_id(value)
+        if envelope_id is not None:
+            return {"message_id": envelope_id, "message_id_from": "envelope"}
+        header = self.record.header("message_id")
+        if header:
+            return {"message_id": header, "message_id_from": "header"}
+        return {"message_id": "sha256:" + hashlib.sha256(value).hexdigest(), "message_id_from": "sha256"}
 
     def detail(self) -> dict[str, Any]:
         """Everything about one record: headers, error, pointer, the original bytes (as text when they
@@ -84,6 +98,18 @@ class DeadLetter:
         if text is not None and pointer:
             shown["value_at_pointer"] = _at_pointer(text, pointer)
         return shown
+
+
+def _envelope_id(value: bytes) -> str | None:
+    try:
+        document = loads(value)
+    except (ValueError, RecursionError):  # not JSON, or nested past what the decoder takes
+        return None
+    if isinstance(document, dict) and "jsonrpc" in document:
+        found = document.get("id")
+        if isinstance(found, str | int) and not isinstance(found, bool) and found != "":
+            return str(found)
+    return None
 
 
 def _at_pointer(text: str, pointer: str) -> Any:
@@ -195,8 +221,7 @@ def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) 
 
 
 async def send(settings: Settings, plans: list[Redrive], progress: Progress | None = None) -> int:
-    sender = producer(settings)
-    await sender.start()
+    sender = await started(producer(settings))
     try:
         for item in plans:
             await sender.send_and_wait(

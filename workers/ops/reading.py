@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -57,7 +57,7 @@ async def read_topic(
     """Every record of `topic`, partition by partition in offset order (stops after `idle_seconds` of
     silence, or at `timeout`)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **settings.kafka_client_kwargs())
-    await consumer.start()
+    await started(consumer)
     found: list[Fetched] = []
     try:
         if topic not in await consumer.topics():
@@ -92,6 +92,21 @@ async def read_topic(
         await consumer.stop()
     found.sort(key=lambda r: (r.partition, r.offset))
     return found
+
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+
+
+async def started(client: Client) -> Client:
+    """`client` started, or stopped again when the start fails (no broker): aiokafka leaves a client
+    whose start failed half open, and its finaliser then prints `Unclosed AIOKafkaConsumer` and the
+    object under the verb's one-line error."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+    return client
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:
