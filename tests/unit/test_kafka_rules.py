@@ -282,3 +282,91 @@ def test_a_message_that_would_grow_an_order_past_one_record_is_refused_and_the_o
     assert _through(
         probe, names.SHIPMENT_DONE, shipment("9", [(n, 1) for n in range(1, 41)]), "ship"
     ).status == ("applied")
+
+
+# -- settle ticks during a backlog ----------------------------------------------------------------------
+
+
+class _Consumer:
+    def __init__(self, highwater: dict[Any, int], read: dict[Any, int]) -> None:
+        self._highwater, self._read_offset, self._committed_offset = highwater, read, {}
+
+    def highwater(self, tp: Any) -> int | None:
+        return self._highwater.get(tp)
+
+    def assignment(self) -> set[Any]:
+        return set(self._highwater)
+
+
+def _runtime(consumer: _Consumer, handled: int, latest: datetime) -> Any:
+    return SimpleNamespace(
+        app=SimpleNamespace(consumer=consumer),
+        inbound_topic="oms-postsales.inbound",
+        upstream_topics=frozenset({"magento.sales.order_management.create"}),
+        handled={0: handled},
+        stream_time={0: latest},
+    )
+
+
+def test_a_tick_settles_by_message_time_while_records_wait_and_by_the_clock_once_caught_up() -> None:
+    from faust.types import TP
+
+    from workers.kafka.app import Runtime
+
+    now, latest = datetime.now(UTC), datetime.now(UTC) - timedelta(days=60)
+    inbound, upstream = TP("oms-postsales.inbound", 0), TP("magento.sales.order_management.create", 3)
+    # The order partition has records on the broker it has not handled: a backfill's message time.
+    behind = _runtime(_Consumer({inbound: 10, upstream: 5}, {upstream: 4}), handled=6, latest=latest)
+    assert Runtime._settle_time(behind, 0, now) == latest
+    # Every inbound record handled, but the intake has upstream records still to forward.
+    forwarding = _runtime(_Consumer({inbound: 7, upstream: 9}, {upstream: 4}), handled=6, latest=latest)
+    assert Runtime._settle_time(forwarding, 0, now) == latest
+    # Caught up everywhere: the clock, as for a live order that gets no further message.
+    caught_up = _runtime(_Consumer({inbound: 7, upstream: 5}, {upstream: 4}), handled=6, latest=latest)
+    assert Runtime._settle_time(caught_up, 0, now) == now
+
+
+def test_ready_names_the_topic_and_error_a_cluster_refuses_at_once() -> None:
+    import time
+
+    from workers.kafka.app import Runtime
+
+    delivery = Delivery(FlakySend(NotEnoughReplicasError(), 0), lambda: False)
+    runtime = SimpleNamespace(
+        app=SimpleNamespace(
+            consumer=SimpleNamespace(assignment=lambda: {("t", 0)}),
+            tables=SimpleNamespace(recovery=SimpleNamespace(completed=SimpleNamespace(is_set=lambda: True))),
+            rebalancing=False,
+        ),
+        delivery=delivery,
+        settings=Settings(),
+        broker_ok=True,
+        broker_checked=time.monotonic(),
+    )
+    assert Runtime.ready(runtime)[0] is True
+    # A send pending for a moment (well under OMS_READY_MAX_DELIVERY_SECONDS) while the producer
+    # retries NOT_ENOUGH_REPLICAS on one of the changelogs.
+    delivery.pending_since = time.monotonic()
+    delivery.problems.note("oms-orders-changelog", "NotEnoughReplicasError")
+    ok, checks = Runtime.ready(runtime)
+    assert ok is False and checks["delivering"] is False
+    assert checks["produce_errors"] == [
+        {
+            "topic": "oms-orders-changelog",
+            "error": "NotEnoughReplicasError",
+            "kind": "cluster",
+            "for_seconds": 0.0,
+        }
+    ]
+    # A retriable error alone does not make it unready before the delivery has waited too long.
+    delivery.problems.clear()
+    delivery.problems.note("out", "RequestTimedOutError")
+    assert Runtime.ready(runtime)[0] is True
+    # Table writes the cluster refuses (the batch is handled again until they get through).
+    delivery.pending_since = None
+    delivery.failed_write("oms-orders-changelog", TopicAuthorizationFailedError())
+    ok, checks = Runtime.ready(runtime)
+    assert ok is False and {
+        "topic": "oms-orders-changelog",
+        "error": "TopicAuthorizationFailedError",
+    }.items() <= (checks["produce_errors"][0].items())
