@@ -370,3 +370,44 @@ def test_ready_names_the_topic_and_error_a_cluster_refuses_at_once() -> None:
         "topic": "oms-orders-changelog",
         "error": "TopicAuthorizationFailedError",
     }.items() <= (checks["produce_errors"][0].items())
+
+
+def test_the_producer_is_idempotent_exactly_when_the_app_says_so() -> None:
+    from workers.config.rules_file import load_rules
+    from workers.kafka.app import build_app
+
+    for granted in (True, False):
+        app, _runtime = build_app(Settings(store="memory://"), load_rules(None), idempotent=granted)
+        extra = app.producer._settings_extra()
+        assert extra.get("enable_idempotence", False) is granted
+        if granted:
+            assert extra["acks"] == "all"
+
+
+async def test_the_readiness_probe_asks_one_broker_about_the_inbound_topic_only() -> None:
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    from workers.kafka.app import Runtime
+
+    sent: list[tuple[Any, Any]] = []
+
+    class Client:
+        def get_random_node(self) -> int:
+            return 7
+
+        async def send(self, node: int, request: Any) -> None:
+            sent.append((node, request))
+
+    runtime = SimpleNamespace(
+        app=SimpleNamespace(producer=SimpleNamespace(_producer=SimpleNamespace(client=Client()))),
+        inbound_topic="p.oms-postsales.inbound",
+        settings=Settings(),
+        broker_ok=False,
+        broker_checked=0.0,
+    )
+    await Runtime.probe_broker(runtime)
+    [(node, request)] = sent
+    assert node == 7 and isinstance(request, MetadataRequest)
+    assert request._topics == ["p.oms-postsales.inbound"]
+    assert request._allow_auto_topic_creation is False
+    assert runtime.broker_ok is True
