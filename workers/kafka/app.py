@@ -274,9 +274,13 @@ class Runtime:
     async def handle_orders(self, events: Sequence[Any]) -> None:
         self.last_record = time.monotonic()
         started = time.perf_counter()
+        await self._until_stored("orders", partial(self._orders_batch, events, started), len(events))
+
+    async def _until_stored(self, stage: str, batch: Callable[[], Awaitable[None]], records: int) -> None:
+        """Handle a batch until its tables are written: nothing is committed that was not stored."""
         while True:
             try:
-                await self._orders_batch(events, started)
+                await batch()
             except asyncio.CancelledError:
                 raise
             except durable_tables.ChangelogWriteFailed as exc:
@@ -286,8 +290,8 @@ class Runtime:
                 await asyncio.sleep(BATCH_RETRY_SECONDS)
             except Exception:
                 # Not any one record's fault (those are dead-lettered one by one): the batch is handled
-                # again from scratch, so that nothing is committed that was not stored.
-                log.exception("batch.failed", stage="orders", records=len(events))
+                # again from scratch.
+                log.exception("batch.failed", stage=stage, records=records)
                 await asyncio.sleep(BATCH_RETRY_SECONDS)
             else:
                 self.delivery.write_recovered()
@@ -465,6 +469,11 @@ class Runtime:
     async def handle_movements(self, events: Sequence[Any]) -> None:
         self.last_record = time.monotonic()
         started = time.perf_counter()
+        # Again from scratch is safe: the adjustments re-sent carry the same ids, and a stock item
+        # applies each movement's position once.
+        await self._until_stored("stock", partial(self._movements_batch, events, started), len(events))
+
+    async def _movements_batch(self, events: Sequence[Any], started: float) -> None:
         batch = BatchStores(self.stores)
         stock = batch.of("stock")
         pipeline = self._stock_pipeline
