@@ -35,6 +35,8 @@ KNOWN_MESSAGES = frozenset(names.INBOUND + names.OUTBOUND)
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _MAX_TOPIC_LEN = 249
 APP_DIR_NAME = "oms-postsales"
+DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
+STATIC_SESSION_TIMEOUT_SECONDS = 45.0
 _BOOLEAN_WORDS = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
@@ -149,7 +151,23 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         default=16384, ge=1, description="producer batch size; 1 on the local broker"
     )
-    session_timeout_seconds: float = Field(default=10.0, gt=0, description="consumer group session")
+    # Static membership (KIP-345): a worker that names itself keeps its partitions across a restart
+    # that ends within its session, and a stop does not leave the group (no rebalance for the others).
+    # Unique per worker process and stable across its restarts: in a StatefulSet, the pod name.
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=_MAX_TOPIC_LEN,
+        description="static group membership: this worker's stable, unique name (a StatefulSet pod's "
+        "name); unset: dynamic membership",
+    )
+    # Unset: 10 s, or 45 s with a group instance id (Kafka's own consumer default since 3.0, KIP-735):
+    # a static member's restart must end within its session, or the group rebalances after all.
+    session_timeout_seconds: float = Field(
+        default=DEFAULT_SESSION_TIMEOUT_SECONDS,
+        gt=0,
+        description="consumer group session (default 10; 45 with OMS_GROUP_INSTANCE_ID)",
+    )
     commit_interval_seconds: float = Field(default=1.0, gt=0, description="offset commit interval")
     # How often held messages are checked against their deadline (wall clock in the live worker).
     settle_interval_seconds: float = Field(
@@ -223,6 +241,10 @@ class Settings(BaseSettings):
                 data["internal_partitions"] = partitions
             if data.get("dlq_topic") is None:
                 data["dlq_topic"] = str(data.get("topic_prefix") or "") + names.DEFAULT_DLQ_TOPIC
+            if data.get("group_instance_id") == "":
+                data["group_instance_id"] = None
+            if data.get("session_timeout_seconds") is None and data.get("group_instance_id"):
+                data["session_timeout_seconds"] = STATIC_SESSION_TIMEOUT_SECONDS
         return data
 
     @field_validator("enable_idempotence", mode="before")
@@ -251,6 +273,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not _TOPIC_CHARS.match(value):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC_CHARS.match(value):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return value
 

@@ -576,6 +576,10 @@ def _millis(record: InboundRecord) -> float | None:
     return record.timestamp.timestamp() * 1000 if record.timestamp else None
 
 
+def heartbeat_interval(session_timeout: float) -> float:
+    return min(3.0, max(0.5, session_timeout / 4))
+
+
 def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) -> tuple[faust.App, Runtime]:
     # faust 0.15.3 drops records when a worker (re)joins: see workers/kafka/faust_fixes.py.
     # Tables settle their changelog writes, and rocksdb:// is the crash-safe store of
@@ -610,8 +614,13 @@ def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) 
                 # plus room for key and headers.
                 producer_max_request_size=settings.producer_max_request_bytes,
                 producer_linger=settings.producer_linger_ms / 1000,
+                # Static membership: faust hands it to aiokafka's consumer (group_instance_id), which
+                # then joins with JoinGroup v5 and sends no LeaveGroup when it stops.
+                consumer_group_instance_id=settings.group_instance_id,
                 broker_session_timeout=settings.session_timeout_seconds,
-                broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),
+                # A quarter of the session, at most Kafka's 3 s: a rebalance is learnt from a heartbeat,
+                # so a long static session must not slow every member's answer to one.
+                broker_heartbeat_interval=heartbeat_interval(settings.session_timeout_seconds),
                 broker_commit_interval=settings.commit_interval_seconds,
                 table_standby_replicas=0,
                 web_enabled=True,
