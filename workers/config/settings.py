@@ -229,6 +229,15 @@ class Settings(BaseSettings):
         default="auto", description="idempotent producer: auto (when the broker grants it), true or false"
     )
     producer_name: str = Field(default="oms-postsales", description="the producer header of emitted records")
+    # OpenTelemetry (the [otel] extra): off imports nothing of it. The exporter's own settings are the
+    # standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...).
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off",
+        description="traces: off, otlp (OTLP/HTTP, configured by OTEL_* variables) or console (JSON lines)",
+    )
+    tracing_file: Path | None = Field(
+        default=None, description="where OMS_TRACING=console writes its spans (default: standard error)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -263,6 +272,11 @@ class Settings(BaseSettings):
                 "off": "false",
             }.get(word, word)
         return value
+
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")
     @classmethod
@@ -400,6 +414,18 @@ def check_runtime(settings: Settings) -> None:
                 f"OMS_STORE=rocksdb:// needs the rocksdict package ({exc}); reinstall oms-postsales, "
                 "or set OMS_STORE=memory:// (tables rebuilt from their changelogs at every start)"
             ) from None
+    if settings.tracing != "off":
+        wanted = ["opentelemetry.sdk.trace"]
+        if settings.tracing == "otlp":
+            wanted.append("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+        for module in wanted:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise SettingsError(
+                    f"OMS_TRACING={settings.tracing} needs OpenTelemetry ({exc}): "
+                    "pip install 'oms-postsales[otel]', or set OMS_TRACING=off"
+                ) from None
     try:
         # faust binds its web server only after the topics exist; a taken port must fail before.
         with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:
