@@ -39,6 +39,8 @@ class TopicReader:
         self.topics = topics
         self.records: list[Output] = []
         self.next_offset: dict[TopicPartition, int] = {}
+        # (topic, partition, offset) -> the record's timestamp (ms): when the worker produced it.
+        self.timestamps: dict[tuple[str, int, int], int] = {}
         self.consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
 
     async def start(self) -> None:
@@ -68,6 +70,7 @@ class TopicReader:
         batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         for tp, messages in batches.items():
             self.records.extend(as_output(tp, message, self.settings.dlq_topic) for message in messages)
+            self.timestamps.update(((tp.topic, tp.partition, m.offset), m.timestamp) for m in messages)
             if messages:
                 self.next_offset[tp] = messages[-1].offset + 1
 

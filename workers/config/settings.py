@@ -35,6 +35,8 @@ KNOWN_MESSAGES = frozenset(names.INBOUND + names.OUTBOUND)
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _MAX_TOPIC_LEN = 249
 APP_DIR_NAME = "oms-postsales"
+DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
+STATIC_SESSION_TIMEOUT_SECONDS = 45.0
 _BOOLEAN_WORDS = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
@@ -149,7 +151,23 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         default=16384, ge=1, description="producer batch size; 1 on the local broker"
     )
-    session_timeout_seconds: float = Field(default=10.0, gt=0, description="consumer group session")
+    # Static membership (KIP-345): a worker that names itself keeps its partitions across a restart
+    # that ends within its session, and a stop does not leave the group (no rebalance for the others).
+    # Unique per worker process and stable across its restarts: in a StatefulSet, the pod name.
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=_MAX_TOPIC_LEN,
+        description="static group membership: this worker's stable, unique name (a StatefulSet pod's "
+        "name); unset: dynamic membership",
+    )
+    # Unset: 10 s, or 45 s with a group instance id (Kafka's own consumer default since 3.0, KIP-735):
+    # a static member's restart must end within its session, or the group rebalances after all.
+    session_timeout_seconds: float = Field(
+        default=DEFAULT_SESSION_TIMEOUT_SECONDS,
+        gt=0,
+        description="consumer group session (default 10; 45 with OMS_GROUP_INSTANCE_ID)",
+    )
     commit_interval_seconds: float = Field(default=1.0, gt=0, description="offset commit interval")
     # How often held messages are checked against their deadline (wall clock in the live worker).
     settle_interval_seconds: float = Field(
@@ -211,6 +229,15 @@ class Settings(BaseSettings):
         default="auto", description="idempotent producer: auto (when the broker grants it), true or false"
     )
     producer_name: str = Field(default="oms-postsales", description="the producer header of emitted records")
+    # OpenTelemetry (the [otel] extra): off imports nothing of it. The exporter's own settings are the
+    # standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...).
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off",
+        description="traces: off, otlp (OTLP/HTTP, configured by OTEL_* variables) or console (JSON lines)",
+    )
+    tracing_file: Path | None = Field(
+        default=None, description="where OMS_TRACING=console writes its spans (default: standard error)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -223,6 +250,10 @@ class Settings(BaseSettings):
                 data["internal_partitions"] = partitions
             if data.get("dlq_topic") is None:
                 data["dlq_topic"] = str(data.get("topic_prefix") or "") + names.DEFAULT_DLQ_TOPIC
+            if data.get("group_instance_id") == "":
+                data["group_instance_id"] = None
+            if data.get("session_timeout_seconds") is None and data.get("group_instance_id"):
+                data["session_timeout_seconds"] = STATIC_SESSION_TIMEOUT_SECONDS
         return data
 
     @field_validator("enable_idempotence", mode="before")
@@ -242,6 +273,11 @@ class Settings(BaseSettings):
             }.get(word, word)
         return value
 
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("security_protocol", "sasl_mechanism", "log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -251,6 +287,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not _TOPIC_CHARS.match(value):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC_CHARS.match(value):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return value
 
@@ -371,6 +414,18 @@ def check_runtime(settings: Settings) -> None:
                 f"OMS_STORE=rocksdb:// needs the rocksdict package ({exc}); reinstall oms-postsales, "
                 "or set OMS_STORE=memory:// (tables rebuilt from their changelogs at every start)"
             ) from None
+    if settings.tracing != "off":
+        wanted = ["opentelemetry.sdk.trace"]
+        if settings.tracing == "otlp":
+            wanted.append("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+        for module in wanted:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise SettingsError(
+                    f"OMS_TRACING={settings.tracing} needs OpenTelemetry ({exc}): "
+                    "pip install 'oms-postsales[otel]', or set OMS_TRACING=off"
+                ) from None
     try:
         # faust binds its web server only after the topics exist; a taken port must fail before.
         with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:

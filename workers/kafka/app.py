@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
 import structlog
@@ -70,6 +70,9 @@ from workers.kafka.topics import (
     inbound_topics,
 )
 from workers.kafka.web import install_pages
+
+if TYPE_CHECKING:
+    from workers.kafka.tracing import Tracing
 
 log = structlog.get_logger("oms_postsales.worker")
 
@@ -157,16 +160,30 @@ def origin(message: Any) -> InboundRecord:
 
 
 def movement_records(
-    movements: Sequence[Movement], topic: str, partitions: int, at: datetime | None = None
+    movements: Sequence[Movement],
+    topic: str,
+    partitions: int,
+    at: datetime | None = None,
+    context_of: Callable[[Movement], dict[str, str] | None] | None = None,
 ) -> list[OutboundRecord]:
     """One record per "<source>:<sku>" with that item's movements of the batch, in order; `at`: the
-    latest message time of the batch that made them (each movement also carries its own)."""
+    latest message time of the batch that made them (each movement also carries its own).
+    `context_of` (tracing): a movement's trace context headers; a record carries its first movement's."""
     grouped: dict[str, list[dict[str, Any]]] = {}
+    contexts: dict[str, dict[str, str]] = {}
     for movement in movements:
         grouped.setdefault(movement.key, []).append(asdict(movement))
+        if context_of is not None and movement.key not in contexts:
+            contexts[movement.key] = context_of(movement) or {}
     headers = {TIME_HEADER: _millis_text(at)}
     return [
-        OutboundRecord(topic, key, headers, dumps(items).encode("utf-8"), partition_for(key, partitions))
+        OutboundRecord(
+            topic,
+            key,
+            {**headers, **contexts[key]} if key in contexts else headers,
+            dumps(items).encode("utf-8"),
+            partition_for(key, partitions),
+        )
         for key, items in grouped.items()
     ]
 
@@ -179,10 +196,14 @@ def read_movements(value: bytes) -> list[Movement]:
 class Runtime:
     """What the agents share: the stores over faust tables, delivery with retries, readiness."""
 
-    def __init__(self, app: faust.App, settings: Settings, rules: RuleBook) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, rules: RuleBook, tracing: Tracing | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
         self.rules = rules
+        # None unless OMS_TRACING is on: then OpenTelemetry is imported (workers/kafka/tracing.py).
+        self.tracing = tracing
 
         options = durable_tables.store_options(
             settings.store, settings.rocksdb_write_buffer_kib, settings.rocksdb_block_cache_kib
@@ -213,6 +234,7 @@ class Runtime:
         self.movements_topic = settings.topic_prefix + STOCK_MOVEMENTS_TOPIC
         self.ticks_topic = settings.topic_prefix + TICKS_TOPIC
         self.upstream_topics = frozenset(inbound_topics(settings))
+        self.message_names = self.topics.names_by_topic()
         self.delivery = Delivery(self._send, lambda: bool(self.app.should_stop), Problems())
         # aiokafka retries a refused produce inside the client before the send fails (an idempotent
         # producer for ever): its log lines are the first sign of a cluster that refuses writes.
@@ -261,6 +283,8 @@ class Runtime:
             if routed.dead is not None:
                 outputs.extend(routed.dead.records)
                 metrics.observe(record.topic, routed.dead, 0.0)
+                if self.tracing is not None:
+                    self._trace_dead_letter(self.tracing, record, routed.dead)
             else:
                 assert routed.key is not None
                 outputs.append(forwarded(record, routed.key, self.inbound_topic, self.settings.partitions))
@@ -268,6 +292,13 @@ class Runtime:
         failures = await self.delivery.deliver(outputs, stage="intake")
         await self._dead_letter_failures(failures, causes)
         metrics.BATCH_SECONDS.labels("intake").observe(time.perf_counter() - started)
+
+    def _trace_dead_letter(self, tracing: Tracing, record: InboundRecord, dead: Processed) -> None:
+        """A record the intake dead-letters is handled there: its span (the dead letter keeps the
+        record's own headers, its trace context included)."""
+        name = self.message_names.get(record.topic, record.topic)
+        span = tracing.start(name, record.headers, record.topic, record.key)
+        tracing.finish(span, dead.status, dead.message_id, dead.detail)
 
     # -- orders -------------------------------------------------------------------------------------
 
@@ -302,10 +333,36 @@ class Runtime:
         waiting: dict[int, dict[str, None]] = {}
         pipeline = self._orders_pipeline
         pipeline.stores = batch.view
+        tracing = self.tracing
+        spans: list[tuple[Any, Processed | None]] = []
+        try:
+            await self._orders_records(events, started, batch, waiting, pipeline, tracing, spans)
+        except BaseException as exc:
+            if tracing is not None:
+                for span, _ in spans:
+                    tracing.fail(span, exc)
+            raise
+        if tracing is not None:
+            for span, done in spans:
+                if done is not None:
+                    tracing.finish(span, done.status, done.message_id, done.detail)
+
+    async def _orders_records(
+        self,
+        events: Sequence[Any],
+        started: float,
+        batch: BatchStores,
+        waiting: dict[int, dict[str, None]],
+        pipeline: Pipeline,
+        tracing: Tracing | None,
+        spans: list[tuple[Any, Processed | None]],
+    ) -> None:
         results: list[tuple[InboundRecord | None, Processed]] = []
         slot_events: dict[int, Any] = {}
         positions: list[tuple[str, int, Processed]] = []
         by_partition: list[tuple[int, Processed]] = []
+        # With tracing: per (origin, offset) of a message, the trace context of its span.
+        contexts: dict[tuple[str, int], dict[str, str]] = {}
         for event in events:
             batch.event = event
             message = event.message
@@ -319,7 +376,10 @@ class Runtime:
                 )
             else:
                 record = origin(message)
-                processed = self._process(pipeline, record)
+                if tracing is None:
+                    processed = self._process(pipeline, record)
+                else:
+                    processed = self._traced(tracing, pipeline, record, message, spans, contexts)
                 self.handled[partition] = message.offset
                 if record.timestamp is not None and record.timestamp > self.stream_time.get(partition, EPOCH):
                     self.stream_time[partition] = record.timestamp
@@ -351,7 +411,11 @@ class Runtime:
         ]
         latest = max((r.timestamp for r, _ in results if r is not None and r.timestamp), default=None)
         outputs += movement_records(
-            movements, self.movements_topic, self.settings.internal_partitions, latest
+            movements,
+            self.movements_topic,
+            self.settings.internal_partitions,
+            latest,
+            (lambda m: contexts.get((m.origin or "", m.origin_offset))) if contexts else None,
         )
         failures = await self.delivery.deliver(outputs, stage="orders")
         await self._dead_letter_failures(failures, causes)
@@ -374,6 +438,35 @@ class Runtime:
             if record is not None:
                 follow_up = FOLLOW_UP_OF in record.headers
                 metrics.observe(record.topic, processed, seconds, follow_up=follow_up)
+
+    def _traced(
+        self,
+        tracing: Tracing,
+        pipeline: Pipeline,
+        record: InboundRecord,
+        message: Any,
+        spans: list[tuple[Any, Processed | None]],
+        contexts: dict[tuple[str, int], dict[str, str]],
+    ) -> Processed:
+        """One message under its span; what it made carries the span's context (a dead letter keeps
+        its record's own). The span ends once the batch's outputs are delivered and its tables written."""
+        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        name = self.message_names.get(record.topic, record.topic)
+        span = tracing.start(name, record.headers, record.topic, key)
+        spans.append((span, None))
+        processed = self._process(pipeline, record)
+        spans[-1] = (span, processed)
+        context = tracing.context_headers(span)
+        for output in processed.records:
+            if output.topic != self.settings.dlq_topic:
+                tracing.stamp(output.headers, context)
+        for index, follow_up in enumerate(processed.follow_ups):
+            headers = dict(follow_up.headers)
+            tracing.stamp(headers, context)
+            processed.follow_ups[index] = replace(follow_up, headers=headers)
+        if processed.movements:
+            contexts[(f"{message.topic}:{message.partition}", message.offset)] = context
+        return processed
 
     def _settle_time(self, partition: int, now: datetime) -> datetime | None:
         """The time a tick settles held messages by: the clock once the partition has handled every
@@ -479,12 +572,16 @@ class Runtime:
         pipeline = self._stock_pipeline
         pipeline.stores = batch.view
         outputs: list[OutboundRecord] = []
+        tracing = self.tracing
         for event in events:
             batch.event = event
+            context = tracing_context(event.message.headers) if tracing is not None else None
             for movement in read_movements(event.message.value):
                 item, record = pipeline.apply_movement(movement)
                 stock[movement.key] = item
                 if record is not None:
+                    if context:
+                        record.headers.update(context)
                     outputs.append(record)
         await self.delivery.deliver(outputs, stage="stock")
         if stock.flush():
@@ -581,8 +678,18 @@ async def _unless_done_never_acked(
         raise
 
 
+def tracing_context(raw: Any) -> dict[str, str]:
+    """The trace context headers of a consumed record (`traceparent`, `tracestate`)."""
+    headers = _headers(raw)
+    return {name: headers[name] for name in ("traceparent", "tracestate") if name in headers}
+
+
 def _millis(record: InboundRecord) -> float | None:
     return record.timestamp.timestamp() * 1000 if record.timestamp else None
+
+
+def heartbeat_interval(session_timeout: float) -> float:
+    return min(3.0, max(0.5, session_timeout / 4))
 
 
 def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) -> tuple[faust.App, Runtime]:
@@ -619,8 +726,13 @@ def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) 
                 # plus room for key and headers.
                 producer_max_request_size=settings.producer_max_request_bytes,
                 producer_linger=settings.producer_linger_ms / 1000,
+                # Static membership: faust hands it to aiokafka's consumer (group_instance_id), which
+                # then joins with JoinGroup v5 and sends no LeaveGroup when it stops.
+                consumer_group_instance_id=settings.group_instance_id,
                 broker_session_timeout=settings.session_timeout_seconds,
-                broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 4),
+                # A quarter of the session, at most Kafka's 3 s: a rebalance is learnt from a heartbeat,
+                # so a long static session must not slow every member's answer to one.
+                broker_heartbeat_interval=heartbeat_interval(settings.session_timeout_seconds),
                 broker_commit_interval=settings.commit_interval_seconds,
                 table_standby_replicas=0,
                 web_enabled=True,
@@ -634,7 +746,13 @@ def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) 
     faust_fixes.set_fetch_max_wait(app, settings.fetch_max_wait_ms)
     setattr(app, faust_fixes.IDEMPOTENT_ATTRIBUTE, idempotent)
     durable_tables.install_checker(app, settings.kafka_client_kwargs())
-    runtime = Runtime(app, settings, rules)
+    tracing: Tracing | None = None
+    if settings.tracing != "off":
+        # Only here is OpenTelemetry imported: with tracing off the worker never loads it.
+        from workers.kafka import tracing as otel
+
+        tracing = otel.build(settings.tracing, settings.tracing_file)
+    runtime = Runtime(app, settings, rules, tracing)
     raw: dict[str, Any] = {
         "key_type": None,
         "value_type": None,
