@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
-TOKEN = "it-token-4f1c"
+TOKEN = "it-token-4f1c-0123456789abcdef"
 
 
 @dataclass

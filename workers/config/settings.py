@@ -35,6 +35,9 @@ KNOWN_MESSAGES = frozenset(names.INBOUND + names.OUTBOUND)
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 _MAX_TOPIC_LEN = 249
 APP_DIR_NAME = "oms-postsales"
+# A bearer token shorter than this (or empty: `OMS_API_TOKEN=""`) is refused at start, whatever the
+# host: 24 characters of `openssl rand -hex 12` are 96 bits.
+MIN_API_TOKEN_CHARS = 24
 _BOOLEAN_WORDS = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
@@ -138,8 +141,11 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="address of /health /ready /metrics")
     web_port: int = Field(default=6066, ge=1, le=65535, description="port of /health /ready /metrics")
     # Bearer token of the order and preview API; required when the web server listens beyond loopback.
+    # When set, it must be long enough not to be guessed (MIN_API_TOKEN_CHARS), on loopback too.
     api_token: SecretStr | None = Field(
-        default=None, description="bearer token of /v1/orders and /v1/preview (required off loopback)"
+        default=None,
+        description=f"bearer token of /v1/orders and /v1/preview (required off loopback; at least "
+        f"{MIN_API_TOKEN_CHARS} characters, no spaces)",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -246,6 +252,22 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the token (hide_input_in_errors keeps it out of the error too).
+        if value is None:
+            return value
+        token = value.get_secret_value()
+        if len(token) < MIN_API_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_API_TOKEN_CHARS} characters; "
+                "e.g. openssl rand -hex 16"
+            )
+        if any(character.isspace() or not character.isprintable() for character in token):
+            raise ValueError("must not contain spaces or control characters")
+        return value
 
     @field_validator("topic_prefix")
     @classmethod
