@@ -13,6 +13,9 @@ RUN pip install --no-cache-dir . \
  && mkdir -p /var/lib/oms-postsales && chown oms /var/lib/oms-postsales
 
 USER oms
+# The API listens beyond the container's loopback, so the worker needs OMS_API_TOKEN (at least 24
+# characters) at run time: `docker run -e OMS_API_TOKEN=$(openssl rand -hex 16) …`. It is never baked
+# into the image; without it the worker stops at start with one line naming the setting.
 ENV OMS_WEB_HOST=0.0.0.0 \
     OMS_WEB_PORT=6066 \
     OMS_DATA_DIR=/var/lib/oms-postsales \
