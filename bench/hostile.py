@@ -6,6 +6,7 @@ file or through a live worker; every generated record must meet the fate its kin
 
 Kinds (the table `KINDS` gives each one's fate): bytes that are no message (invalid UTF-8, truncated
 JSON, text, deep nesting, oversized payloads, JSON that is not an object), unknown message names,
+messages on a topic that does not carry them,
 messages without what the worker computes with (order id removed, null line number, non-numeric or
 negative amount, non-integral or absurd quantity, huge string, wrong structure, unknown enum value) —
 all dead letters with their class; well-formed messages the rules refuse (unknown line, over-refund:
@@ -101,6 +102,9 @@ KINDS: dict[str, Kind] = {
     "oversized": Kind(dead("PayloadTooLarge")),
     "not_an_object": Kind(dead("InvalidStructure")),
     "unknown_message": Kind(dead("UnknownMessage")),
+    # A message its topic does not carry: a refund-like appeasement written to the return request topic
+    # (a producer allowed only that topic must not move money through it).
+    "method_topic_mismatch": Kind(dead("MethodTopicMismatch")),
     # Messages without something the worker computes with, or with a wrong structure.
     "missing_order_id": Kind(dead("SchemaValidation")),
     "null_line_number": Kind(dead("SchemaValidation")),
@@ -292,6 +296,13 @@ def make_record(rng: random.Random, kind: str, number: int, valid: list[Record],
         source = rng.choice(valid)["value"]
         value = {**source, "id": message_id, "method": "magento.postsales.teleport"}
         return {"topic": names.ORDER_CREATE, "headers": headers, "value": value}
+    if kind == "method_topic_mismatch":
+        params = _appeasement("1234", 1, "1.00")
+        return {
+            "topic": names.RETURN_REQUEST,
+            "headers": headers,
+            "value": _envelope(names.APPEASEMENT_CREATE, message_id, params),
+        }
     if kind == "unknown_enum":
         refund = next(r for r in valid if r["value"]["method"] == names.REFUND_CREATE)["value"]["params"]
         params = copy.deepcopy(refund)

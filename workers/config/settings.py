@@ -261,10 +261,7 @@ class Settings(BaseSettings):
             return value
         token = value.get_secret_value()
         if len(token) < MIN_API_TOKEN_CHARS:
-            raise ValueError(
-                f"must be at least {MIN_API_TOKEN_CHARS} characters; "
-                "e.g. openssl rand -hex 16"
-            )
+            raise ValueError(f"must be at least {MIN_API_TOKEN_CHARS} characters; e.g. openssl rand -hex 16")
         if any(character.isspace() or not character.isprintable() for character in token):
             raise ValueError("must not contain spaces or control characters")
         return value

@@ -102,6 +102,14 @@ class Topics:
     def names_by_topic(self) -> dict[str, str]:
         return {self.topic(name): name for name in names.INBOUND}
 
+    def methods_by_topic(self) -> dict[str, frozenset[str]]:
+        """The inbound messages each topic carries: those the map sends there (several when
+        OMS_TOPIC_MAP maps several to one topic), with both spellings of a message that has two."""
+        carried: dict[str, set[str]] = {}
+        for name in names.INBOUND:
+            carried.setdefault(self.topic(name), set()).update(names.SPELLINGS.get(name, (name,)))
+        return {topic: frozenset(found) for topic, found in carried.items()}
+
 
 class Pipeline:
     def __init__(
@@ -120,6 +128,7 @@ class Pipeline:
         self.topics = topics or Topics()
         self.validators = validators or default_validators()
         self._name_for_topic = self.topics.names_by_topic()
+        self._methods_for_topic = self.topics.methods_by_topic()
         self.fixed_now = now
         self.clock = now or EPOCH
         self.counts: Counter[str] = Counter()
@@ -136,7 +145,7 @@ class Pipeline:
     def key_for(self, record: InboundRecord) -> str | None:
         """The key a producer should give this record: "<channel>:<order id>", or the source for stock."""
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             if decoded.name == names.STOCK_UPDATE:
                 return str(StockUpdate.model_validate(decoded.params).snapshot.source_id)
             return parse(decoded.name, decoded.params).key or record.key
@@ -151,7 +160,7 @@ class Pipeline:
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = self.validators.check(decoded.name, decoded.params)
             if failure is not None:
                 raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
@@ -175,7 +184,7 @@ class Pipeline:
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = None if validated else self.validators.check(decoded.name, decoded.params)
             if failure is not None:
                 raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
