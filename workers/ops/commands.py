@@ -141,16 +141,35 @@ def dlq_redrive(
         typer.Option("--fix", help="RFC 6902 JSON Patch applied to each value first: JSON text or @FILE"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be sent, send nothing")] = False,
+    to_topic: Annotated[
+        str | None,
+        typer.Option("--to-topic", metavar="NAME", help="send to this inbound topic instead of the original"),
+    ] = None,
+    allow_any_topic: Annotated[
+        bool,
+        typer.Option("--allow-any-topic", help="let --to-topic name a topic that is not an inbound topic"),
+    ] = False,
 ) -> None:
-    """Send dead letters back to their original topic (original key and headers, plus dlq.redriven)."""
+    """Send dead letters back to their original topic (original key and headers, plus dlq.redriven);
+    only to the inbound topics of the topic map, unless --to-topic NAME --allow-any-topic."""
     if not (records or error_class or topic or since or until or every):
         fail("choose what to re-drive: --record, --error-class, --topic, --since/--until, or --all")
+    if allow_any_topic and to_topic is None:
+        fail("--allow-any-topic needs --to-topic NAME: name the one topic outside the topic map")
     settings = load_settings()
     selection = _selection(error_class, topic, since, until, records)
     with _one_line_errors(settings):
         patch = dlq.load_patch(fix) if fix is not None else None
         progress = Progress("re-driving")
-        plans = dlq.redrive(settings, selection, patch=patch, dry_run=dry_run, progress=progress)
+        plans = dlq.redrive(
+            settings,
+            selection,
+            patch=patch,
+            dry_run=dry_run,
+            progress=progress,
+            to_topic=to_topic,
+            any_topic=allow_any_topic,
+        )
         progress.close()
     verb = "would re-drive" if dry_run else "re-drove"
     for item in plans:

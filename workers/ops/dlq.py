@@ -23,6 +23,7 @@ import jsonpatch
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
+from workers.kafka.topics import inbound_topics
 from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic, started
 
 REDRIVEN = "dlq.redriven"
@@ -196,10 +197,41 @@ class Redrive:
     value: bytes
 
 
-def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) -> Redrive:
-    topic = letter.original_topic
-    if not topic:
-        raise OpsError(f"{letter.where}: no dlq.original.topic header, cannot tell where it came from")
+@dataclass(frozen=True)
+class Destination:
+    """Where re-driven records may go: `allowed`, the inbound topics of the topic map (what the intake
+    reads). `to_topic`: every record to this topic instead of its original one; `any_topic`: the
+    operator named a topic outside `allowed` on purpose (`--to-topic NAME --allow-any-topic`)."""
+
+    allowed: frozenset[str]
+    to_topic: str | None = None
+    any_topic: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, to_topic: str | None = None, any_topic: bool = False) -> Destination:
+        if any_topic and to_topic is None:
+            raise OpsError("--allow-any-topic needs --to-topic NAME: name the one topic outside the map")
+        return cls(frozenset(inbound_topics(settings)), to_topic, any_topic)
+
+    def topic_for(self, letter: DeadLetter) -> str:
+        topic = self.to_topic or letter.original_topic
+        if not topic:
+            raise OpsError(f"{letter.where}: no dlq.original.topic header, cannot tell where it came from")
+        if topic in self.allowed or (self.any_topic and topic == self.to_topic):
+            return topic
+        # The header is the record's own: a forged dlq.original.topic must not reach an output
+        # topic, a changelog or an internal topic.
+        raise OpsError(
+            f"{letter.where}: {topic!r} is not an inbound topic of the topic map; re-drive sends "
+            "only to those (--to-topic NAME --allow-any-topic sends to another on purpose)"
+        )
+
+
+def plan(
+    letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str, destination: Destination
+) -> Redrive:
+    """What re-driving `letter` sends, to a topic `destination` allows (OpsError otherwise)."""
+    topic = destination.topic_for(letter)
     value = letter.record.value or b""
     if patch is not None:
         try:
@@ -215,7 +247,8 @@ def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) 
     # A keyed record goes where its key hashes (as it did first); an unkeyed one to its old partition.
     original = letter.record.header("dlq.original.partition")
     partition = None
-    if letter.record.key is None and original is not None and original.isdigit():
+    same_topic = topic == letter.original_topic
+    if same_topic and letter.record.key is None and original is not None and original.isdigit():
         partition = int(original)
     return Redrive(letter, topic, partition, letter.record.key, headers, value)
 
@@ -241,11 +274,15 @@ def redrive(
     patch: jsonpatch.JsonPatch | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    to_topic: str | None = None,
+    any_topic: bool = False,
 ) -> list[Redrive]:
     """Send the selected dead letters back (nothing is sent with `dry_run`); returns what was (or
-    would be) sent. Every plan is made before the first send: one bad record stops all of them."""
+    would be) sent. Only to the inbound topics of the topic map, unless `to_topic` names another and
+    `any_topic` says so. Every plan is made before the first send: one bad record stops all of them."""
+    destination = Destination.of(settings, to_topic, any_topic)
     letters = select(read(settings), selection)
-    plans = [plan(letter, patch, settings.dlq_topic) for letter in letters]
+    plans = [plan(letter, patch, settings.dlq_topic, destination) for letter in letters]
     if not dry_run and plans:
         if progress is not None:
             progress.total = len(plans)
