@@ -43,6 +43,7 @@ from workers.engine.codec import (
     dumps_bytes,
     encode,
 )
+from workers.engine.personal import safe_error
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
 from workers.engine.values import JsonValues
@@ -163,7 +164,10 @@ class Pipeline:
             decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = self.validators.check(decoded.name, decoded.params)
             if failure is not None:
-                raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
+                raise safe_error(
+                    DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer),
+                    {"params": decoded.params},
+                )
         except DecodeError as error:
             return Routed(None, self._dead(record, error))
         try:
@@ -187,7 +191,10 @@ class Pipeline:
             decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = None if validated else self.validators.check(decoded.name, decoded.params)
             if failure is not None:
-                raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
+                raise safe_error(
+                    DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer),
+                    {"params": decoded.params},
+                )
         except DecodeError as error:
             return self._dead(record, error)
         structlog.contextvars.bind_contextvars(message_id=decoded.message_id, message_type=decoded.name)
@@ -200,7 +207,8 @@ class Pipeline:
         except ValidationError as exc:
             first = exc.errors()[0]
             path = "/params/" + "/".join(str(p) for p in first["loc"])
-            return self._dead(record, DecodeError("DomainValidation", first["msg"], path))
+            invalid = DecodeError("DomainValidation", first["msg"], path)
+            return self._dead(record, safe_error(invalid, {"params": decoded.params}))
         now = self._tick(record, parsed.time)
         key = parsed.key or record.key
         meta = MessageMeta(decoded.name, decoded.message_id, now, self.partition_of(key, record.partition))
@@ -421,6 +429,7 @@ class Pipeline:
         )
 
     def _dead(self, record: InboundRecord, error: DecodeError) -> Processed:
+        error = safe_error(error)  # bounded, and never quoting a personal value
         self._count("dead_letter")
         log.warning("record.dead_letter", error_class=error.error_class, path=error.path)
         failed_at = record.timestamp or self.clock

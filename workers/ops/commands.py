@@ -117,12 +117,19 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(where: Annotated[str, typer.Argument(metavar="PARTITION:OFFSET")]) -> None:
-    """One dead letter: headers, error, JSON pointer and what it points at, the original bytes."""
+def dlq_show(
+    where: Annotated[str, typer.Argument(metavar="PARTITION:OFFSET")],
+    personal: Annotated[
+        bool,
+        typer.Option("--personal", help="show the personal data of the original record (redacted otherwise)"),
+    ] = False,
+) -> None:
+    """One dead letter: headers, error, JSON pointer and what it points at, the original bytes (its
+    personal data redacted unless --personal)."""
     settings = load_settings()
     with _one_line_errors(settings):
         letter = dlq.find(settings, where)
-    typer.echo(json.dumps(letter.detail(), indent=2, default=str))
+    typer.echo(json.dumps(letter.detail(personal=personal), indent=2, default=str))
 
 
 @dlq_app.command("redrive")

@@ -23,6 +23,7 @@ import jsonpatch
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
+from workers.engine.personal import REDACTED, personal_pointer, redact
 from workers.kafka.topics import inbound_topics
 from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic, started
 
@@ -81,23 +82,44 @@ class DeadLetter:
             return {"message_id": header, "message_id_from": "header"}
         return {"message_id": "sha256:" + hashlib.sha256(value).hexdigest(), "message_id_from": "sha256"}
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self, *, personal: bool = False) -> dict[str, Any]:
         """Everything about one record: headers, error, pointer, the original bytes (as text when they
-        are UTF-8, else as escaped bytes) and, when the value is JSON, what the pointer points at."""
+        are UTF-8, else as escaped bytes) and, when the value is JSON, what the pointer points at.
+
+        Without `personal` the personal members of the original (customer, addresses, contacts, IP,
+        users, free text: workers.engine.personal) read as REDACTED, and a value that is not JSON,
+        which cannot be redacted member by member, is withheld."""
         value = self.record.value or b""
         try:
             text: str | None = value.decode("utf-8")
         except UnicodeDecodeError:
             text = None
+        document: Any = None
+        if text is not None:
+            try:
+                document = loads(text)
+            except (ValueError, RecursionError):
+                document = None
         shown: dict[str, Any] = {
             **self.summary(),
             "headers": {k: v.decode("utf-8", "replace") for k, v in self.record.headers},
+            "personal_data": "shown" if personal else "redacted",
             "original_value": text if text is not None else None,
             "original_bytes": None if text is not None else repr(value),
         }
         pointer = self.record.header("dlq.error.path")
         if text is not None and pointer:
             shown["value_at_pointer"] = _at_pointer(text, pointer)
+        if personal:
+            return shown
+        if isinstance(document, dict | list):
+            shown["original_value"] = dumps(redact(document))
+        elif value:
+            shown["original_value"] = shown["original_bytes"] = None
+            shown["original_withheld"] = "not JSON, so not redactable: `dlq show --personal` shows it"
+        if "value_at_pointer" in shown:
+            at = shown["value_at_pointer"]
+            shown["value_at_pointer"] = REDACTED if personal_pointer(pointer or "") else redact(at)
         return shown
 
 
