@@ -199,7 +199,11 @@ def orders_show(
         bool, typer.Option("--with-personal-data", help="include the customer, addresses and contacts")
     ] = False,
     url: Annotated[
-        str | None, typer.Option("--url", help="worker API (default: http://OMS_WEB_HOST:OMS_WEB_PORT)")
+        str | None,
+        typer.Option(
+            "--url",
+            help="worker API, http(s) only, no redirects (default: http(s)://OMS_WEB_HOST:OMS_WEB_PORT)",
+        ),
     ] = None,
     source: Annotated[
         str, typer.Option("--source", help="auto (API, else changelog), api or changelog")
@@ -212,12 +216,18 @@ def orders_show(
         fail("--source must be auto, api or changelog")
     settings = load_settings()
     host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
-    base = url or f"http://{host}:{settings.web_port}"
+    base = url or f"{settings.web_scheme}://{host}:{settings.web_port}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     with _one_line_errors(settings):
         if source != "changelog":
             try:
-                found = lookup.from_api(base, key, token, with_personal_data=with_personal_data)
+                found = lookup.from_api(
+                    base,
+                    key,
+                    token,
+                    with_personal_data=with_personal_data,
+                    ssl_context=settings.web_client_ssl() if base.startswith("https:") else None,
+                )
             except lookup.WorkerUnreachable:
                 if source == "api":
                     raise
