@@ -228,9 +228,25 @@ def test_grafana_is_provisioned_with_prometheus_and_a_dashboard(compose: dict[st
 def test_dockerfile_installs_the_package_without_the_local_broker_and_runs_the_worker() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     installs = [line for line in dockerfile.splitlines() if "pip install" in line]
-    assert installs == ["RUN pip install --no-cache-dir . \\"]
-    assert "calfkit" not in dockerfile  # the local broker stays out of the image
+    # Dependencies only from the hashed lock; the package itself adds nothing unhashed.
+    assert installs == [
+        "RUN pip install --no-cache-dir --require-hashes -r requirements/image.lock",
+        "RUN pip install --no-cache-dir --no-deps --no-build-isolation . \\",
+    ]
+    assert "calfkit" not in dockerfile and "calfkit" not in (ROOT / "requirements" / "image.lock").read_text()
     assert 'ENTRYPOINT ["oms-postsales"]' in dockerfile and 'CMD ["worker"]' in dockerfile
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    (source,) = [line for line in lines if line.startswith("FROM ")]
+    assert source == "FROM python:3.11-slim@${PYTHON_BASE_DIGEST}"  # never a bare tag
+    (pin,) = [line for line in lines if line.startswith("ARG PYTHON_BASE_DIGEST=")]
+    # Empty until .ci/pin-base-image ran where the registry is reachable (the build then refuses).
+    assert re.fullmatch(r"ARG PYTHON_BASE_DIGEST=(sha256:[0-9a-f]{64})?", pin)
+    assert lines.index(pin) < lines.index(source)
+    script = ROOT / ".ci" / "pin-base-image"
+    assert script.stat().st_mode & 0o111 and "ARG PYTHON_BASE_DIGEST=" in script.read_text()
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) is not installed")
