@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from domain import names
 from workers.config.rules_file import load_rules
@@ -116,6 +115,31 @@ async def serving(stores: Stores | None = None, **values: Any) -> AsyncIterator[
         yield Server(settings, app, runtime)
     finally:
         await web.stop_server()
+
+
+class Recorder:
+    """Stands in for the web module's logger: every line as a dict (event plus its fields). The
+    worker's logging configuration caches loggers, so structlog's capture_logs cannot see them."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def _line(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+    info = warning = error = _line
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    from workers.kafka import web
+
+    recorder, original = Recorder(), web.log
+    web.log = recorder  # type: ignore[assignment]
+    try:
+        yield recorder.lines
+    finally:
+        web.log = original
 
 
 async def until(condition: Any, deadline: float = 10.0) -> None:
