@@ -43,7 +43,8 @@ def test_a_refund_sent_on_the_return_request_topic_is_dead_lettered_in_route_and
         assert dead.headers["dlq.error.class"] == "MethodTopicMismatch"
         assert dead.headers["dlq.error.path"] == "/method"
         message = dead.headers["dlq.error.message"]
-        assert names.APPEASEMENT_CREATE in message and names.RETURN_REQUEST in message
+        assert names.APPEASEMENT_CREATE in message and "its topic" in message
+        assert dead.headers["dlq.original.topic"] == names.RETURN_REQUEST
         assert dead.value == smuggled.value
     # On its own topic the same record is handled.
     assert pipeline.route(record(names.APPEASEMENT_CREATE, refund)).dead is None

@@ -168,7 +168,7 @@ def decode(
     if enveloped and methods_for_topic is not None and name not in methods_for_topic.get(record.topic, ()):
         raise DecodeError(
             "MethodTopicMismatch",
-            f"method {name} is not a message topic {quoted(record.topic)} carries",
+            f"method {name} is not a message its topic (dlq.original.topic) carries",
             "/method",
         )
     if message_id is None:
