@@ -3,9 +3,11 @@ file or through a live worker; every generated record must meet the fate its kin
 
     .venv/bin/python bench/hostile.py --bad 10000 --out /tmp/hostile.jsonl [--seed 7]
     .venv/bin/python bench/hostile.py --bad 10000 --live /tmp/hostile-live   # through a live worker
+    .venv/bin/python bench/hostile.py --poison-pill --live /tmp/pill --store rocksdb://   # issue 31
 
 Kinds (the table `KINDS` gives each one's fate): bytes that are no message (invalid UTF-8, truncated
 JSON, text, deep nesting, oversized payloads, JSON that is not an object), unknown message names,
+messages on a topic that does not carry them,
 messages without what the worker computes with (order id removed, null line number, non-numeric or
 negative amount, non-integral or absurd quantity, huge string, wrong structure, unknown enum value) —
 all dead letters with their class; well-formed messages the rules refuse (unknown line, over-refund:
@@ -86,6 +88,8 @@ class Kind:
     fate: Fate
     valid: bool = False
     pending: bool = False
+    # False: not generated one record at a time (hostile_log), but as part of a sequence (poison_pill).
+    generated: bool = True
 
 
 PENDING_REASON = "shapes from issue 9 item 3 not merged yet"
@@ -101,6 +105,9 @@ KINDS: dict[str, Kind] = {
     "oversized": Kind(dead("PayloadTooLarge")),
     "not_an_object": Kind(dead("InvalidStructure")),
     "unknown_message": Kind(dead("UnknownMessage")),
+    # A message its topic does not carry: a refund-like appeasement written to the return request topic
+    # (a producer allowed only that topic must not move money through it).
+    "method_topic_mismatch": Kind(dead("MethodTopicMismatch")),
     # Messages without something the worker computes with, or with a wrong structure.
     "missing_order_id": Kind(dead("SchemaValidation")),
     "null_line_number": Kind(dead("SchemaValidation")),
@@ -133,8 +140,17 @@ KINDS: dict[str, Kind] = {
     "decimal_quantity": Kind(APPLIED, valid=True),
     "empty_string": Kind(APPLIED, valid=True),
     "null_unread_required": Kind(APPLIED, valid=True),
+    # The poison pill (issue 31): three schema-valid messages of one order at the size the contract
+    # allows (an order of 1,000 lines, its shipment, a return of all 1,000 lines) would grow the stored
+    # order past one record (OMS_MAX_RECORD_BYTES): its changelog write failed and the worker exited,
+    # again at each restart. The message that would take it past is refused, the order kept as it was.
+    "poison_create": Kind(APPLIED, generated=False),
+    "poison_shipment": Kind(APPLIED, generated=False),
+    "poison_return": Kind(rejected("ORDER_TOO_LARGE"), generated=False),
 }
-READY = [name for name, kind in KINDS.items() if not kind.pending]
+GENERATED = [name for name, kind in KINDS.items() if kind.generated]
+READY = [name for name in GENERATED if not KINDS[name].pending]
+POISON_LINES = 1000
 RAW = ("invalid_utf8", "truncated_json", "garbage_text", "deep_nesting", "oversized", "not_an_object")
 
 
@@ -292,6 +308,13 @@ def make_record(rng: random.Random, kind: str, number: int, valid: list[Record],
         source = rng.choice(valid)["value"]
         value = {**source, "id": message_id, "method": "magento.postsales.teleport"}
         return {"topic": names.ORDER_CREATE, "headers": headers, "value": value}
+    if kind == "method_topic_mismatch":
+        params = _appeasement("1234", 1, "1.00")
+        return {
+            "topic": names.RETURN_REQUEST,
+            "headers": headers,
+            "value": _envelope(names.APPEASEMENT_CREATE, message_id, params),
+        }
     if kind == "unknown_enum":
         refund = next(r for r in valid if r["value"]["method"] == names.REFUND_CREATE)["value"]["params"]
         params = copy.deepcopy(refund)
@@ -342,6 +365,65 @@ def make_record(rng: random.Random, kind: str, number: int, valid: list[Record],
         "headers": headers,
         "value": _envelope(names.ORDER_CREATE, message_id, params),
     }
+
+
+def poison_pill(first: int, lines: int = POISON_LINES) -> list[Record]:
+    """Records `first`, `first` + 1 and `first` + 2: an order of `lines` lines (the schema's most), its
+    shipment and a return authorize of every line. At 1,000 lines the order as stored after the three
+    would be larger than the default OMS_MAX_RECORD_BYTES (1,000,000)."""
+    order = _order(first)["order"]
+    template = order["lines"][0]
+    order["lines"] = [
+        {**template, "id": f"L{n}", "line_number": n, "sku": f"P{n}"} for n in range(1, lines + 1)
+    ]
+    numbers = list(range(1, lines + 1))
+    shipment = {
+        "store_id": "OCTO",
+        "order_id": order["id"],
+        "source_id": "HOSTILE",
+        "method": "standard",
+        "items": [{"order_line_id": f"L{n}", "order_line_number": n, "quantity": 1} for n in numbers],
+        "packages": [{"id": "PK1", "items": numbers}],
+    }
+    ret = {
+        "sales_channel_id": "OCTO",
+        "order_id": order["id"],
+        "source_id": "HOSTILE",
+        "user": "h",
+        "lines": [
+            {
+                "id": f"L{n}",
+                "line_number": n,
+                "sku": f"P{n}",
+                "reason": "R",
+                "reason_description": "hostile",
+                "condition": "GOOD",
+            }
+            for n in numbers
+        ],
+    }
+    sequence = [
+        ("poison_create", names.ORDER_CREATE, {"order": order}),
+        ("poison_shipment", names.SHIPMENT_DONE, {"shipment": shipment}),
+        ("poison_return", names.RETURN_AUTHORIZE, {"return": ret}),
+    ]
+    return [
+        {
+            "topic": name,
+            "headers": {"hostile.record": str(first + index), "hostile.kind": kind},
+            "value": _envelope(name, f"h-{first + index}", params),
+        }
+        for index, (kind, name, params) in enumerate(sequence)
+    ]
+
+
+def poison_log(first: int = 1_000_000) -> list[Record]:
+    """The poison pill, then the example log (ordinary traffic), stamped a second apart."""
+    log = [json.loads(line) for line in LOG.read_text().splitlines()]
+    mixed = [*poison_pill(first), *log]
+    for offset, record in enumerate(mixed):
+        record["timestamp"] = 1_793_523_600_000 + offset * 1000
+    return mixed
 
 
 def _valid(log: list[Record]) -> list[Record]:
@@ -478,9 +560,18 @@ def outputs_of(settings: Settings) -> list[str]:
     return [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
 
 
-def through_worker(broker: LocalBroker, records: list[Record], workdir: Path, timeout: float) -> LiveRun:
+def through_worker(
+    broker: LocalBroker,
+    records: list[Record],
+    workdir: Path,
+    timeout: float,
+    *,
+    max_record_bytes: int = LIVE_LIMIT,
+    store: str = "memory://",
+) -> LiveRun:
     """The records through a live worker on `broker`, published with the waits `barriers` asks for;
-    the outputs are read until every topic holds what replay predicts, then up to the end offsets."""
+    the outputs are read until every topic holds what replay predicts, then up to the end offsets.
+    `max_record_bytes`: the worker's OMS_MAX_RECORD_BYTES; `store`: its OMS_STORE."""
     log = workdir / "hostile.jsonl"
     write_log(records, log)
     # replay's expectation leaves held messages held; a long run must not see a reorder window end
@@ -489,8 +580,10 @@ def through_worker(broker: LocalBroker, records: list[Record], workdir: Path, ti
     rules.write_text(
         RULES.read_text().replace("[defaults]\n", "[defaults]\nreorder_window_seconds = 86400\n", 1)
     )
-    env, settings = isolated(broker.bootstrap, workdir, rules, "h", OMS_MAX_RECORD_BYTES=str(LIVE_LIMIT))
-    flags = barriers(log, rules, settings.partitions, LIVE_LIMIT)
+    env, settings = isolated(
+        broker.bootstrap, workdir, rules, "h", OMS_MAX_RECORD_BYTES=str(max_record_bytes), OMS_STORE=store
+    )
+    flags = barriers(log, rules, settings.partitions, max_record_bytes)
     worker = WorkerProcess(env, workdir / "worker.log").start()
     try:
         worker.wait_ready()
@@ -505,15 +598,22 @@ def through_worker(broker: LocalBroker, records: list[Record], workdir: Path, ti
     return LiveRun(settings, found, expected, sum(flags), ready, handled, code)
 
 
-def live(bad: int, seed: int, workdir: Path, kinds: list[str]) -> int:
+def live(
+    bad: int, seed: int, workdir: Path, kinds: list[str], *, poison: bool = False, store: str = "memory://"
+) -> int:
     """The hostile log through a live worker on a local broker: every generated record's fate as its
-    kind says, and every output equal to replay's."""
+    kind says, and every output equal to replay's. `poison`: the poison pill and the example log
+    instead, at the default record limit."""
     workdir.mkdir(parents=True, exist_ok=True)
     configure("ERROR")  # the in-process replays stay quiet; the worker logs to its own file
-    records = hostile_log(bad, seed, oversize=LIVE_LIMIT + 1, kinds=kinds)
+    if poison:
+        records, limit = poison_log(), Settings().max_record_bytes
+        bad = len(labels(records))
+    else:
+        records, limit = hostile_log(bad, seed, oversize=LIVE_LIMIT + 1, kinds=kinds), LIVE_LIMIT
     started = time.monotonic()
     with LocalBroker(log_dir=workdir) as broker:
-        run = through_worker(broker, records, workdir, timeout=600)
+        run = through_worker(broker, records, workdir, timeout=600, max_record_bytes=limit, store=store)
     dlq, found = run.settings.dlq_topic, run.found.records
     error_topic = run.settings.topic_for(names.ERROR_NOTIFY)
     dead = Counter(r["headers"]["dlq.error.class"] for r in found if r["topic"] == dlq)
@@ -522,6 +622,7 @@ def live(bad: int, seed: int, workdir: Path, kinds: list[str]) -> int:
     wrong = fate_mismatches(records, found, dlq, error_topic, settled=False)
     hostile, valid = kind_counts(records)
     fates = Counter(str(KINDS[kind].fate) for kind in labels(records).values())
+    print(f"store {store}, OMS_MAX_RECORD_BYTES {limit}")
     print(
         f"{len(records)} records: {len(records) - bad} of the example log, {valid} generated valid "
         f"after all (Magento shapes, applied), {hostile} hostile; {run.handled} handled, {run.waits} waits"
@@ -553,10 +654,17 @@ def main() -> int:
         action="store_true",
         help="also the kinds marked pending in KINDS (today's code does not give their fate yet)",
     )
+    parser.add_argument(
+        "--poison-pill",
+        action="store_true",
+        help="live: an order of 1,000 lines, its shipment and a 1,000-line return, then the example log, "
+        "at the default record limit",
+    )
+    parser.add_argument("--store", default="memory://", help="live: the worker's OMS_STORE")
     args = parser.parse_args()
-    kinds = list(KINDS) if args.all_kinds else READY
+    kinds = GENERATED if args.all_kinds else READY
     if args.live is not None:
-        return live(args.bad, args.seed, args.live, kinds)
+        return live(args.bad, args.seed, args.live, kinds, poison=args.poison_pill, store=args.store)
     if args.out is None:
         parser.error("--out or --live is needed")
     records = hostile_log(args.bad, args.seed, kinds=kinds)

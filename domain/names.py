@@ -15,6 +15,11 @@ RESHIPMENT_CREATE: Final = "magento.postsales.reshipment_management.create"
 # The archived MOM documentation's example spells the reshipment command this way; both spellings are
 # accepted (docs/contract.md, "Wire format").
 RESHIPMENT_CREATE_SEED: Final = "magento.postsales.reshipment.management.create"
+# Messages with two spellings: each spelling is the same message, accepted on the topic of either.
+SPELLINGS: Final = {
+    RESHIPMENT_CREATE: (RESHIPMENT_CREATE, RESHIPMENT_CREATE_SEED),
+    RESHIPMENT_CREATE_SEED: (RESHIPMENT_CREATE, RESHIPMENT_CREATE_SEED),
+}
 EXCHANGE_CREATE: Final = "magento.postsales.exchange_management.create"
 APPEASEMENT_CREATE: Final = "magento.postsales.appeasement_management.create"
 REFUND_CREATE: Final = "magento.postsales.refund_management.create"

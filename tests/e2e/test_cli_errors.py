@@ -168,3 +168,15 @@ def test_replay_refuses_a_rules_value_of_the_wrong_type_naming_the_key(tmp_path:
     rules.write_text(f"[sales_channels.ST1]\n{line}\n")
     done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(rules))
     assert_one_line_error(done, f"rules: {rules}: sales_channels.ST1.{line.split()[0]}: ")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+@pytest.mark.parametrize("token", ["", "s3cret", "x" * 23, "spaces in a token of length 30"])
+def test_worker_refuses_an_empty_or_short_api_token_whatever_the_host(
+    tmp_path: Path, no_broker: dict[str, str], host: str, token: str
+) -> None:
+    env = {**no_broker, "OMS_DATA_DIR": str(tmp_path), "OMS_WEB_HOST": host, "OMS_API_TOKEN": token}
+    done = run("worker", env=env)
+    assert_one_line_error(done, "OMS_API_TOKEN")
+    if token:
+        assert token not in done.stderr

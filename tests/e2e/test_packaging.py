@@ -29,6 +29,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             if origin.is_dir():
                 shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(origin, source / name)
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(

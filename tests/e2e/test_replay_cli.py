@@ -377,3 +377,25 @@ def test_output_to_dev_null_still_works() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert Path(os.devnull).exists() and not Path(os.devnull).is_file()
+
+
+def test_replay_dead_letters_a_message_its_topic_does_not_carry(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in (EXAMPLES / "message-log.jsonl").read_text().splitlines()]
+    appeasement = next(
+        line
+        for line in lines
+        if isinstance(line["value"], dict) and line["value"].get("method") == names.APPEASEMENT_CREATE
+    )
+    smuggled = {**appeasement, "topic": names.RETURN_REQUEST}
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps(smuggled) + "\n" + json.dumps(appeasement) + "\n")
+    done = run("replay", str(log), "--rules", str(EXAMPLES / "rules.toml"))
+    assert done.returncode == 0, done.stderr
+    outputs = [json.loads(line) for line in done.stdout.splitlines()]
+    dead = [r for r in outputs if r["topic"] == names.DEFAULT_DLQ_TOPIC]
+    (dead,) = dead
+    assert dead["headers"]["dlq.error.class"] == "MethodTopicMismatch"
+    assert dead["headers"]["dlq.original.topic"] == names.RETURN_REQUEST
+    # The same message on its own topic is handled: its order is unknown, refused at the end.
+    refused = [r for r in outputs if r["topic"] == names.ERROR_NOTIFY]
+    assert [r["value"]["params"]["code"] for r in refused] == ["UNKNOWN_ORDER"]

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
-TOKEN = "it-token-4f1c"
+TOKEN = "it-token-4f1c-0123456789abcdef"
 
 
 @dataclass
@@ -202,6 +202,11 @@ def test_preview_equals_the_refund_the_message_then_makes(worker: Worker) -> Non
     message = example(4, "7001")["value"]
     state_before = worker.http("/v1/orders/OCTO:7001")[1]
     status, body = worker.http("/v1/preview?at=2026-11-03T10:00:00Z", body=dumps(message).encode())
+    assert status == 200, body
+    # Without ?personal=1 the user who authorized it is redacted, as /v1/orders does.
+    (redacted,) = loads(body)["credit_notes"]
+    assert redacted["user"] == "[personal data: redacted]"
+    status, body = worker.http("/v1/preview?at=2026-11-03T10:00:00Z&personal=1", body=dumps(message).encode())
     assert status == 200, body
     preview = loads(body)
     assert worker.http("/v1/orders/OCTO:7001")[1] == state_before  # nothing changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,8 +14,50 @@ import pytest
 import yaml
 
 from workers.config.settings import Settings
+from workers.kafka.web import exposure_problem
 
 ROOT = Path(__file__).resolve().parents[2]
+# What an operator gives in the environment (or .env): a token of the length the worker asks for.
+RUN_ENV = {"OMS_API_TOKEN": "compose-token-0123456789abcdef"}
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:\?|:-|\?|-)(?P<arg>[^}]*))?\}")
+
+
+class Unset(Exception):
+    """docker compose refuses the file: a `${NAME:?message}` variable is not set."""
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """docker compose's variable substitution for the forms the file uses: ${NAME}, ${NAME:-default},
+    ${NAME:?message} (refused when unset or empty)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        found = env.get(name)
+        if op in (":?", "?") and (found is None or (op == ":?" and found == "")):
+            raise Unset(f"{name}: {arg}")
+        if op in (":-", "-") and (found is None or (op == ":-" and found == "")):
+            return arg
+        return found or ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def settings_of(environment: dict[str, Any], env: dict[str, str]) -> Settings:
+    """The worker's settings from a service's environment, as its start-up reads them."""
+    values = {k.removeprefix("OMS_").lower(): interpolate(str(v), env) for k, v in environment.items()}
+    return Settings.model_validate(values)
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The image's ENV, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for pair in line.removeprefix("ENV ").split():
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +95,45 @@ def test_worker_environment_names_real_settings(compose: dict[str, Any], service
     fields = set(Settings.model_fields)
     for name in env:
         assert name.startswith("OMS_") and name.removeprefix("OMS_").lower() in fields, name
-    settings = Settings.model_validate({k.removeprefix("OMS_").lower(): v for k, v in env.items()})
+    settings = settings_of(env, RUN_ENV)
     assert settings.bootstrap_servers == "kafka:9092" and settings.enable_idempotence == "true"
+
+
+def test_the_compose_worker_passes_the_workers_own_start_up_rules(compose: dict[str, Any]) -> None:
+    """The worker listens on 0.0.0.0 in its container: with the operator's token it starts (the same
+    checks as `oms-postsales worker`: settings validation, then exposure_problem)."""
+    environment = compose["services"]["worker"]["environment"]
+    settings = settings_of(environment, RUN_ENV)
+    assert settings.web_host == "0.0.0.0"
+    assert exposure_problem(settings) is None
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == RUN_ENV["OMS_API_TOKEN"]
+
+
+def test_compose_refuses_to_start_without_a_token_and_the_worker_a_short_one(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["worker"]["environment"]
+    # The token is never written in the file: it comes from the environment or .env.
+    assert re.fullmatch(r"\$\{OMS_API_TOKEN:\?[^}]+\}", environment["OMS_API_TOKEN"])
+    with pytest.raises(Unset, match="OMS_API_TOKEN"):
+        settings_of(environment, {})
+    with pytest.raises(Unset):
+        settings_of(environment, {"OMS_API_TOKEN": ""})
+    with pytest.raises(ValueError, match="api_token"):
+        settings_of(environment, {"OMS_API_TOKEN": "short"})
+    # Without the token line the worker itself would refuse: that is why the file asks for one.
+    bare = {k: v for k, v in environment.items() if k != "OMS_API_TOKEN"}
+    problem = exposure_problem(settings_of(bare, {}))
+    assert problem is not None and "OMS_API_TOKEN" in problem
+
+
+def test_the_image_starts_with_a_token_from_the_environment_and_refuses_without() -> None:
+    env = dockerfile_env()
+    assert env["OMS_WEB_HOST"] == "0.0.0.0"
+    assert "OMS_API_TOKEN" not in env  # never baked into the image
+    problem = exposure_problem(settings_of(env, {}))
+    assert problem is not None and "OMS_API_TOKEN" in problem
+    settings = settings_of({**env, "OMS_API_TOKEN": "${OMS_API_TOKEN}"}, RUN_ENV)
+    assert exposure_problem(settings) is None
 
 
 def test_kafka_keeps_its_log_on_the_mounted_volume(compose: dict[str, Any]) -> None:
@@ -148,18 +228,34 @@ def test_grafana_is_provisioned_with_prometheus_and_a_dashboard(compose: dict[st
 def test_dockerfile_installs_the_package_without_the_local_broker_and_runs_the_worker() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     installs = [line for line in dockerfile.splitlines() if "pip install" in line]
-    assert installs == ["RUN pip install --no-cache-dir . \\"]
-    assert "calfkit" not in dockerfile  # the local broker stays out of the image
+    # Dependencies only from the hashed lock; the package itself adds nothing unhashed.
+    assert installs == [
+        "RUN pip install --no-cache-dir --require-hashes -r requirements/image.lock",
+        "RUN pip install --no-cache-dir --no-deps --no-build-isolation . \\",
+    ]
+    assert "calfkit" not in dockerfile and "calfkit" not in (ROOT / "requirements" / "image.lock").read_text()
     assert 'ENTRYPOINT ["oms-postsales"]' in dockerfile and 'CMD ["worker"]' in dockerfile
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    (source,) = [line for line in lines if line.startswith("FROM ")]
+    assert source == "FROM python:3.11-slim@${PYTHON_BASE_DIGEST}"  # never a bare tag
+    (pin,) = [line for line in lines if line.startswith("ARG PYTHON_BASE_DIGEST=")]
+    # .ci/pin-base-image refreshes it where the registry is reachable.
+    assert re.fullmatch(r"ARG PYTHON_BASE_DIGEST=sha256:[0-9a-f]{64}", pin)
+    assert lines.index(pin) < lines.index(source)
+    script = ROOT / ".ci" / "pin-base-image"
+    assert script.stat().st_mode & 0o111 and "ARG PYTHON_BASE_DIGEST=" in script.read_text()
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) is not installed")
 def test_docker_compose_validates_the_file() -> None:
+    command = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
+    clean = {k: v for k, v in os.environ.items() if k != "OMS_API_TOKEN"}
     done = subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+        command, capture_output=True, text=True, check=False, timeout=60, env={**clean, **RUN_ENV}
     )
     assert done.returncode == 0, done.stderr
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60, env=clean)
+    assert refused.returncode != 0 and "OMS_API_TOKEN" in refused.stderr

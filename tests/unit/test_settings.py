@@ -299,3 +299,17 @@ def test_a_wrong_key_password_fails_without_echoing_it(certificate: tuple[Path, 
     with pytest.raises(ssl.SSLError) as info:
         settings.kafka_client_kwargs()
     assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("token", ["", "s3cret", "a" * 23, "tab\tinside-a-token-of-24+", "é" * 10])
+def test_a_short_empty_or_spaced_api_token_is_refused(token: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(api_token=token)  # type: ignore[arg-type]
+    assert "api_token" in str(info.value)
+    if token:
+        assert token not in str(info.value)
+
+
+def test_a_long_api_token_is_taken() -> None:
+    token = "0123456789abcdef01234567"
+    assert Settings(api_token=token).api_token.get_secret_value() == token  # type: ignore[arg-type,union-attr]

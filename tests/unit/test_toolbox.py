@@ -31,7 +31,7 @@ from workers.engine.pipeline import Pipeline
 from workers.engine.preview import message_record, preview, preview_pipeline
 from workers.engine.stores import Stores
 from workers.kafka import metrics
-from workers.kafka.topics import stray_topics
+from workers.kafka.topics import inbound_topics, stray_topics
 from workers.kafka.web import authorized, exposure_problem
 from workers.ops import dlq, report
 from workers.ops.reading import Fetched, OpsError, Progress
@@ -42,6 +42,7 @@ LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "oms-postsales.json"
 PERSONAL = ("first_name", "last_name", "email", "phone", "address1", "city", "zip")
+TOKEN = "unit-token-0123456789abcdef"
 
 sys.path.insert(0, str(ROOT / "bench"))
 from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
@@ -263,13 +264,16 @@ def test_order_view_has_no_personal_data_unless_asked() -> None:
     assert [p for p in personal if p in full]
 
 
-def _letter(value: bytes, key: bytes | None = b"OCTO:1") -> dlq.DeadLetter:
+INBOUND = dlq.Destination(frozenset({"in.topic"}))
+
+
+def _letter(value: bytes, key: bytes | None = b"OCTO:1", topic: bytes = b"in.topic") -> dlq.DeadLetter:
     headers = [
         ("message_id", b"m-1"),
         ("trace", b"t"),
         ("dlq.error.class", b"SchemaValidation"),
         ("dlq.error.path", b"/params/shipment/source_id"),
-        ("dlq.original.topic", b"in.topic"),
+        ("dlq.original.topic", topic),
         ("dlq.original.partition", b"3"),
         ("dlq.original.offset", b"17"),
         ("dlq.failed_at", b"2026-11-01T10:00:00Z"),
@@ -281,18 +285,59 @@ def test_redrive_plan_fixes_the_value_and_keeps_key_and_headers() -> None:
     letter = _letter(b'{"id":"m-1","params":{"shipment":{"source_id":42}}}')
     assert letter.detail()["value_at_pointer"] == 42
     patch = dlq.load_patch('[{"op":"replace","path":"/params/shipment/source_id","value":"S"}]')
-    plan = dlq.plan(letter, patch, "oms.dlq")
+    plan = dlq.plan(letter, patch, "oms.dlq", INBOUND)
     assert plan.topic == "in.topic" and plan.key == b"OCTO:1" and plan.partition is None
     assert loads(plan.value) == {"id": "m-1", "params": {"shipment": {"source_id": "S"}}}
     assert plan.headers == [("message_id", b"m-1"), ("trace", b"t"), ("dlq.redriven", b"oms.dlq:1:5")]
-    assert dlq.plan(letter, None, "oms.dlq").value == letter.record.value
-    assert dlq.plan(_letter(b"{}", key=None), None, "oms.dlq").partition == 3
+    assert dlq.plan(letter, None, "oms.dlq", INBOUND).value == letter.record.value
+    assert dlq.plan(_letter(b"{}", key=None), None, "oms.dlq", INBOUND).partition == 3
     with pytest.raises(OpsError, match="not JSON"):
-        dlq.plan(_letter(b"\xff"), patch, "oms.dlq")
+        dlq.plan(_letter(b"\xff"), patch, "oms.dlq", INBOUND)
     with pytest.raises(OpsError, match="does not apply"):
-        dlq.plan(_letter(b"{}"), patch, "oms.dlq")
+        dlq.plan(_letter(b"{}"), patch, "oms.dlq", INBOUND)
     with pytest.raises(OpsError, match="RFC 6902"):
         dlq.load_patch('{"op": "replace"}')
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        names.ORDER_UPDATED,  # an output topic
+        "oms-postsales-orders-changelog",  # a changelog
+        "oms-postsales.inbound",  # the worker's internal topic
+        "oms-postsales.dlq",
+    ],
+)
+def test_redrive_goes_only_to_the_inbound_topics_of_the_topic_map(original: str) -> None:
+    settings = Settings()
+    destination = dlq.Destination.of(settings)
+    assert destination.allowed == frozenset(inbound_topics(settings))
+    forged = _letter(b"{}", topic=original.encode())
+    with pytest.raises(OpsError, match="not an inbound topic"):
+        dlq.plan(forged, None, "oms.dlq", destination)
+    # To an inbound topic it goes; --to-topic another inbound topic too, with the key's partitioning.
+    assert dlq.plan(_letter(b"{}", topic=names.ORDER_CREATE.encode()), None, "d", destination).topic == (
+        names.ORDER_CREATE
+    )
+    moved = dlq.plan(forged, None, "d", dlq.Destination.of(settings, to_topic=names.RETURN_REQUEST))
+    assert moved.topic == names.RETURN_REQUEST
+    # Another topic only when named and allowed explicitly, and only that one.
+    with pytest.raises(OpsError, match="not an inbound topic"):
+        dlq.plan(forged, None, "d", dlq.Destination.of(settings, to_topic="elsewhere"))
+    anywhere = dlq.Destination.of(settings, to_topic="elsewhere", any_topic=True)
+    assert dlq.plan(forged, None, "d", anywhere).topic == "elsewhere"
+    with pytest.raises(OpsError, match="--to-topic"):
+        dlq.Destination.of(settings, any_topic=True)
+
+
+def test_redrive_follows_a_prefix_and_a_topic_map() -> None:
+    settings = Settings(topic_prefix="acme.", topic_map={names.RETURN_REQUEST: "returns"})
+    destination = dlq.Destination.of(settings)
+    assert dlq.plan(_letter(b"{}", topic=b"returns"), None, "d", destination).topic == "returns"
+    for refused in (names.RETURN_REQUEST, names.ORDER_CREATE, "acme." + names.ORDER_UPDATED):
+        with pytest.raises(OpsError):
+            dlq.plan(_letter(b"{}", topic=refused.encode()), None, "d", destination)
+    assert dlq.plan(_letter(b"{}", topic=b"acme." + names.ORDER_CREATE.encode()), None, "d", destination)
 
 
 def test_dead_letter_selection() -> None:
@@ -313,11 +358,11 @@ def test_a_public_web_host_needs_a_token() -> None:
     assert exposure_problem(Settings(web_host="::1")) is None
     problem = exposure_problem(Settings(web_host="0.0.0.0"))
     assert problem is not None and "OMS_API_TOKEN" in problem
-    assert exposure_problem(Settings(web_host="0.0.0.0", api_token=SecretStr("s3cret"))) is None
-    guarded = Settings(web_host="0.0.0.0", api_token=SecretStr("s3cret"))
-    assert authorized(guarded, "Bearer s3cret")
-    assert not authorized(guarded, "Bearer s3cre") and not authorized(guarded, None)
-    assert "s3cret" not in json.dumps(guarded.masked())
+    assert exposure_problem(Settings(web_host="0.0.0.0", api_token=SecretStr(TOKEN))) is None
+    guarded = Settings(web_host="0.0.0.0", api_token=SecretStr(TOKEN))
+    assert authorized(guarded, "Bearer " + TOKEN)
+    assert not authorized(guarded, "Bearer " + TOKEN[:-1]) and not authorized(guarded, None)
+    assert TOKEN not in json.dumps(guarded.masked())
 
 
 def _exposed_names() -> set[str]:

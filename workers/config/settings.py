@@ -37,6 +37,9 @@ _MAX_TOPIC_LEN = 249
 APP_DIR_NAME = "oms-postsales"
 DEFAULT_SESSION_TIMEOUT_SECONDS = 10.0
 STATIC_SESSION_TIMEOUT_SECONDS = 45.0
+# A bearer token shorter than this (or empty: `OMS_API_TOKEN=""`) is refused at start, whatever the
+# host: 24 characters of `openssl rand -hex 12` are 96 bits.
+MIN_API_TOKEN_CHARS = 24
 _BOOLEAN_WORDS = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}
 
 
@@ -140,8 +143,30 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="address of /health /ready /metrics")
     web_port: int = Field(default=6066, ge=1, le=65535, description="port of /health /ready /metrics")
     # Bearer token of the order and preview API; required when the web server listens beyond loopback.
+    # When set, it must be long enough not to be guessed (MIN_API_TOKEN_CHARS), on loopback too.
     api_token: SecretStr | None = Field(
-        default=None, description="bearer token of /v1/orders and /v1/preview (required off loopback)"
+        default=None,
+        description=f"bearer token of /v1/orders and /v1/preview (required off loopback; at least "
+        f"{MIN_API_TOKEN_CHARS} characters, no spaces)",
+    )
+    # TLS of the web server: with a certificate the API (and /health, /ready, /metrics) is HTTPS, and a
+    # worker forwards a request for a key another worker owns over HTTPS, checking that worker's
+    # certificate against web_tls_cafile (else the system's CAs).
+    web_tls_certfile: Path | None = Field(
+        default=None, description="web server certificate (PEM, chain first); with web_tls_keyfile: HTTPS"
+    )
+    web_tls_keyfile: Path | None = Field(default=None, description="web server private key (PEM)")
+    web_tls_cafile: Path | None = Field(
+        default=None,
+        description="CAs that sign the workers' web certificates (forwarding, orders show); default: system",
+    )
+    # A connection must deliver each request's headers within this time (after it opens, or after the
+    # previous answer): slow or idle connections are closed, before any authentication.
+    web_request_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="web: headers (and a preview's body) must arrive within this"
+    )
+    web_max_connections: int = Field(
+        default=256, ge=1, le=100_000, description="web: open connections at most; more are closed at once"
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -283,6 +308,19 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the token (hide_input_in_errors keeps it out of the error too).
+        if value is None:
+            return value
+        token = value.get_secret_value()
+        if len(token) < MIN_API_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_API_TOKEN_CHARS} characters; e.g. openssl rand -hex 16")
+        if any(character.isspace() or not character.isprintable() for character in token):
+            raise ValueError("must not contain spaces or control characters")
+        return value
+
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
@@ -333,6 +371,8 @@ class Settings(BaseSettings):
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+        if (self.web_tls_certfile is None) != (self.web_tls_keyfile is None):
+            raise ValueError("web_tls_certfile and web_tls_keyfile must be given together")
         uses_ssl = self.security_protocol in ("SSL", "SASL_SSL")
         if not uses_ssl and any(
             v is not None for v in (self.ssl_cafile, self.ssl_certfile, self.ssl_password)
@@ -351,6 +391,32 @@ class Settings(BaseSettings):
         """The topic carrying `message_name`: the mapped name if any, else prefix + name."""
         mapped = self.topic_map.get(message_name)
         return mapped if mapped is not None else self.topic_prefix + message_name
+
+    @property
+    def web_tls(self) -> bool:
+        return self.web_tls_certfile is not None
+
+    @property
+    def web_scheme(self) -> str:
+        return "https" if self.web_tls else "http"
+
+    def web_server_ssl(self) -> ssl.SSLContext | None:
+        """The web server's TLS context (None without a certificate). Raises OSError / ssl.SSLError
+        when the files do not load."""
+        if self.web_tls_certfile is None or self.web_tls_keyfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.web_tls_certfile, self.web_tls_keyfile)
+        return context
+
+    def web_client_ssl(self) -> ssl.SSLContext:
+        """How a client of the web API (another worker forwarding, `orders show`) checks the server:
+        against web_tls_cafile, else the system's CAs; host names checked."""
+        cafile = str(self.web_tls_cafile) if self.web_tls_cafile is not None else None
+        context = ssl.create_default_context(cafile=cafile)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as a JSON-able dict, safe to log: secrets read as MASK."""
@@ -436,6 +502,15 @@ def check_runtime(settings: Settings) -> None:
             f"OMS_WEB_HOST / OMS_WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port} "
             f"({exc.strerror or exc})"
         ) from None
+    if settings.web_tls:
+        try:
+            settings.web_server_ssl()
+            settings.web_client_ssl()
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise SettingsError(
+                f"OMS_WEB_TLS_CERTFILE / OMS_WEB_TLS_KEYFILE / OMS_WEB_TLS_CAFILE: cannot load ({reason})"
+            ) from None
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         try:
             settings.kafka_client_kwargs()

@@ -110,9 +110,26 @@ def _slow_dumps(value: Any) -> str:
     return text
 
 
+# Error texts quote at most this much of what a producer sent (a method name, a topic).
+QUOTED_CHARS = 120
+
+
+def quoted(text: str, limit: int = QUOTED_CHARS) -> str:
+    """`text` as repr, cut to `limit` characters with the length said: error texts stay bounded."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def decode(
-    record: InboundRecord, name_for_topic: Mapping[str, str], max_bytes: int = MAX_RECORD_BYTES
+    record: InboundRecord,
+    name_for_topic: Mapping[str, str],
+    max_bytes: int = MAX_RECORD_BYTES,
+    methods_for_topic: Mapping[str, frozenset[str]] | None = None,
 ) -> Decoded:
+    """`methods_for_topic`: the messages each topic carries (the topic map); an envelope whose method
+    its topic does not carry is dead-lettered (`MethodTopicMismatch`): Kafka's ACLs are per topic, so
+    the topic, not the envelope, says what a producer may send. None: no check."""
     if len(record.value) > max_bytes:
         raise DecodeError("PayloadTooLarge", f"record of {len(record.value)} bytes exceeds {max_bytes}")
     try:
@@ -128,7 +145,8 @@ def decode(
             "InvalidJson", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     message_id: str | None = None
-    if isinstance(document, dict) and "jsonrpc" in document:
+    enveloped = isinstance(document, dict) and "jsonrpc" in document
+    if enveloped:
         method, params, envelope_id = document.get("method"), document.get("params"), document.get("id")
         if not isinstance(method, str) or not method:
             raise DecodeError("InvalidEnvelope", "JSON-RPC envelope without a method", "/method")
@@ -144,7 +162,15 @@ def decode(
         name = name_for_topic.get(record.topic, record.topic)
         params = document
     if name not in names.INBOUND:
-        raise DecodeError("UnknownMessage", f"no handler for message {name!r}")
+        where = "/method" if enveloped else ""
+        raise DecodeError("UnknownMessage", f"no handler for message {quoted(name)}", where)
+    # Bare params take their name from the topic, so only an envelope can disagree with its topic.
+    if enveloped and methods_for_topic is not None and name not in methods_for_topic.get(record.topic, ()):
+        raise DecodeError(
+            "MethodTopicMismatch",
+            f"method {name} is not a message its topic (dlq.original.topic) carries",
+            "/method",
+        )
     if message_id is None:
         message_id = record.headers.get(H_ID) or "sha256:" + hashlib.sha256(record.value).hexdigest()
     return Decoded(name, message_id, params, dumps(params))

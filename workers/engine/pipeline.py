@@ -43,6 +43,7 @@ from workers.engine.codec import (
     dumps_bytes,
     encode,
 )
+from workers.engine.personal import safe_error
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
 from workers.engine.values import JsonValues
@@ -102,6 +103,14 @@ class Topics:
     def names_by_topic(self) -> dict[str, str]:
         return {self.topic(name): name for name in names.INBOUND}
 
+    def methods_by_topic(self) -> dict[str, frozenset[str]]:
+        """The inbound messages each topic carries: those the map sends there (several when
+        OMS_TOPIC_MAP maps several to one topic), with both spellings of a message that has two."""
+        carried: dict[str, set[str]] = {}
+        for name in names.INBOUND:
+            carried.setdefault(self.topic(name), set()).update(names.SPELLINGS.get(name, (name,)))
+        return {topic: frozenset(found) for topic, found in carried.items()}
+
 
 class Pipeline:
     def __init__(
@@ -120,6 +129,7 @@ class Pipeline:
         self.topics = topics or Topics()
         self.validators = validators or default_validators()
         self._name_for_topic = self.topics.names_by_topic()
+        self._methods_for_topic = self.topics.methods_by_topic()
         self.fixed_now = now
         self.clock = now or EPOCH
         self.counts: Counter[str] = Counter()
@@ -136,7 +146,7 @@ class Pipeline:
     def key_for(self, record: InboundRecord) -> str | None:
         """The key a producer should give this record: "<channel>:<order id>", or the source for stock."""
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             if decoded.name == names.STOCK_UPDATE:
                 return str(StockUpdate.model_validate(decoded.params).snapshot.source_id)
             return parse(decoded.name, decoded.params).key or record.key
@@ -151,10 +161,13 @@ class Pipeline:
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = self.validators.check(decoded.name, decoded.params)
             if failure is not None:
-                raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
+                raise safe_error(
+                    DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer),
+                    {"params": decoded.params},
+                )
         except DecodeError as error:
             return Routed(None, self._dead(record, error))
         try:
@@ -175,10 +188,13 @@ class Pipeline:
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
         )
         try:
-            decoded = decode(record, self._name_for_topic, self.max_record_bytes)
+            decoded = decode(record, self._name_for_topic, self.max_record_bytes, self._methods_for_topic)
             failure = None if validated else self.validators.check(decoded.name, decoded.params)
             if failure is not None:
-                raise DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer)
+                raise safe_error(
+                    DecodeError("SchemaValidation", failure.message, "/params" + failure.pointer),
+                    {"params": decoded.params},
+                )
         except DecodeError as error:
             return self._dead(record, error)
         structlog.contextvars.bind_contextvars(message_id=decoded.message_id, message_type=decoded.name)
@@ -191,7 +207,8 @@ class Pipeline:
         except ValidationError as exc:
             first = exc.errors()[0]
             path = "/params/" + "/".join(str(p) for p in first["loc"])
-            return self._dead(record, DecodeError("DomainValidation", first["msg"], path))
+            invalid = DecodeError("DomainValidation", first["msg"], path)
+            return self._dead(record, safe_error(invalid, {"params": decoded.params}))
         now = self._tick(record, parsed.time)
         key = parsed.key or record.key
         meta = MessageMeta(decoded.name, decoded.message_id, now, self.partition_of(key, record.partition))
@@ -412,6 +429,7 @@ class Pipeline:
         )
 
     def _dead(self, record: InboundRecord, error: DecodeError) -> Processed:
+        error = safe_error(error)  # bounded, and never quoting a personal value
         self._count("dead_letter")
         log.warning("record.dead_letter", error_class=error.error_class, path=error.path)
         failed_at = record.timestamp or self.clock

@@ -69,6 +69,7 @@ from workers.kafka.topics import (
     WAITING_TABLE,
     inbound_topics,
 )
+from workers.kafka.web import app_options as web_app_options
 from workers.kafka.web import install_pages
 
 if TYPE_CHECKING:
@@ -739,6 +740,8 @@ def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) 
                 web_host=settings.web_host,
                 web_port=settings.web_port,
                 web_bind=settings.web_host,
+                # The guarded aiohttp site (connection cap, header deadline, Host check) and TLS.
+                **web_app_options(settings),
                 processing_guarantee="at_least_once",
             )
         ),

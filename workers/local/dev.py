@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -113,16 +114,25 @@ class WorkerProcess:
         log.close()
         return self
 
+    def _open(self, path: str) -> Any:
+        """GET from the worker's web server: HTTPS, checked against its CA file, when it has a
+        certificate (OMS_WEB_TLS_CERTFILE)."""
+        if self.env.get("OMS_WEB_TLS_CERTFILE"):
+            context = ssl.create_default_context(cafile=self.env.get("OMS_WEB_TLS_CAFILE") or None)
+            url = f"https://127.0.0.1:{self.web_port}{path}"
+            return urllib.request.urlopen(url, timeout=2, context=context)
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2)
+
     def get(self, path: str) -> tuple[int, dict[str, Any]]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as response:
+            with self._open(path) as response:
                 return response.status, loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, loads(error.read() or b"{}")
 
     def handled(self) -> int:
         """Inbound records the worker has finished (outputs delivered), from its /metrics."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as response:
+        with self._open("/metrics") as response:
             text = response.read().decode()
         return int(
             sum(

@@ -117,12 +117,19 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(where: Annotated[str, typer.Argument(metavar="PARTITION:OFFSET")]) -> None:
-    """One dead letter: headers, error, JSON pointer and what it points at, the original bytes."""
+def dlq_show(
+    where: Annotated[str, typer.Argument(metavar="PARTITION:OFFSET")],
+    personal: Annotated[
+        bool,
+        typer.Option("--personal", help="show the personal data of the original record (redacted otherwise)"),
+    ] = False,
+) -> None:
+    """One dead letter: headers, error, JSON pointer and what it points at, the original bytes (its
+    personal data redacted unless --personal)."""
     settings = load_settings()
     with _one_line_errors(settings):
         letter = dlq.find(settings, where)
-    typer.echo(json.dumps(letter.detail(), indent=2, default=str))
+    typer.echo(json.dumps(letter.detail(personal=personal), indent=2, default=str))
 
 
 @dlq_app.command("redrive")
@@ -141,16 +148,35 @@ def dlq_redrive(
         typer.Option("--fix", help="RFC 6902 JSON Patch applied to each value first: JSON text or @FILE"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be sent, send nothing")] = False,
+    to_topic: Annotated[
+        str | None,
+        typer.Option("--to-topic", metavar="NAME", help="send to this inbound topic instead of the original"),
+    ] = None,
+    allow_any_topic: Annotated[
+        bool,
+        typer.Option("--allow-any-topic", help="let --to-topic name a topic that is not an inbound topic"),
+    ] = False,
 ) -> None:
-    """Send dead letters back to their original topic (original key and headers, plus dlq.redriven)."""
+    """Send dead letters back to their original topic (original key and headers, plus dlq.redriven);
+    only to the inbound topics of the topic map, unless --to-topic NAME --allow-any-topic."""
     if not (records or error_class or topic or since or until or every):
         fail("choose what to re-drive: --record, --error-class, --topic, --since/--until, or --all")
+    if allow_any_topic and to_topic is None:
+        fail("--allow-any-topic needs --to-topic NAME: name the one topic outside the topic map")
     settings = load_settings()
     selection = _selection(error_class, topic, since, until, records)
     with _one_line_errors(settings):
         patch = dlq.load_patch(fix) if fix is not None else None
         progress = Progress("re-driving")
-        plans = dlq.redrive(settings, selection, patch=patch, dry_run=dry_run, progress=progress)
+        plans = dlq.redrive(
+            settings,
+            selection,
+            patch=patch,
+            dry_run=dry_run,
+            progress=progress,
+            to_topic=to_topic,
+            any_topic=allow_any_topic,
+        )
         progress.close()
     verb = "would re-drive" if dry_run else "re-drove"
     for item in plans:
@@ -173,7 +199,11 @@ def orders_show(
         bool, typer.Option("--with-personal-data", help="include the customer, addresses and contacts")
     ] = False,
     url: Annotated[
-        str | None, typer.Option("--url", help="worker API (default: http://OMS_WEB_HOST:OMS_WEB_PORT)")
+        str | None,
+        typer.Option(
+            "--url",
+            help="worker API, http(s) only, no redirects (default: http(s)://OMS_WEB_HOST:OMS_WEB_PORT)",
+        ),
     ] = None,
     source: Annotated[
         str, typer.Option("--source", help="auto (API, else changelog), api or changelog")
@@ -186,12 +216,18 @@ def orders_show(
         fail("--source must be auto, api or changelog")
     settings = load_settings()
     host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
-    base = url or f"http://{host}:{settings.web_port}"
+    base = url or f"{settings.web_scheme}://{host}:{settings.web_port}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     with _one_line_errors(settings):
         if source != "changelog":
             try:
-                found = lookup.from_api(base, key, token, with_personal_data=with_personal_data)
+                found = lookup.from_api(
+                    base,
+                    key,
+                    token,
+                    with_personal_data=with_personal_data,
+                    ssl_context=settings.web_client_ssl() if base.startswith("https:") else None,
+                )
             except lookup.WorkerUnreachable:
                 if source == "api":
                     raise

@@ -23,6 +23,8 @@ import jsonpatch
 from domain.timeutil import parse_time
 from workers.config.settings import Settings
 from workers.engine.codec import dumps, loads
+from workers.engine.personal import REDACTED, personal_pointer, redact
+from workers.kafka.topics import inbound_topics
 from workers.ops.reading import Fetched, OpsError, Progress, producer, read_topic, started
 
 REDRIVEN = "dlq.redriven"
@@ -80,23 +82,44 @@ class DeadLetter:
             return {"message_id": header, "message_id_from": "header"}
         return {"message_id": "sha256:" + hashlib.sha256(value).hexdigest(), "message_id_from": "sha256"}
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self, *, personal: bool = False) -> dict[str, Any]:
         """Everything about one record: headers, error, pointer, the original bytes (as text when they
-        are UTF-8, else as escaped bytes) and, when the value is JSON, what the pointer points at."""
+        are UTF-8, else as escaped bytes) and, when the value is JSON, what the pointer points at.
+
+        Without `personal` the personal members of the original (customer, addresses, contacts, IP,
+        users, free text: workers.engine.personal) read as REDACTED, and a value that is not JSON,
+        which cannot be redacted member by member, is withheld."""
         value = self.record.value or b""
         try:
             text: str | None = value.decode("utf-8")
         except UnicodeDecodeError:
             text = None
+        document: Any = None
+        if text is not None:
+            try:
+                document = loads(text)
+            except (ValueError, RecursionError):
+                document = None
         shown: dict[str, Any] = {
             **self.summary(),
             "headers": {k: v.decode("utf-8", "replace") for k, v in self.record.headers},
+            "personal_data": "shown" if personal else "redacted",
             "original_value": text if text is not None else None,
             "original_bytes": None if text is not None else repr(value),
         }
         pointer = self.record.header("dlq.error.path")
         if text is not None and pointer:
             shown["value_at_pointer"] = _at_pointer(text, pointer)
+        if personal:
+            return shown
+        if isinstance(document, dict | list):
+            shown["original_value"] = dumps(redact(document))
+        elif value:
+            shown["original_value"] = shown["original_bytes"] = None
+            shown["original_withheld"] = "not JSON, so not redactable: `dlq show --personal` shows it"
+        if "value_at_pointer" in shown:
+            at = shown["value_at_pointer"]
+            shown["value_at_pointer"] = REDACTED if personal_pointer(pointer or "") else redact(at)
         return shown
 
 
@@ -196,10 +219,41 @@ class Redrive:
     value: bytes
 
 
-def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) -> Redrive:
-    topic = letter.original_topic
-    if not topic:
-        raise OpsError(f"{letter.where}: no dlq.original.topic header, cannot tell where it came from")
+@dataclass(frozen=True)
+class Destination:
+    """Where re-driven records may go: `allowed`, the inbound topics of the topic map (what the intake
+    reads). `to_topic`: every record to this topic instead of its original one; `any_topic`: the
+    operator named a topic outside `allowed` on purpose (`--to-topic NAME --allow-any-topic`)."""
+
+    allowed: frozenset[str]
+    to_topic: str | None = None
+    any_topic: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, to_topic: str | None = None, any_topic: bool = False) -> Destination:
+        if any_topic and to_topic is None:
+            raise OpsError("--allow-any-topic needs --to-topic NAME: name the one topic outside the map")
+        return cls(frozenset(inbound_topics(settings)), to_topic, any_topic)
+
+    def topic_for(self, letter: DeadLetter) -> str:
+        topic = self.to_topic or letter.original_topic
+        if not topic:
+            raise OpsError(f"{letter.where}: no dlq.original.topic header, cannot tell where it came from")
+        if topic in self.allowed or (self.any_topic and topic == self.to_topic):
+            return topic
+        # The header is the record's own: a forged dlq.original.topic must not reach an output
+        # topic, a changelog or an internal topic.
+        raise OpsError(
+            f"{letter.where}: {topic!r} is not an inbound topic of the topic map; re-drive sends "
+            "only to those (--to-topic NAME --allow-any-topic sends to another on purpose)"
+        )
+
+
+def plan(
+    letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str, destination: Destination
+) -> Redrive:
+    """What re-driving `letter` sends, to a topic `destination` allows (OpsError otherwise)."""
+    topic = destination.topic_for(letter)
     value = letter.record.value or b""
     if patch is not None:
         try:
@@ -215,7 +269,8 @@ def plan(letter: DeadLetter, patch: jsonpatch.JsonPatch | None, dlq_topic: str) 
     # A keyed record goes where its key hashes (as it did first); an unkeyed one to its old partition.
     original = letter.record.header("dlq.original.partition")
     partition = None
-    if letter.record.key is None and original is not None and original.isdigit():
+    same_topic = topic == letter.original_topic
+    if same_topic and letter.record.key is None and original is not None and original.isdigit():
         partition = int(original)
     return Redrive(letter, topic, partition, letter.record.key, headers, value)
 
@@ -241,11 +296,15 @@ def redrive(
     patch: jsonpatch.JsonPatch | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    to_topic: str | None = None,
+    any_topic: bool = False,
 ) -> list[Redrive]:
     """Send the selected dead letters back (nothing is sent with `dry_run`); returns what was (or
-    would be) sent. Every plan is made before the first send: one bad record stops all of them."""
+    would be) sent. Only to the inbound topics of the topic map, unless `to_topic` names another and
+    `any_topic` says so. Every plan is made before the first send: one bad record stops all of them."""
+    destination = Destination.of(settings, to_topic, any_topic)
     letters = select(read(settings), selection)
-    plans = [plan(letter, patch, settings.dlq_topic) for letter in letters]
+    plans = [plan(letter, patch, settings.dlq_topic, destination) for letter in letters]
     if not dry_run and plans:
         if progress is not None:
             progress.total = len(plans)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,20 +27,59 @@ class WorkerUnreachable(OpsError):
     """No worker answered at the URL: the caller may fall back to the changelog."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, never followed: the request carries the token, which goes only to the
+    URL the operator gave."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(ssl_context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    """http and https only (no file:, ftp: or data:), no redirects, no proxies from the environment
+    (the token must not go through one unasked)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(context=ssl_context),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        _NoRedirects(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
 def from_api(
-    base_url: str, key: str, token: str | None, *, with_personal_data: bool = False, timeout: float = 5.0
+    base_url: str,
+    key: str,
+    token: str | None,
+    *,
+    with_personal_data: bool = False,
+    timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> dict[str, Any] | None:
-    """The order from a worker's API; None when the worker answers that it has no such order."""
+    """The order from a worker's API; None when the worker answers that it has no such order.
+    `base_url` must be http:// or https://; `ssl_context` checks an https worker (default: the
+    system's CAs)."""
+    scheme = urllib.parse.urlsplit(base_url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise OpsError(f"--url must be an http:// or https:// URL, not {scheme or 'no'} scheme")
     query = "?personal=1" if with_personal_data else ""
     url = f"{base_url.rstrip('/')}/v1/orders/{urllib.parse.quote(key, safe=':')}{query}"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener(ssl_context).open(request, timeout=timeout) as response:
             found: dict[str, Any] = json.loads(response.read())
             return found
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return None
+        if 300 <= error.code < 400:
+            raise OpsError(
+                f"{base_url} answered {error.code} (a redirect): not followed, the request carries the "
+                "token; give the worker's own URL"
+            ) from None
         if error.code == 401:
             raise OpsError(f"{base_url} refused the token (401): set OMS_API_TOKEN to the worker's") from None
         raise OpsError(f"{base_url} answered {error.code}") from None
