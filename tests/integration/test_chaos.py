@@ -18,8 +18,7 @@ import pytest
 from workers.local.broker import LocalBroker, pid_exists
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos import Options, run  # noqa: E402
+from testkit.chaos import Options, run  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

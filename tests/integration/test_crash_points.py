@@ -11,7 +11,6 @@ in the thick of the traffic.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ from workers.kafka.crashpoints import POINTS
 from workers.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos import Options, run  # noqa: E402
+from testkit.chaos import Options, run  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from reading import read_until  # noqa: E402
+from testkit.reading import read_until  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

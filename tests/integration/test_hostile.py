@@ -1,4 +1,4 @@
-"""Hostile input: every generated record meets the fate its kind has in bench/hostile.py's `KINDS`
+"""Hostile input: every generated record meets the fate its kind has in testkit/hostile.py's `KINDS`
 (dead letter with its class, rejection with its code, held, or applied for shapes that are valid after
 all), offline through replay kind by kind, and live through the worker mixed with the example traffic,
 where every output must also equal replay's and the worker stays ready.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ from workers.local.broker import LocalBroker
 from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from hostile import (  # noqa: E402
+from testkit.hostile import (  # noqa: E402
     KINDS,
     LIVE_LIMIT,
     PENDING_REASON,

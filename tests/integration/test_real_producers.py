@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ from workers.local.broker import LocalBroker
 from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
 
-from real_producers import VARIANTS, Outcome, compare, late_shipment, plan, run_live  # noqa: E402
-from scenarios import DEPENDS_ON_SHIPMENT, RULES, SHIPMENT, STORIES, build, log_line  # noqa: E402
+from testkit.real_producers import VARIANTS, Outcome, compare, late_shipment, plan, run_live  # noqa: E402
+from testkit.scenarios import DEPENDS_ON_SHIPMENT, RULES, SHIPMENT, STORIES, build, log_line  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,14 +14,12 @@ import pytest
 
 from domain import names
 from testkit.live import isolated
+from testkit.reading import read_ids
 from workers.config.rules_file import load_rules
 from workers.engine.codec import InboundRecord
 from workers.engine.pipeline import Pipeline
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, expected_outputs, keyed, publish, stamped
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from reading import read_ids
 
 pytestmark = pytest.mark.integration
 ORDERS = 60

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,8 +25,7 @@ from workers.local.dev import WorkerProcess, through_kafka
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
-sys.path.insert(0, str(ROOT / "bench"))
-from reading import read_counts  # noqa: E402
+from testkit.reading import read_counts  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from workers.kafka.durable_tables import MARK_KEY
 from workers.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos import Stepwise  # noqa: E402
+from testkit.chaos import Stepwise  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,7 @@ from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, local_env, publish, settings_from_env, through_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from reading import read_all, read_until  # noqa: E402
+from testkit.reading import read_all, read_until  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -40,9 +39,7 @@ LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "oms-postsales.json"
 PERSONAL = ("first_name", "last_name", "email", "phone", "address1", "city", "zip")
-
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
+from testkit.chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 
 @pytest.fixture(scope="module")
