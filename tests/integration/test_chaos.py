@@ -20,8 +20,6 @@ from workers.local.broker import LocalBroker, pid_exists
 ROOT = Path(__file__).resolve().parents[2]
 from testkit.chaos import Options, run  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(

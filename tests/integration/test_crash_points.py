@@ -21,8 +21,6 @@ from workers.local.broker import LocalBroker
 ROOT = Path(__file__).resolve().parents[2]
 from testkit.chaos import Options, run  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 STORES = ("rocksdb://", "memory://")
 LATE = ("orders.outputs-acked", "orders.orders-written", "orders.orders-settled", "stock.stock-written")
 CASES = [

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess, through_kafka
-
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from domain import names
@@ -18,8 +17,6 @@ from workers.local.dev import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 from testkit.reading import read_until  # noqa: E402
-
-pytestmark = pytest.mark.integration
 
 
 def create(order_id: str, lines: int = 1) -> dict[str, Any]:

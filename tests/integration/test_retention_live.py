@@ -27,8 +27,6 @@ from workers.local.dev import WorkerProcess, collect, publish
 from workers.ops import lookup
 from workers.replay.runner import replay
 
-pytestmark = pytest.mark.integration
-
 START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 RULES = """\
 [defaults]

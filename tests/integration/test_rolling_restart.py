@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from domain import names
 from testkit.live import isolated
 from testkit.reading import read_ids
@@ -21,7 +19,6 @@ from workers.engine.pipeline import Pipeline
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, expected_outputs, keyed, publish, stamped
 
-pytestmark = pytest.mark.integration
 ORDERS = 60
 
 

@@ -15,8 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from domain import names
 from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
@@ -26,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 from testkit.reading import read_counts  # noqa: E402
-
-pytestmark = pytest.mark.integration
 
 
 def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) -> None:

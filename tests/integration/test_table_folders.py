@@ -25,8 +25,6 @@ from workers.local.broker import LocalBroker
 ROOT = Path(__file__).resolve().parents[2]
 from testkit.chaos import Stepwise  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 MESSAGES = 400
 
 

@@ -24,15 +24,12 @@ import pytest
 
 from domain import names
 from testkit.live import isolated
+from testkit.pii import leaks
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, dumps, loads
 from workers.engine.pipeline import partition_for
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess, collect, publish
-
-from .test_no_pii_in_logs import leaks
-
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"

@@ -29,8 +29,6 @@ from workers.local.dev import WorkerProcess, local_env, publish, settings_from_e
 ROOT = Path(__file__).resolve().parents[2]
 from testkit.reading import read_all, read_until  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 
