@@ -83,8 +83,9 @@ class Options:
     wave_timeout: float = 900.0
     workdir: Path | None = None
     store: str = "memory://"
-    # A crash point (workers/kafka/crashpoints.py) where every worker kills itself the first time it gets
-    # there; a worker that died is restarted without it.
+    # Crash points (workers/kafka/crashpoints.py), comma-separated, each `POINT` or `POINT@N`: a worker
+    # is started with every point not reached yet armed, kills itself at the first it reaches (the N-th
+    # time), and is restarted with the rest; so one worker dies once at each point in turn.
     crash_at: str | None = None
 
 
@@ -102,6 +103,33 @@ class Pool:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False
     crash_at: str | None = None
+    # The crash points not reached yet, in the order asked, and the ones reached, in the order reached.
+    pending: list[str] = field(default_factory=list)
+    reached: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pending = [p.strip() for p in (self.crash_at or "").split(",") if p.strip()]
+
+    def armed(self, overrides: dict[str, str]) -> dict[str, str]:
+        """`overrides` with the pending crash points armed: one count per point, the first asked (a
+        point asked plain and again as `@8` is armed plain until it has been reached)."""
+        first: dict[str, str] = {}
+        for spec in self.pending:
+            first.setdefault(spec.partition("@")[0], spec)
+        return {**overrides, CRASH_VARIABLE: ",".join(first.values())} if first else overrides
+
+    def _reached(self, worker: WorkerProcess) -> None:
+        """Take the point a worker that died at one named in its log off the pending list."""
+        lines = worker.log_path.read_text("utf-8", "replace").splitlines()
+        said = [line for line in lines if line.startswith("crash point reached: ")]
+        if not said:
+            return
+        point = said[-1].removeprefix("crash point reached: ").strip()
+        for spec in self.pending:
+            if spec.partition("@")[0] == point:
+                self.pending.remove(spec)
+                self.reached.append(spec)
+                return
 
     def start(self) -> None:
         for index in range(self.count):
@@ -110,9 +138,8 @@ class Pool:
                 "OMS_WEB_PORT": str(free_port()),
                 "OMS_DATA_DIR": str(self.workdir / f"data{index}"),
             }
-            first = {**overrides, CRASH_VARIABLE: self.crash_at} if self.crash_at else overrides
-            worker = WorkerProcess(first, self.workdir / f"worker{index}.log").start()
-            worker.overrides = overrides  # a restart goes without the crash point
+            worker = WorkerProcess(self.armed(overrides), self.workdir / f"worker{index}.log").start()
+            worker.overrides = overrides  # without crash points: a restart arms the ones still pending
             self.slots.append(worker)
         for worker in self.slots:
             worker.wait_ready(timeout=120)
@@ -126,7 +153,10 @@ class Pool:
                 code = worker.process.poll() if worker.process is not None else None
                 if code is not None:
                     self.deaths.append((time.monotonic() - started, index, code))
-                    self.slots[index] = WorkerProcess(worker.overrides, worker.log_path).start()
+                    self._reached(worker)
+                    env = self.armed(worker.overrides)
+                    self.slots[index] = WorkerProcess(env, worker.log_path).start()
+                    self.slots[index].overrides = worker.overrides
 
     def kill(self, rng: random.Random, started: float) -> None:
         with self.lock:
@@ -137,7 +167,8 @@ class Pool:
             if worker.process is not None and worker.process.poll() is None:
                 worker.process.kill()
                 worker.process.wait()
-            self.slots[index] = WorkerProcess(worker.overrides, worker.log_path).start()
+            self.slots[index] = WorkerProcess(self.armed(worker.overrides), worker.log_path).start()
+            self.slots[index].overrides = worker.overrides
             self.kills.append((time.monotonic() - started, index))
 
     def stop(self) -> list[int | None]:
@@ -308,6 +339,8 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
     # Workers that died by themselves at a crash point: (seconds into the run, slot, exit status).
     deaths: list[tuple[float, int, int]] = field(default_factory=list)
+    # The crash points asked for that a worker died at, in the order it did.
+    reached: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -497,6 +530,9 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
         out.writelines(dumps(r) + "\n" for r in found)
     verdict = verify(found, expected, messages, options.messages)
     verdict.deaths = list(pool.deaths)
+    verdict.reached = list(pool.reached)
+    if pool.pending:
+        verdict.problems.append(f"crash points never reached: {', '.join(pool.pending)}")
     if "unread" in timings:
         verdict.problems.append(f"the outputs were not all read by the deadline ({timings['unread']:.0f}s)")
     if "stuck" in timings:
@@ -517,8 +553,10 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
     )
     if options.crash_at:
         echo(
-            f"crash point {options.crash_at}: workers died by themselves "
+            "crash points: workers died by themselves "
             + (", ".join(f"slot {i} at {at:.0f}s (exit {code})" for at, i, code in pool.deaths) or "never")
+            + f"; reached in turn: {', '.join(pool.reached) or 'none'}"
+            + (f"; never reached: {', '.join(pool.pending)}" if pool.pending else "")
         )
     echo(f"outputs: {len(found)} read, {len(expected)} expected; workers stopped with exit codes {codes}")
     notes = credit_notes(found)
@@ -671,14 +709,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--crash-at",
-        metavar="POINT[@N]",
+        metavar="POINT[@N][,POINT[@N]...]",
         default=None,
-        help="instead of random kills: every worker kills itself the first (or N-th) time it reaches POINT, "
-        f"one of {', '.join(POINTS)}",
+        help="instead of random kills: a worker kills itself the first (or N-th) time it reaches POINT, "
+        "and is restarted with the points still to come armed; several points: killed at each in turn. "
+        f"Points: {', '.join(POINTS)}",
     )
     args = parser.parse_args(argv)
-    if args.crash_at is not None and args.crash_at.partition("@")[0] not in POINTS:
-        parser.error(f"--crash-at {args.crash_at}: no such point")
+    for spec in (args.crash_at or "").split(","):
+        if args.crash_at is not None and spec.strip().partition("@")[0] not in POINTS:
+            parser.error(f"--crash-at {spec}: no such point")
     options = Options(
         messages=args.messages,
         kills=args.kills,
