@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 from testkit.chaos import Options, run  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     broker: LocalBroker, tmp_path: Path, store: str

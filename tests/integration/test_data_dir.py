@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess, through_kafka
@@ -15,6 +17,7 @@ LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 
 
+@pytest.mark.slow
 def test_a_second_consumer_group_on_the_same_data_dir_starts_and_applies(
     broker: LocalBroker, tmp_path: Path
 ) -> None:

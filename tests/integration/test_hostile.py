@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from domain import names
 from testkit.hostile import LIVE_LIMIT, READY, fate_mismatches, hostile_log, labels, through_worker
 from testkit.live import normalised
 from workers.local.broker import LocalBroker
 
 
+@pytest.mark.slow
 def test_hostile_records_through_the_worker_meet_their_fate_and_equal_replay(
     broker: LocalBroker, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from testkit.real_producers import VARIANTS, run_live
 from testkit.scenarios import build
 from workers.local.broker import LocalBroker
@@ -29,6 +31,7 @@ QUICK = [
 ]
 
 
+@pytest.mark.slow
 def test_real_producers_through_the_live_worker_equal_replay(broker: LocalBroker, tmp_path: Path) -> None:
     outcome = run_live(broker.bootstrap, tmp_path, VARIANTS, QUICK, spread=2.0, delay=0.3, read_timeout=20.0)
     assert outcome.written == len(VARIANTS) * sum(len(s.steps) for s in build(QUICK, "x"))

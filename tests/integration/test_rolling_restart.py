@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from domain import names
 from testkit.live import isolated
 from testkit.reading import read_ids
@@ -108,6 +110,7 @@ def final_stock(records: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return levels
 
 
+@pytest.mark.slow
 def test_rolling_restart_under_load_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
     log = tmp_path / "rolling.jsonl"
     traffic(log)

@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from domain import names
 from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
@@ -26,6 +28,7 @@ RULES = ROOT / "examples" / "rules.toml"
 from testkit.reading import read_counts  # noqa: E402
 
 
+@pytest.mark.slow
 def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) -> None:
     stall = float(os.environ.get("STALL_SECONDS", "10"))
     env, settings = isolated(broker.bootstrap, tmp_path, RULES, "x")

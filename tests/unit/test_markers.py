@@ -51,3 +51,41 @@ def test_the_old_integration_marker_is_live(pytester: pytest.Pytester) -> None:
     assert [line for line in live.outlines if "::" in line] == ["test_old.py::test_marked"]
     pure = pytester.runpytest("-m", "not live", "--collect-only", "-q")
     assert [line for line in pure.outlines if "::" in line] == ["test_plain.py::test_unmarked"]
+
+
+def test_tests_that_share_a_module_fixture_are_one_unit_and_slow_units_go_first(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nmarkers =\n    slow: x\n")
+    pytester.makepyfile(
+        test_a_quick="def test_one(): pass\ndef test_two(): pass",
+        test_b_shared="""
+        import pytest
+        @pytest.fixture(scope="module")
+        def worker(): return 1
+        def test_first(worker): pass
+        @pytest.mark.slow
+        def test_second(worker): pass
+        def test_alone(): pass
+        """,
+        test_c_slow="import pytest\n@pytest.mark.slow\ndef test_long(): pass",
+    )
+    _, calls = pytester.inline_genitems()
+    items = calls.getcall("pytest_collection_modifyitems").items  # the list the hooks sorted
+    groups = {item.nodeid: [mark.args[0] for mark in item.iter_markers("xdist_group")] for item in items}
+    # The slow units first (the shared module's two tests stay together and in order), then the rest.
+    assert list(groups) == [
+        "test_b_shared.py::test_first",
+        "test_b_shared.py::test_second",
+        "test_c_slow.py::test_long",
+        "test_a_quick.py::test_one",
+        "test_a_quick.py::test_two",
+        "test_b_shared.py::test_alone",
+    ]
+    assert (
+        groups["test_b_shared.py::test_first"]
+        == groups["test_b_shared.py::test_second"]
+        == ["test_b_shared.py"]
+    )
+    assert groups["test_b_shared.py::test_alone"] == groups["test_c_slow.py::test_long"] == []
