@@ -15,40 +15,27 @@ from pathlib import Path
 import pytest
 
 LIVE_DIR = Path(__file__).resolve().parent / "integration"
-# Fixture scopes wider than a test but narrower than the session (which each xdist process has its own
-# of): tests that share one must run in one process, in file order.
-SHARED_SCOPES = {"module", "class", "package"}
 
 # `pytester` for tests/unit/test_markers.py, which runs these hooks on a test tree of its own.
 pytest_plugins = ["pytester"]
 
 
-def _shares_a_fixture(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(
-        str(getattr(fixturedef, "scope", "function")) in SHARED_SCOPES
-        for fixturedefs in info.name2fixturedefs.values()
-        for fixturedef in fixturedefs
-    )
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The live marker while the test is collected: before any hook reads markers (pytest's -m
+    selection), whatever order those hooks run in."""
+    if item.path.is_relative_to(LIVE_DIR) or item.get_closest_marker("integration") is not None:
+        item.add_marker(pytest.mark.live)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest's -m selection and xdist's grouping read the markers
+def scope(nodeid: str) -> str:
+    """The unit pytest-xdist's `--dist loadscope` (.ci/run) sends to one process: a module, or a class
+    in it. Its tests run there in order, and a module fixture (a live worker) starts once."""
+    return nodeid.rsplit("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(LIVE_DIR) or item.get_closest_marker("integration") is not None:
-            item.add_marker(pytest.mark.live)
-    # With `--dist loadgroup` (.ci/run) every test is a unit of work of its own, except the tests of a
-    # module that share a module or class fixture (a live worker, a second broker): one group, so the
-    # fixture starts once and its tests keep their order.
-    units: dict[str, str] = {}
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-        group = item.get_closest_marker("xdist_group")
-        units[item.nodeid] = str(group.args[0]) if group is not None and group.args else item.nodeid
-    # The units with a slow test first (a stable sort keeps every other order), so that the long runs
-    # start at once on different processes instead of one of them ending the suite alone.
-    slow_units = {units[item.nodeid] for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: units[item.nodeid] not in slow_units)
+    """The units with a slow test first (a stable sort keeps every other order, within a unit too), so
+    that the long runs start at once on different processes instead of one of them ending the suite
+    alone (.ci/run passes --no-loadscope-reorder, which keeps this order)."""
+    slow = {scope(item.nodeid) for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: scope(item.nodeid) not in slow)

@@ -25,7 +25,6 @@ from testkit.chaos import Options, run
 from workers.kafka.crashpoints import POINTS
 from workers.local.broker import LocalBroker
 
-STORES = ("rocksdb://", "memory://")
 # The first time is early in the traffic (the stock snapshots, the creates): the same points again
 # further on, where batches number credit notes, return goods and move stock both ways.
 LATE = ("orders.outputs-acked", "orders.orders-written", "orders.orders-settled", "stock.stock-written")
@@ -37,11 +36,7 @@ def points_for(store: str) -> list[str]:
     return first + [f"{point}@8" for point in LATE]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("store", STORES, ids=lambda store: store.removesuffix("://"))
-def test_kill_9_at_each_crash_point_in_turn_loses_nothing_and_doubles_nothing(
-    broker: LocalBroker, tmp_path: Path, store: str
-) -> None:
+def kill_at_each_point_in_turn(broker: LocalBroker, tmp_path: Path, store: str) -> None:
     points = points_for(store)
     lines: list[str] = []
     verdict, _ = run(
@@ -66,3 +61,21 @@ def test_kill_9_at_each_crash_point_in_turn_loses_nothing_and_doubles_nothing(
     assert [code for _at, _slot, code in verdict.deaths] == [-9] * len(points), report
     assert verdict.ok, report
     assert lines[-1].startswith("lost=0 double_effects=0 "), report
+
+
+# A class per store: the unit CI's xdist processes take (--dist loadscope), so the two runs, the
+# longest of the suite, go to different processes.
+class TestRocksDB:
+    @pytest.mark.slow
+    def test_kill_9_at_each_crash_point_in_turn_loses_nothing_and_doubles_nothing(
+        self, broker: LocalBroker, tmp_path: Path
+    ) -> None:
+        kill_at_each_point_in_turn(broker, tmp_path, "rocksdb://")
+
+
+class TestMemory:
+    @pytest.mark.slow
+    def test_kill_9_at_each_crash_point_in_turn_loses_nothing_and_doubles_nothing(
+        self, broker: LocalBroker, tmp_path: Path
+    ) -> None:
+        kill_at_each_point_in_turn(broker, tmp_path, "memory://")

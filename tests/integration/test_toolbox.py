@@ -269,9 +269,12 @@ def test_two_workers_answer_for_each_others_keys(worker: Worker, broker: LocalBr
         {**worker.env, "OMS_WEB_PORT": str(_free())}, worker.workdir / "second.log"
     ).start()
     try:
+        # Orders of its own (and the fixture's): what the other tests of the module made is theirs.
+        own = ("7101", "7102", "7103")
+        send(worker, [example(n, order_id) for order_id in own for n in (2, 3)], datetime.now(UTC))
         second.wait_ready()
         worker.process.wait_ready()
-        keys = [f"OCTO:{n}" for n in ("1234", "7001", "7002", "7003")]
+        keys = [f"OCTO:{n}" for n in ("1234", *own)]
         owners = {partition_for(k, worker.settings.partitions) for k in keys}
         assert len(owners) > 1
         for key in keys:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The hooks of tests/conftest.py, in a test tree of pytester's.
+CONFTEST = "from tests.conftest import pytest_collection_modifyitems, pytest_itemcollected  # noqa: F401"
 
 
 def collected(marks: str) -> list[str]:
@@ -34,7 +36,7 @@ def test_live_is_every_test_file_under_integration_and_nothing_else() -> None:
 
 
 def test_the_old_integration_marker_is_live(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401")
+    pytester.makeconftest(CONFTEST)
     pytester.makeini(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
         "markers =\n    live: x\n    integration: x\n"
@@ -53,10 +55,8 @@ def test_the_old_integration_marker_is_live(pytester: pytest.Pytester) -> None:
     assert [line for line in pure.outlines if "::" in line] == ["test_plain.py::test_unmarked"]
 
 
-def test_tests_that_share_a_module_fixture_are_one_unit_and_slow_units_go_first(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401")
+def test_units_with_a_slow_test_go_first_and_keep_their_order(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nmarkers =\n    slow: x\n")
     pytester.makepyfile(
         test_a_quick="def test_one(): pass\ndef test_two(): pass",
@@ -67,25 +67,24 @@ def test_tests_that_share_a_module_fixture_are_one_unit_and_slow_units_go_first(
         def test_first(worker): pass
         @pytest.mark.slow
         def test_second(worker): pass
-        def test_alone(): pass
         """,
-        test_c_slow="import pytest\n@pytest.mark.slow\ndef test_long(): pass",
+        test_c_classes="""
+        import pytest
+        class TestQuick:
+            def test_quick(self): pass
+        class TestSlow:
+            @pytest.mark.slow
+            def test_long(self): pass
+        """,
     )
     _, calls = pytester.inline_genitems()
     items = calls.getcall("pytest_collection_modifyitems").items  # the list the hooks sorted
-    groups = {item.nodeid: [mark.args[0] for mark in item.iter_markers("xdist_group")] for item in items}
-    # The slow units first (the shared module's two tests stay together and in order), then the rest.
-    assert list(groups) == [
+    # A unit is a module or a class (xdist's loadscope): the slow ones first, each in its own order.
+    assert [item.nodeid for item in items] == [
         "test_b_shared.py::test_first",
         "test_b_shared.py::test_second",
-        "test_c_slow.py::test_long",
+        "test_c_classes.py::TestSlow::test_long",
         "test_a_quick.py::test_one",
         "test_a_quick.py::test_two",
-        "test_b_shared.py::test_alone",
+        "test_c_classes.py::TestQuick::test_quick",
     ]
-    assert (
-        groups["test_b_shared.py::test_first"]
-        == groups["test_b_shared.py::test_second"]
-        == ["test_b_shared.py"]
-    )
-    assert groups["test_b_shared.py::test_alone"] == groups["test_c_slow.py::test_long"] == []
