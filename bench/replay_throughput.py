@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/replay_throughput.py --sizes 10000,100000 --baseline /path/to/old/worktree
 
-For each size, a log from bench/chaos_traffic.py (creates, shipments, returns, receipts, appeasements,
+For each size, a log from testkit/chaos_traffic.py (creates, shipments, returns, receipts, appeasements,
 reshipments, upstream refunds, duplicates, held messages); then, per run, each tree replays it in a
 child process (`python -m workers replay … --now …` with PYTHONPATH set to that tree). Reported per
 child: records/s by wall clock and by CPU time (user + sys, from wait4: the fairer figure on a shared
@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
+from testkit.chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 NOW = "2026-11-05T00:00:00Z"
 

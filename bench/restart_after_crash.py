@@ -35,11 +35,9 @@ from aiokafka import AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from chaos import Progress, publish_wave, wave_records  # noqa: E402
-from chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
-
+from testkit.chaos import Progress, publish_wave, wave_records  # noqa: E402
+from testkit.chaos_traffic import RULES_TOML, Wave, chaos_waves  # noqa: E402
 from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402

@@ -46,13 +46,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from chaos import _as_output, identity, verify  # noqa: E402
-from reading import Awaited, TopicReader  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.chaos import _as_output, identity, verify  # noqa: E402
 from testkit.live import isolated  # noqa: E402
+from testkit.reading import Awaited, TopicReader  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402
 from workers.config.settings import Settings  # noqa: E402

@@ -5,7 +5,7 @@ pipes measured on the same broker in the same run.
     .venv/bin/python bench/worker_throughput.py --batch-bytes 1 16384 --runs 2
     .venv/bin/python bench/worker_throughput.py --profile /tmp/worker.txt --messages 20000 --batch-bytes 16384
 
-Traffic: the chaos run's message log (bench/chaos_traffic.py: stock snapshots, creates, line cancels,
+Traffic: the chaos run's message log (testkit/chaos_traffic.py: stock snapshots, creates, line cancels,
 cancels, shipments, returns, receipts, appeasements, reshipments, upstream refunds, recounts, with
 duplicates and refusals), each record keyed as a real producer keys it and stamped in log order.
 
@@ -60,11 +60,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 from domain import names  # noqa: E402
+from testkit.chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 from testkit.live import isolated  # noqa: E402
 from workers.config import logging as worker_logging  # noqa: E402
 from workers.config.rules_file import load_rules  # noqa: E402

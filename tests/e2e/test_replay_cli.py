@@ -221,8 +221,7 @@ def test_bad_settings_name_the_variable_not_the_value() -> None:
 
 
 def test_thousands_of_hostile_records_replay_without_a_crash(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from hostile import hostile_log
+    from testkit.hostile import hostile_log
 
     records = hostile_log(2000, seed=3)
     path = tmp_path / "hostile.jsonl"
@@ -304,8 +303,7 @@ def test_a_return_window_refuses_late_returns_and_upstream_refunds_pass_over_it(
 
 def test_a_multi_year_history_leaves_only_the_orders_of_the_last_retention(tmp_path: Path) -> None:
     # Three years of orders (two a day, shipped, some returned and received), retain_days 30.
-    sys.path.insert(0, str(ROOT / "bench"))
-    from growth import history, rules_toml, write_log
+    from testkit.growth import history, rules_toml, write_log
 
     log, rules, state = tmp_path / "years.jsonl", tmp_path / "rules.toml", tmp_path / "state"
     messages = history(3 * 365, 2, seed=3)

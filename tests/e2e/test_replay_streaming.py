@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,14 +17,12 @@ from domain import names
 from domain.rules import parse_rules
 from domain.state import OrderState
 from domain.timeutil import iso
+from testkit.chaos_traffic import RULES_TOML, chaos_waves
 from tests.e2e.test_replay_cli import EXAMPLES, run
 from workers.config.rules_file import load_rules
 from workers.engine.stores import Stores
 from workers.replay.disk_stores import DiskStores
 from workers.replay.runner import ReplayInputError, replay
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from chaos_traffic import RULES_TOML, chaos_waves
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,6 @@ from workers.kafka.topics import (
 )
 from workers.local.broker import HOST, BrokerError, LocalBroker, pid_exists, probe
 
-pytestmark = pytest.mark.integration
-
 MakeSettings = Callable[..., Settings]
 
 

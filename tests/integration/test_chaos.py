@@ -18,12 +18,10 @@ import pytest
 from workers.local.broker import LocalBroker, pid_exists
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos import Options, run  # noqa: E402
-
-pytestmark = pytest.mark.integration
+from testkit.chaos import Options, run  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     broker: LocalBroker, tmp_path: Path, store: str

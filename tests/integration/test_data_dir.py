@@ -12,13 +12,12 @@ from testkit.live import isolated, normalised
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess, through_kafka
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
 
 
+@pytest.mark.slow
 def test_a_second_consumer_group_on_the_same_data_dir_starts_and_applies(
     broker: LocalBroker, tmp_path: Path
 ) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from domain import names
@@ -22,10 +20,7 @@ from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from reading import read_until  # noqa: E402
-
-pytestmark = pytest.mark.integration
+from testkit.reading import read_until  # noqa: E402
 
 
 def create(order_id: str, lines: int = 1) -> dict[str, Any]:

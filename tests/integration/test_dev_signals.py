@@ -18,8 +18,6 @@ import pytest
 
 from workers.local.broker import pid_exists
 
-pytestmark = pytest.mark.integration
-
 CLI = str(Path(sys.executable).parent / "oms-postsales")
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 45.0

@@ -1,86 +1,32 @@
-"""Hostile input: every generated record meets the fate its kind has in bench/hostile.py's `KINDS`
-(dead letter with its class, rejection with its code, held, or applied for shapes that are valid after
-all), offline through replay kind by kind, and live through the worker mixed with the example traffic,
-where every output must also equal replay's and the worker stays ready.
+"""Hostile input live: generated records of every kind the code handles, mixed with the example
+traffic, through the worker; each meets the fate its kind has in testkit/hostile.py's `KINDS`, every
+output equals replay's and the worker stays ready. Kind by kind offline: tests/e2e/test_hostile_offline.py.
 
 The live count is reduced here (HOSTILE_BAD, default 100); the full run, 10,000 generated records
 through a live worker on its own broker: `.venv/bin/python bench/hostile.py --bad 10000 --live DIR`."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from domain import names
-from testkit.live import normalised
-from workers.config.logging import configure
-from workers.config.rules_file import load_rules
-from workers.local.broker import LocalBroker
-from workers.replay.runner import replay
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from hostile import (  # noqa: E402
-    GENERATED,
-    KINDS,
+from testkit.hostile import (
     LIVE_LIMIT,
-    PENDING_REASON,
     READY,
-    RULES,
     fate_mismatches,
     hostile_log,
     labels,
-    observed,
     poison_log,
     through_worker,
 )
-
-PER_KIND = 12
-
-
-def _kind_param(kind: str) -> object:
-    if KINDS[kind].pending:
-        return pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=PENDING_REASON))
-    return kind
+from testkit.live import normalised
+from workers.local.broker import LocalBroker
 
 
-@pytest.mark.parametrize("kind", [_kind_param(kind) for kind in GENERATED])
-def test_each_kind_meets_its_fate_in_replay(kind: str) -> None:
-    configure("ERROR")
-    records = hostile_log(PER_KIND, seed=5, kinds=[kind])
-    out = io.StringIO()
-    replay(iter(json.dumps(r) for r in records), out, load_rules(RULES), partitions=4)
-    outputs = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert list(labels(records).values()) == [kind] * PER_KIND
-    assert fate_mismatches(records, outputs, names.DEFAULT_DLQ_TOPIC, names.ERROR_NOTIFY, settled=True) == []
-    # Not vacuous: every record of the kind left an output of its own (held ones: their rejection).
-    assert len(observed(outputs, names.DEFAULT_DLQ_TOPIC, names.ERROR_NOTIFY)) == PER_KIND
-
-
-def test_the_fate_check_sees_a_record_that_misses_its_fate() -> None:
-    """A dead letter where the kind says applied, and a record with no output at all, are reported."""
-    records = hostile_log(2, seed=5, kinds=["plain_order"])
-    first, second = sorted(labels(records))
-    dead_letter = {
-        "topic": names.DEFAULT_DLQ_TOPIC,
-        "headers": {"hostile.record": str(first), "dlq.error.class": "SchemaValidation"},
-        "value": "",
-    }
-    problems = fate_mismatches(
-        records, [dead_letter], names.DEFAULT_DLQ_TOPIC, names.ERROR_NOTIFY, settled=True
-    )
-    assert problems == [
-        f"record {first} (plain_order): dead_letter SchemaValidation, expected applied",
-        f"record {second} (plain_order): held, expected applied",
-    ]
-
-
-@pytest.mark.integration
+@pytest.mark.slow
 def test_hostile_records_through_the_worker_meet_their_fate_and_equal_replay(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -97,26 +43,14 @@ def test_hostile_records_through_the_worker_meet_their_fate_and_equal_replay(
     assert set(labels(records).values()) == set(READY)
 
 
-def test_the_poison_pill_is_refused_in_replay_and_the_order_kept() -> None:
-    """Offline: replay refuses the message that would take the order past one record."""
-    configure("ERROR")
-    records = poison_log()
-    out = io.StringIO()
-    replay(iter(json.dumps(r) for r in records), out, load_rules(RULES), partitions=4)
-    outputs = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert fate_mismatches(records, outputs, names.DEFAULT_DLQ_TOPIC, names.ERROR_NOTIFY, settled=True) == []
-    assert len(json.dumps(records[0]["value"])) > 300_000  # 1,000 lines: the size the schema allows
-
-
-@pytest.mark.integration
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_the_poison_pill_through_the_worker_is_refused_and_ordinary_traffic_goes_on(
     broker: LocalBroker, tmp_path: Path, store: str
 ) -> None:
-    """Issue 31: an order of 1,000 lines, its shipment and a 1,000-line return authorize stopped the
-    worker (its changelog write was too large) at every restart. At the default OMS_MAX_RECORD_BYTES,
-    on both stores, the return is refused ORDER_TOO_LARGE, the example log after it is handled as
-    replay handles it, every record meets its fate, and the worker stays up and stops with 0."""
+    """An order of 1,000 lines, its shipment and a 1,000-line return authorize stopped the worker (its
+    changelog write was too large) at every restart. At the default OMS_MAX_RECORD_BYTES, on both
+    stores, the return is refused ORDER_TOO_LARGE, the example log after it is handled as replay
+    handles it, every record meets its fate, and the worker stays up and stops with 0."""
     records = poison_log()
     run = through_worker(broker, records, tmp_path, timeout=120, max_record_bytes=1_000_000, store=store)
     found, expected, settings = run.found.records, run.expected, run.settings

@@ -14,8 +14,6 @@ from workers.config.settings import Settings
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess, through_kafka
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "magento-shaped.jsonl"
 RULES = ROOT / "examples" / "rules.toml"

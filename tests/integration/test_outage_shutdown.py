@@ -11,14 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from testkit.live import isolated
 from workers.kafka.topics import catalogue, describe_partitions
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, local_env, settings_from_env
-
-pytestmark = pytest.mark.integration
 
 SHUTDOWN_TIMEOUT = 5.0
 

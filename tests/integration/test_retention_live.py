@@ -27,8 +27,6 @@ from workers.local.dev import WorkerProcess, collect, publish
 from workers.ops import lookup
 from workers.replay.runner import replay
 
-pytestmark = pytest.mark.integration
-
 START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 RULES = """\
 [defaults]
@@ -73,6 +71,7 @@ def replayed(partitions: int) -> tuple[list[dict[str, Any]], Stores]:
     return [json.loads(text) for text in out.getvalue().splitlines()], stores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_the_worker_sweeps_what_replay_sweeps_and_a_restored_worker_keeps_the_same_orders(
     broker: LocalBroker, tmp_path: Path, store: str

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,16 +14,13 @@ import pytest
 
 from domain import names
 from testkit.live import isolated
+from testkit.reading import read_ids
 from workers.config.rules_file import load_rules
 from workers.engine.codec import InboundRecord
 from workers.engine.pipeline import Pipeline
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import WorkerProcess, expected_outputs, keyed, publish, stamped
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from reading import read_ids
-
-pytestmark = pytest.mark.integration
 ORDERS = 60
 
 
@@ -114,6 +110,7 @@ def final_stock(records: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return levels
 
 
+@pytest.mark.slow
 def test_rolling_restart_under_load_loses_nothing(broker: LocalBroker, tmp_path: Path) -> None:
     log = tmp_path / "rolling.jsonl"
     traffic(log)

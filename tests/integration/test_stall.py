@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,12 +25,10 @@ from workers.local.dev import WorkerProcess, through_kafka
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "examples" / "message-log.jsonl"
 RULES = ROOT / "examples" / "rules.toml"
-sys.path.insert(0, str(ROOT / "bench"))
-from reading import read_counts  # noqa: E402
-
-pytestmark = pytest.mark.integration
+from testkit.reading import read_counts  # noqa: E402
 
 
+@pytest.mark.slow
 def test_worker_rides_out_a_broker_stall(broker: LocalBroker, tmp_path: Path) -> None:
     stall = float(os.environ.get("STALL_SECONDS", "10"))
     env, settings = isolated(broker.bootstrap, tmp_path, RULES, "x")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +24,7 @@ from workers.kafka.durable_tables import MARK_KEY
 from workers.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos import Stepwise  # noqa: E402
-
-pytestmark = pytest.mark.integration
+from testkit.chaos import Stepwise  # noqa: E402
 
 MESSAGES = 400
 
@@ -57,6 +53,7 @@ def ok(run: Stepwise) -> None:
     assert verdict.ok, (verdict.lost[:5], verdict.doubled[:5], verdict.problems[:5])
 
 
+@pytest.mark.slow
 def test_an_old_snapshot_of_the_folder_resumes_from_its_offsets(broker: LocalBroker, tmp_path: Path) -> None:
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=21)
     run.through("data", "first", 4)  # stock, early, create, cancel_line
@@ -75,6 +72,7 @@ def test_an_old_snapshot_of_the_folder_resumes_from_its_offsets(broker: LocalBro
         assert (written["write_buffer_size"], written["max_write_buffer_number"]) == (str(256 * 1024), "2")
 
 
+@pytest.mark.slow
 def test_a_partition_that_moved_to_the_other_worker_and_back_after_a_crash(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -94,6 +92,7 @@ def test_a_partition_that_moved_to_the_other_worker_and_back_after_a_crash(
     assert rebuilds(tmp_path / "one-b.log") == []
 
 
+@pytest.mark.slow
 def test_a_folder_ahead_of_the_changelog_is_rebuilt(
     broker: LocalBroker, other_broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -112,6 +111,7 @@ def test_a_folder_ahead_of_the_changelog_is_rebuilt(
     assert any("past the changelog's end" in str(entry["reason"]) for entry in found)
 
 
+@pytest.mark.slow
 def test_a_folder_whose_changelog_was_recreated_and_grew_past_it_is_rebuilt(
     broker: LocalBroker, other_broker: LocalBroker, tmp_path: Path
 ) -> None:
@@ -128,6 +128,7 @@ def test_a_folder_whose_changelog_was_recreated_and_grew_past_it_is_rebuilt(
     assert any("is not the one it holds" in str(entry["reason"]) for entry in found), found
 
 
+@pytest.mark.slow
 def test_a_folder_of_an_older_version_is_rebuilt(broker: LocalBroker, tmp_path: Path) -> None:
     """A folder without the crash-safe store's mark (faust's own store wrote it) cannot be trusted."""
     run = Stepwise(broker.bootstrap, tmp_path, MESSAGES, seed=25)

@@ -32,7 +32,6 @@ from workers.local.broker import HOST, LocalBroker, free_port
 from workers.local.dev import WorkerProcess, collect, publish
 
 pytestmark = [
-    pytest.mark.integration,
     pytest.mark.skipif(shutil.which("stunnel") is None, reason="stunnel (Debian stunnel4) is not installed"),
 ]
 

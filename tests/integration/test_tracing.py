@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,12 @@ from aiokafka import AIOKafkaProducer
 
 from domain import names
 from testkit.live import isolated
+from testkit.reading import read_until
 from tests.unit.harness import appeasement, line, order
 from workers.config.settings import Settings
 from workers.engine.codec import dumps
 from workers.local.broker import LocalBroker
 from workers.local.dev import WorkerProcess
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from reading import read_until
 
 pytestmark = pytest.mark.integration
 

@@ -3,15 +3,11 @@ nothing. Outputs here are hand-made in the shape the output topics carry."""
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from domain import names
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from chaos import verify
+from testkit.chaos import verify
 
 
 def refund(message_id: str, number: str, gross: str = "10.00") -> dict[str, Any]:

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import re
-import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -44,8 +43,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "oms-postsales.json"
 PERSONAL = ("first_name", "last_name", "email", "phone", "address1", "city", "zip")
 TOKEN = "unit-token-0123456789abcdef"
 
-sys.path.insert(0, str(ROOT / "bench"))
-from chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
+from testkit.chaos_traffic import RULES_TOML, chaos_waves  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """Named points of a batch's commit protocol where a test can have the worker kill itself.
 
 `OMS_TEST_CRASH_AT=<point>` (or `<point>@<n>`: the n-th time) makes the worker send itself SIGKILL
-when it reaches that point, so a test can restart it and check that nothing was lost or doubled. The
-variable is read once at import; unset (always, outside the crash-point tests) `reach` only compares
-one string. It is not a setting: `config show` and `worker --help` do not list it.
+when it reaches that point, so a test can restart it and check that nothing was lost or doubled.
+Several points, comma-separated, arm them all: the worker dies at whichever it reaches first (so one
+worker can be killed at every point in turn, restarted each time with the points still to come). The
+variable is read once at import; unset (always, outside the crash-point tests) `reach` only looks a
+string up in an empty dict. It is not a setting: `config show` and `worker --help` do not list it.
 
 A point is reached only when its step did something (records sent, table keys written), so a kill
 always leaves work half done.
@@ -53,16 +55,28 @@ def _parse(text: str) -> tuple[str, int]:
     return point, int(count) if count else 1
 
 
-_POINT, _LEFT = _parse(os.environ.get(VARIABLE, "").strip())
+def _parse_all(text: str) -> dict[str, int]:
+    """Each armed point and which of its reaches kills (1: the first)."""
+    armed: dict[str, int] = {}
+    for part in text.split(","):
+        point, count = _parse(part.strip())
+        if point in armed:
+            raise SystemExit(f"oms-postsales: error: {VARIABLE}={text}: {point} is armed twice")
+        if point:
+            armed[point] = count
+    return armed
+
+
+_ARMED = _parse_all(os.environ.get(VARIABLE, "").strip())
 
 
 def reach(point: str) -> None:
     """Kill this process with SIGKILL if a test asked for `point` and this is the time."""
-    global _LEFT
-    if point != _POINT:
+    left = _ARMED.get(point)
+    if left is None:
         return
-    _LEFT -= 1
-    if _LEFT > 0:
+    _ARMED[point] = left - 1
+    if left > 1:
         return
     # A line the test can look for in the worker's log; nothing after it runs.
     sys.stderr.write(f"crash point reached: {point}\n")
