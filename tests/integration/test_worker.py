@@ -280,7 +280,7 @@ def test_a_standalone_refund_settled_by_a_tick_is_dated_at_its_deadline_as_in_re
     topic = live.settings.topic_for(names.APPEASEMENT_CREATE)
     record = InboundRecord(topic, value.encode(), f"POSLATE:{order_id}", {}, 0, 0, arrived)
     asyncio.run(publish(live.settings, [record]))
-    (found,) = live.new(seen, 1, timeout=60)
+    (found,) = live.new(seen, 1, order_id, timeout=60)
     assert found["topic"].endswith(names.REFUND_UPDATED)
     note = found["value"]["params"]["refund"]
     assert note["standalone"] is True and note["order_id"] == order_id

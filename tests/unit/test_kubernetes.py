@@ -109,6 +109,10 @@ def test_every_variable_is_a_setting_and_the_pod_environment_parses(
     monkeypatch.setenv("HOME", str(tmp_path))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # The Secret's placeholder token is refused at start, so an unfilled Secret cannot go live.
+    with pytest.raises(ValueError, match="api_token"):
+        Settings()
+    monkeypatch.setenv("OMS_API_TOKEN", "0123456789abcdef0123456789abcdef")  # what the operator puts there
     settings = Settings()  # read from the environment, as in the pod
     assert settings.group_instance_id == POD and settings.session_timeout_seconds == 45
     assert settings.security_protocol == "SASL_SSL" and settings.sasl_password is not None
