@@ -481,13 +481,11 @@ class Runtime:
         handled = self.handled.get(partition)
         behind = highwater is not None and handled is not None and handled + 1 < highwater
         # The intake's own backlog (this worker's upstream partitions) is still to be forwarded.
-        read = getattr(consumer, "_read_offset", {})
-        committed = getattr(consumer, "_committed_offset", {})
-        for tp in consumer.assignment():
-            if tp.topic in self.upstream_topics:
-                top, last = consumer.highwater(tp), read.get(tp)
-                position = last + 1 if last is not None else committed.get(tp)
-                behind = behind or (top is not None and position is not None and position < top)
+        behind = behind or any(
+            (metrics.lag_of(consumer, tp) or 0) > 0
+            for tp in consumer.assignment()
+            if tp.topic in self.upstream_topics
+        )
         return self.stream_time.get(partition) if behind else now
 
     def _follow_ups(self, processed: Processed) -> list[OutboundRecord]:

@@ -125,7 +125,7 @@ async def read_with(admin: AIOKafkaAdminClient, wanted: list[str]) -> ClusterSta
     if broker_id is not None:
         try:
             answer = await admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, str(broker_id))])
-            broker_config, broker_error = _configs(answer).get(str(broker_id), ({}, None))
+            broker_config, broker_error = settings_of(answer).get(str(broker_id), ({}, None))
         except Exception as exc:  # a broker that cannot tell its defaults: Kafka's are assumed
             broker_error = type(exc).__name__
     # Metadata of every topic, filtered here: naming topics in a Metadata request asks the broker to
@@ -147,7 +147,7 @@ async def read_with(admin: AIOKafkaAdminClient, wanted: list[str]) -> ClusterSta
         answer = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name) for name in present]
         )
-        configs = _configs(answer)
+        configs = settings_of(answer)
     states = {
         name: TopicState(
             name,
@@ -169,7 +169,7 @@ async def read_with(admin: AIOKafkaAdminClient, wanted: list[str]) -> ClusterSta
     )
 
 
-def _configs(responses: Iterable[Any]) -> dict[str, tuple[dict[str, str], str | None]]:
+def settings_of(responses: Iterable[Any]) -> dict[str, tuple[dict[str, str], str | None]]:
     """Resource name -> (its settings with a value, the error that refused them)."""
     found: dict[str, tuple[dict[str, str], str | None]] = {}
     for response in responses:

@@ -45,6 +45,7 @@ from faust.streams import current_event
 from faust.types import TP, CollectionT, EventT
 
 from workers.kafka import crashpoints, metrics
+from workers.kafka.cluster import settings_of
 
 log = structlog.get_logger("oms_postsales.tables")
 
@@ -197,11 +198,9 @@ class ChangelogChecker:
         try:
             await admin.start()
             answer = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-            for response in answer:
-                for resource in response.resources:
-                    for entry in resource[4]:
-                        if entry[0] == "delete.retention.ms" and str(entry[1]).isdigit():
-                            value = int(entry[1])
+            given = settings_of(answer).get(topic, ({}, None))[0].get("delete.retention.ms", "")
+            if given.isdigit():
+                value = int(given)
         except Exception as exc:  # unknown: Kafka's default, and say so
             log.warning("table.delete_retention_unknown", topic=topic, error=type(exc).__name__)
         finally:

@@ -120,19 +120,25 @@ def observe(topic: str, processed: Any, seconds: float, *, follow_up: bool = Fal
         REJECTIONS.labels(processed.detail or "unknown").inc()
 
 
+def lag_of(consumer: Any, tp: Any) -> int | None:
+    """Records of a partition on the broker the consumer has not read yet (None: not known)."""
+    # faust keeps the offset of the last record it read per partition; the position is the one after it.
+    last_read = getattr(consumer, "_read_offset", {}).get(tp)
+    position = last_read + 1 if last_read is not None else getattr(consumer, "_committed_offset", {}).get(tp)
+    highwater = consumer.highwater(tp)
+    if highwater is None or position is None:
+        return None
+    return max(0, int(highwater) - int(position))
+
+
 def update_lag(app: Any) -> None:
     consumer = getattr(app, "consumer", None)
     if consumer is None:
         return
-    # faust keeps the offset of the last record it read per partition; the position is the one after it.
-    read = getattr(consumer, "_read_offset", {})
-    committed = getattr(consumer, "_committed_offset", {})
     for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        last_read = read.get(tp)
-        position = last_read + 1 if last_read is not None else committed.get(tp)
-        if highwater is not None and position is not None:
-            LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        lag = lag_of(consumer, tp)
+        if lag is not None:
+            LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 def exposition() -> tuple[bytes, str]:
