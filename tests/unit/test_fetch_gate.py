@@ -26,8 +26,8 @@ class Fetches:
         self.behind: dict[Hashable, bool] = dict.fromkeys(self.last, False)
         self.paused: set[Hashable] = set()
 
-    def assigned(self) -> Iterable[Hashable]:
-        return list(self.last)
+    def assigned(self) -> set[Hashable]:
+        return set(self.last)
 
     def status(self, tp: Hashable) -> tuple[int | None, bool]:
         return self.last[tp], self.behind[tp]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 # How often the consumer asks again while records are held: a wait ends when a fetch response
@@ -45,7 +46,7 @@ HOLD_POLL_SECONDS = 0.005
 class FetchState(Protocol):
     """What the consumer knows of its upstream partitions (workers/kafka/fetch_view.py)."""
 
-    def assigned(self) -> Iterable[Hashable]:
+    def assigned(self) -> AbstractSet[Hashable]:
         """This worker's upstream partitions."""
         ...
 
@@ -125,20 +126,21 @@ class FetchGate:
         """Every held record that may go now, earliest first; the rest stay held."""
         if not self._heap:
             return
-        assigned = set(self._state.assigned())
+        now_ms = self._wall_ms() if self._grace_ms else 0.0
+        if self._grace_ms and not self._past_grace(now_ms):
+            return  # before reading every partition's state: the head is not due anyway
+        assigned = self._state.assigned()
         gone = [tp for tp in self._held if tp not in assigned]
         if gone:
             self.forget(gone)
         empty = {tp: self._state.status(tp) for tp in assigned if not self._held.get(tp)}
         oldest = min((fetched_at or 0 for fetched_at, _ in empty.values()), default=None)
         behind = any(lagging for _, lagging in empty.values())
-        now_ms = self._wall_ms() if self._grace_ms else 0.0
         while self._heap:
-            stamp, _rank, _order, tp = self._heap[0]
-            fetched_at, record = self._held[tp][0]
-            if self._grace_ms and now_ms < min(stamp, fetched_at) + self._grace_ms:
-                self._wait("grace")
+            if self._grace_ms and not self._past_grace(now_ms):
                 return
+            tp = self._heap[0][3]
+            fetched_at, record = self._held[tp][0]
             fast = not behind and (oldest is None or oldest >= fetched_at)
             if not self._state.deliverable(tp):
                 self._wait("paused")
@@ -177,6 +179,14 @@ class FetchGate:
             self._behind_since.pop(tp, None)
         if lagging:
             self._on_lagging()
+        return True
+
+    def _past_grace(self, now_ms: float) -> bool:
+        stamp, _rank, _order, tp = self._heap[0]
+        fetched_at = self._held[tp][0][0]
+        if now_ms < min(stamp, fetched_at) + self._grace_ms:
+            self._wait("grace")
+            return False
         return True
 
     def _wait(self, reason: str) -> None:

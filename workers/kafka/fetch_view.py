@@ -11,7 +11,7 @@ never fetched", which holds records back; the gate's `max_lag_wait` bounds that.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any
 
 _UNKNOWN: tuple[int | None, bool] = (None, True)
@@ -29,14 +29,14 @@ class FetchView:
         thread = getattr(self._consumer, "_thread", None)
         return getattr(thread, "_consumer", None)
 
-    def assigned(self) -> Iterable[Hashable]:
+    def assigned(self) -> frozenset[Any]:
         client = self._aiokafka()
         if client is None:
-            return ()
+            return frozenset()
         assignment = client._subscription.subscription
         assignment = getattr(assignment, "assignment", None)
         if assignment is None:
-            return ()
+            return frozenset()
         # The assignment object is replaced on every rebalance: filter its partitions once per object.
         if self._assigned[0] is not assignment:
             tps = frozenset(tp for tp in assignment.tps if tp.topic in self._upstream)
