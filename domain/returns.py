@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from domain import names, return_window
+from domain import final_sale, names, return_window
 from domain.child_orders import exchange_goods_arrived, exchange_return_cancelled
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
@@ -189,6 +189,10 @@ def open_return(work: Work, request: Return, *, rma: str | None) -> ReturnState:
         raise Refused("NOT_ALLOWED", "a return needs at least one line")
     goods: list[Claim] = []
     for line_number, line_request in _merge_requests(request.lines).items():
+        if line_number in state.lines:
+            # Before the shipment check: a final-sale line's return never becomes valid, so it is not
+            # held waiting for its shipment.
+            final_sale.refuse(work.rules, state.lines[line_number], "returned")
         units = claim_goods(work, line_number, line_request.quantity, what="return")
         line = state.lines[line_number]
         closed = return_window.closed_at(work.rules, state, line, work.meta.now)

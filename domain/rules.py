@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from domain.sku_patterns import SkuPatterns
+
 ShippingRefundRule = Literal["onFirst", "onLast", "never"]
+
+_TRIMMED = r"^\S(.*\S)?$"
+# A SKU or a glob of SKUs, without surrounding blanks (a blank would never match a SKU).
+SkuPattern = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200, pattern=_TRIMMED)]
 
 
 class RulesError(ValueError):
@@ -60,6 +68,21 @@ class ChannelRules(BaseModel):
     # When an exchange's child order is sent to be shipped: with the exchange, or once the returned
     # units arrived in a restocking condition (domain/exchanges.py).
     exchange_ships: Literal["at_once", "on_receipt"] = "at_once"
+    # Final-sale items (domain/final_sale.py).
+    final_sale_skus: tuple[SkuPattern, ...] = Field(
+        default=(),
+        description="SKUs that cannot be returned or exchanged: exact SKUs or fnmatch globs "
+        "(*, ?, [seq]), compared without case",
+    )
+    # Made once per rules object, so that no message compiles a pattern.
+    _final_sale: SkuPatterns = PrivateAttr(default_factory=lambda: SkuPatterns(()))
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._final_sale = SkuPatterns(self.final_sale_skus)
+
+    @property
+    def final_sale(self) -> SkuPatterns:
+        return self._final_sale
 
     @model_validator(mode="after")
     def _retention_outlives_every_window(self) -> ChannelRules:
