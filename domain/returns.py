@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from domain import final_sale, names, return_window
+from domain import final_sale, names, return_fees, return_window
 from domain.child_orders import exchange_goods_arrived, exchange_return_cancelled
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
@@ -288,6 +288,7 @@ def refund_return(work: Work, ret: ReturnState) -> None:
         else "goods returned without money (refund_mode=QUANTITY_ONLY)"
     )
     note = CreditNote("return", "INVENTORY_CREDIT_MEMO", ret.refund_mode, rma=ret.rma, user=ret.user)
+    goods: list[tuple[CreditNoteLine, ReturnLineState]] = []
     for rline in ret.lines:
         line = work.order.lines[rline.line_number]
         details = {"reason": rline.reason, "reason_description": rline.reason_description}
@@ -313,9 +314,10 @@ def refund_return(work: Work, ret: ReturnState) -> None:
             )
             continue
         explanation = f"{rline.quantity} of {line.quantity} unit(s) returned, refunded pro rata"
-        note.lines.append(
-            unit_refund_line(work, line, rline.quantity, explanation, restock=restock, **details)
-        )
+        refund = unit_refund_line(work, line, rline.quantity, explanation, restock=restock, **details)
+        note.lines.append(refund)
+        goods.append((refund, rline))
+    note.lines.extend(return_fees.deduct(work, ret, goods))
     if note.lines:
         issue(work, note)
 
