@@ -264,6 +264,35 @@ def test_fee_rules_as_decimal_text_are_taken() -> None:
     assert rules.restocking_fee_reasons == ("A",)
 
 
+def test_the_new_keys_keep_their_rules_in_the_models_json_schema() -> None:
+    """Rule sets are checked against a JSON Schema made from ChannelRules: the keys' types and patterns
+    must be in it, not only in validators."""
+    import jsonschema
+
+    from domain.rules import ChannelRules
+
+    schema = ChannelRules.model_json_schema()
+    check = jsonschema.Draft202012Validator(schema)
+    good = {
+        "final_sale_skus": ["CLEAR-*", "GIFTCARD-?"],
+        "restocking_fee_percent": "12.5",
+        "restocking_fee_reasons": ["CHANGED_MIND"],
+        "restocking_fee_conditions": ["OPENED"],
+        "return_shipping_fee": "5.95",
+    }
+    assert list(check.iter_errors(good)) == []
+    for bad in (
+        {"restocking_fee_percent": 15},
+        {"restocking_fee_percent": "101"},
+        {"return_shipping_fee": 5.95},
+        {"return_shipping_fee": "-1"},
+        {"final_sale_skus": [""]},
+        {"final_sale_skus": "CLEAR-*"},
+        {"fees_on_exchange": True},
+    ):
+        assert list(check.iter_errors(bad)), bad
+
+
 def test_rejections_are_unchanged_by_fees() -> None:
     h = shipped(**RESTOCKING)
     assert rejection(h.ret("1234", [{"line_number": 9}])) == "UNKNOWN_LINE"
