@@ -211,3 +211,13 @@ def test_a_preview_says_final_sale_too() -> None:
 def test_a_wrong_pattern_list_is_refused_with_its_key(value: Any, problem: str) -> None:
     with pytest.raises(RulesError, match=problem.replace(".", r"\.")):
         parse_rules({"sales_channels": {"OCTO": {"final_sale_skus": value}}})
+
+
+def test_the_order_view_names_each_line_s_final_sale_pattern() -> None:
+    from workers.engine.order_view import order_view
+
+    h = shipped()
+    rules = h.rules.for_channel("OCTO")
+    lines = {ln["line_number"]: ln for ln in order_view(h.order("1234"), rules=rules)["lines"]}
+    assert [lines[n]["final_sale"] for n in (1, 2, 3)] == [None, "ms232", "CD*"]
+    assert "final_sale" not in order_view(h.order("1234"))["lines"][0]

@@ -75,6 +75,16 @@ def test_the_order_shows_the_fees_kept_and_refunds_net_of_them() -> None:
     assert postsales["status"] == "PARTIALLY_REFUNDED"
 
 
+def test_the_order_view_shows_the_fees_kept_per_line() -> None:
+    from workers.engine.order_view import order_view
+
+    h = shipped(**RESTOCKING)
+    h.ret("1234", [{"line_number": 1}])
+    lines = order_view(h.order("1234"))["lines"]
+    assert lines[0]["fees_kept"] == "12.38" and lines[0]["refunded_gross"] == "82.50"
+    assert "fees_kept" not in lines[1]
+
+
 def test_the_documents_stay_valid_against_their_schemas() -> None:
     h = shipped(**RESTOCKING, return_shipping_fee="5.95")
     outcome = h.ret("1234", [{"line_number": 1}, {"line_number": 2}])
