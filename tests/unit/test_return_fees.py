@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from domain import names
 from domain.rules import RulesError, parse_rules
-from tests.unit.harness import OCTOPUS, Harness, events, refunds, rejection, the_refund
+from tests.unit.harness import OCTOPUS, Harness, events, line, order, refunds, rejection, the_refund
 from tests.unit.test_properties import orders
 from tests.unit.test_split_tender import shares, split_order
 from tests.unit.test_upstream_refunds import upstream
@@ -187,6 +187,19 @@ def test_a_restocking_fee_of_100_percent_keeps_everything_and_nothing_more() -> 
     refund = the_refund(h.ret("1234", [{"line_number": 2, "quantity": 1}]))
     assert refund["totals"] == {"cost_gross": "0.00", "cost_net": "0.00", "cost_vat": "0.00"}
     assert fee_lines(refund, "RETURN_SHIPPING_FEE") == []  # nothing left to keep it from
+
+
+def test_fees_are_rounded_half_up_to_the_order_currency_s_minor_unit() -> None:
+    h = Harness.with_rules(restocking_fee_percent="12.5", return_shipping_fee="5.95")
+    yen = order("Y1", [line(1, "KIMONO", "1000", rate="10"), line(2, "OBI", "3000", rate="10")])
+    yen["order"]["payments"][0]["currency"] = "JPY"
+    h.create(yen)
+    h.ship("Y1", [(1, 1), (2, 1)])
+    refund = the_refund(h.ret("Y1", [{"line_number": 1}]))
+    # JPY has no minor unit: 12.5 % of 1100 is 137.5 -> 138 (VAT 12.5 % of 100 = 12.5 -> 13); the 5.95
+    # label is 6 (VAT 6 x 87 / 962 = 0.54 -> 1). 1100 - 138 - 6 = 956.
+    assert [figures(ln) for ln in fee_lines(refund)] == [("-138", "-125", "-13"), ("-6", "-5", "-1")]
+    assert refund["totals"] == {"cost_gross": "956", "cost_net": "870", "cost_vat": "86"}
 
 
 def test_the_fee_comes_off_the_goods_line_s_own_payment() -> None:
