@@ -154,7 +154,22 @@ def test_a_fresh_record_waits_its_grace_for_a_record_written_in_the_same_millise
     wall.now = 1002
     assert take(gate, fetches.fetched(1002, appeasements=[Rec("appeasement", 1000)])) == []
     wall.now = 1005
-    assert [record.name for _tp, record in gate.release()] == ["appeasement", "refund"]
+    assert [record.name for _tp, record in gate.release()] == ["appeasement"]
+    # The appeasements are empty again: the refund goes once they were fetched after its grace.
+    assert take(gate, fetches.fetched(1005)) == ["refund"]
+
+
+def test_after_its_grace_a_record_waits_for_a_fetch_of_every_empty_partition_made_after_it():
+    fetches = Fetches(["refunds", "appeasements"])
+    wall = Clock()
+    gate = FetchGate(
+        fetches, lambda record: record.timestamp, lambda _tp, _r: 0, clock=Clock(), wall_ms=wall, grace_ms=5
+    )
+    wall.now = 1001
+    assert take(gate, fetches.fetched(1001, refunds=[Rec("refund", 1000)])) == []
+    wall.now = 1007
+    assert list(gate.release()) == []  # the grace is over, but the appeasements were not fetched since
+    assert take(gate, fetches.fetched(1007)) == ["refund"]
 
 
 def test_an_old_record_waits_for_no_grace_and_a_record_from_the_future_at_most_its_grace():
@@ -165,10 +180,11 @@ def test_an_old_record_waits_for_no_grace_and_a_record_from_the_future_at_most_i
     )
     wall.now = 1_000_000
     assert take(gate, fetches.fetched(1_000_000, X=[Rec("backlog", 10)])) == ["backlog"]
-    # A producer whose clock runs ahead: held 5 ms after the fetch, not until its timestamp.
+    # A producer whose clock runs ahead: held 5 ms after the fetch (and the fetch after that), not until
+    # its timestamp.
     assert take(gate, fetches.fetched(1_000_000, Y=[Rec("ahead", 2_000_000)])) == []
     wall.now = 1_000_005
-    assert [record.name for _tp, record in gate.release()] == ["ahead"]
+    assert take(gate, fetches.fetched(1_000_005)) == ["ahead"]
 
 
 def test_with_no_grace_a_record_on_caught_up_partitions_goes_at_once():

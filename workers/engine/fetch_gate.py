@@ -19,8 +19,9 @@ away, it is paused) stops holding the others back until it catches up, and every
 meanwhile is counted: the order of those records is not promised.
 
 `grace` is a wait for records not on the broker yet: a record is held until `grace` after its own
-timestamp (and never longer than `grace` after it was fetched), so that a record written in the same
-moment on another topic joins the merge and a run of one millisecond goes in lifecycle order, as
+timestamp (counted from when it was fetched, if that is earlier: a producer whose clock runs ahead)
+and until every other partition was fetched after that, so that a record written in the same moment
+on another topic joins the merge and a run of one millisecond goes in lifecycle order, as
 `replay` takes it. An old record (a backlog, a backfill) is past its grace when fetched and waits for
 nothing. Kafka Streams' `max.task.idle.ms` waits instead whenever an input partition has just run
 empty, which holds a lone record back for nothing and does not catch a record written one
@@ -139,15 +140,20 @@ class FetchGate:
         while self._heap:
             if self._grace_ms and not self._past_grace(now_ms):
                 return
-            tp = self._heap[0][3]
+            stamp, _rank, _order, tp = self._heap[0]
             fetched_at, record = self._held[tp][0]
-            fast = not behind and (oldest is None or oldest >= fetched_at)
+            # Within its grace a record also waits for a fetch of every other partition made after the
+            # grace: a record written in the same moment is then fetched, or was not written in time.
+            required = fetched_at
+            if self._grace_ms:
+                required = max(fetched_at, min(stamp, fetched_at) + self._grace_ms)
+            fast = not behind and (oldest is None or oldest >= required)
             if not self._state.deliverable(tp):
                 self._wait("paused")
                 return
             if fast:
                 self._behind_since.clear()
-            elif not self._ready(empty, fetched_at):
+            elif not self._ready(empty, fetched_at, required):
                 return
             self._waiting = None
             heapq.heappop(self._heap)
@@ -163,16 +169,21 @@ class FetchGate:
                 behind = behind or status[1]
             yield tp, record
 
-    def _ready(self, empty: dict[Hashable, tuple[int | None, bool]], fetched_at: int) -> bool:
+    def _ready(
+        self, empty: dict[Hashable, tuple[int | None, bool]], fetched_at: int, required: float
+    ) -> bool:
         """The slow path: which empty partitions hold the record back, and for how long yet."""
         now = self._clock()
         lagging = False
         for tp, (last_fetch, is_behind) in empty.items():
-            stale = last_fetch is None or last_fetch < fetched_at
+            stale = last_fetch is None or last_fetch < required
             if is_behind or stale:
                 since = self._behind_since.setdefault(tp, now)
                 if now - since < self._max_lag_wait:
-                    self._wait("behind" if is_behind else "stale")
+                    if is_behind:
+                        self._wait("behind")
+                    else:
+                        self._wait("stale" if last_fetch is None or last_fetch < fetched_at else "grace")
                     return False
                 lagging = True
                 continue
