@@ -3,7 +3,7 @@ still hold an earlier record already on the broker."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -62,6 +62,13 @@ def gate_over(fetches: Fetches, clock: Clock | None = None, **options: float) ->
         **options,
     )
     return gate, events
+
+
+def graced(
+    fetches: Fetches, wall: Clock, rank: Callable[[Hashable, Rec], int] = lambda _tp, _r: 0
+) -> FetchGate:
+    """A gate with a grace of 5 ms on the wall clock `wall` (milliseconds)."""
+    return FetchGate(fetches, lambda record: record.timestamp, rank, clock=Clock(), wall_ms=wall, grace_ms=5)
 
 
 def take(gate: FetchGate, fetched: dict[str, list[Rec]]) -> list[str]:
@@ -141,14 +148,7 @@ def test_a_fresh_record_waits_its_grace_for_a_record_written_in_the_same_millise
     fetches = Fetches(["refunds", "appeasements"])
     wall = Clock()
     ranks = {"appeasements": 13, "refunds": 14}
-    gate = FetchGate(
-        fetches,
-        lambda record: record.timestamp,
-        lambda tp, _record: ranks[str(tp)],
-        clock=Clock(),
-        wall_ms=wall,
-        grace_ms=5,
-    )
+    gate = graced(fetches, wall, lambda tp, _record: ranks[str(tp)])
     wall.now = 1001
     assert take(gate, fetches.fetched(1001, refunds=[Rec("refund", 1000)])) == []
     wall.now = 1002
@@ -162,9 +162,7 @@ def test_a_fresh_record_waits_its_grace_for_a_record_written_in_the_same_millise
 def test_after_its_grace_a_record_waits_for_a_fetch_of_every_empty_partition_made_after_it():
     fetches = Fetches(["refunds", "appeasements"])
     wall = Clock()
-    gate = FetchGate(
-        fetches, lambda record: record.timestamp, lambda _tp, _r: 0, clock=Clock(), wall_ms=wall, grace_ms=5
-    )
+    gate = graced(fetches, wall)
     wall.now = 1001
     assert take(gate, fetches.fetched(1001, refunds=[Rec("refund", 1000)])) == []
     wall.now = 1007
@@ -175,9 +173,7 @@ def test_after_its_grace_a_record_waits_for_a_fetch_of_every_empty_partition_mad
 def test_an_old_record_waits_for_no_grace_and_a_record_from_the_future_at_most_its_grace():
     fetches = Fetches(["X", "Y"])
     wall = Clock()
-    gate = FetchGate(
-        fetches, lambda record: record.timestamp, lambda _tp, _r: 0, clock=Clock(), wall_ms=wall, grace_ms=5
-    )
+    gate = graced(fetches, wall)
     wall.now = 1_000_000
     assert take(gate, fetches.fetched(1_000_000, X=[Rec("backlog", 10)])) == ["backlog"]
     # A producer whose clock runs ahead: held 5 ms after the fetch (and the fetch after that), not until

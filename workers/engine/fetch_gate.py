@@ -144,7 +144,7 @@ class FetchGate:
             fetched_at, record = self._held[tp][0]
             # Within its grace a record also waits for a fetch of every other partition made after the
             # grace: a record written in the same moment is then fetched, or was not written in time.
-            required = fetched_at
+            required: float = fetched_at
             if self._grace_ms:
                 required = max(fetched_at, min(stamp, fetched_at) + self._grace_ms)
             fast = not behind and (oldest is None or oldest >= required)
