@@ -332,7 +332,9 @@ def _attempt(
     """Try a held message again, as of its arrival (or, on its last attempt, of its deadline)."""
     at = parse_time(message.deadline if final else message.arrived)
     assert at is not None
-    meta = MessageMeta(message.message_name, message.message_id, at, partition, final=final)
+    # Its arrival (or deadline) comes from its record's time: taken as timed (Movement.timed), which a
+    # held message does not remember; a count of a stand-in time keeps the order of handling anyway.
+    meta = MessageMeta(message.message_name, message.message_id, at, partition, final=final, timed=True)
     parsed = parse(message.message_name, jsontext.read(message.params_json))
     return handle(parsed, message.params_json, state, ledger, book, meta, retry=False)
 
@@ -459,7 +461,7 @@ def _order_never_came(
 ) -> Outcome:
     # The last attempt of a held message is dated at its deadline (README, "Early messages").
     at = parse_time(message.deadline) or now
-    meta = MessageMeta(message.message_name, message.message_id, at, partition)
+    meta = MessageMeta(message.message_name, message.message_id, at, partition, timed=True)
     route = ROUTES[message.message_name]
     if rules.unknown_order == "standalone" and route.standalone is not None:
         command = parse(message.message_name, jsontext.read(message.params_json)).command

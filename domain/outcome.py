@@ -91,6 +91,11 @@ class Movement:
     origin: str | None = None
     origin_offset: int = 0
     origin_index: int = 0
+    # Whether `created_on` is the time of a record that carried its own timestamp, or of a message made
+    # from one (a held message's arrival or deadline), rather than a stand-in (replay's --now, the
+    # worker's `oms.time: none`): see domain.stock.apply_movement. False by default, as movements
+    # written before it existed are read (they keep the rule of that time).
+    timed: bool = False
 
     @property
     def key(self) -> str:
@@ -105,6 +110,8 @@ class MessageMeta:
     partition: int = 0
     # The last attempt of a held message: what could still be early is taken in its final meaning.
     final: bool = False
+    # `now` is the record's own timestamp (or derived from one), not a stand-in: Movement.timed.
+    timed: bool = False
 
     @cached_property
     def stamp(self) -> str:

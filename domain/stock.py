@@ -30,9 +30,15 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
     snapshots, every order), which Kafka does not order among themselves, so they may reach the item in
     another order than their times: an on-hand change dated before the count the item holds is already
     in that count and leaves on hand alone; a count that arrives after changes dated after it adds them
-    to its quantity. Either way on hand ends where the time order would have put it. A change of the
-    very instant of the count is taken as the order of handling says (before the count: in it; after:
-    on top), as replay does with a log whose records carry one and the same time."""
+    to its quantity. Either way on hand ends where the time order would have put it.
+
+    A change of the very millisecond of the count is after the count (kept on top of it, whichever
+    comes first) when both are timed (`Movement.timed`: their time is their record's own timestamp),
+    as replay's order of one millisecond has it: a run of records with one timestamp is taken in
+    lifecycle order, where a stock update comes before every message that changes on hand. Otherwise
+    (either one's time is a stand-in: replay's --now, the worker's `oms.time: none`) it goes by the
+    order of handling (before the count: in it; after: on top), the order of the log in replay, where
+    every record without a timestamp gets one and the same time."""
     current = item or StockItem(source_id=movement.source_id, sku=movement.sku)
     position = [movement.origin_offset, movement.origin_index]
     if movement.origin is not None:
@@ -55,9 +61,9 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
     before = new.available_to_sell
     at = _millis(movement.created_on) if movement.set_on_hand is not None or movement.on_hand_delta else None
     if movement.set_on_hand is not None:
-        _count(new, movement.set_on_hand, at)
+        _count(new, movement.set_on_hand, at, movement.timed)
     if movement.on_hand_delta:
-        _change(new, movement.on_hand_delta, at)
+        _change(new, movement.on_hand_delta, at, movement.timed)
     new.reserved += movement.reserved_delta
     if movement.origin is not None:
         new.positions[movement.origin] = position
@@ -88,13 +94,18 @@ def apply_movement(item: StockItem | None, movement: Movement) -> tuple[StockIte
 
 
 def snapshot_movements(
-    snapshot: SourceSnapshot, message_id: str, created_on: str, known_skus: Iterable[str]
+    snapshot: SourceSnapshot,
+    message_id: str,
+    created_on: str,
+    known_skus: Iterable[str],
+    *,
+    timed: bool = False,
 ) -> list[Movement]:
     """Absolute on-hand quantities from a source snapshot.
 
     FULL and NONZERO describe the whole source (NONZERO leaves out the zeros), so a known SKU that is not
     listed has none on hand; DELTA lists only the SKUs that changed. Unlimited SKUs carry no count and
-    are left as they are.
+    are left as they are. `timed`: `created_on` is the record's own timestamp (Movement.timed).
     """
     listed: dict[str, int] = {}
     for entry in snapshot.stock:
@@ -112,30 +123,38 @@ def snapshot_movements(
             reason="SNAPSHOT",
             created_on=created_on,
             set_on_hand=quantity,
+            timed=timed,
         )
         for sku, quantity in listed.items()
     ]
 
 
-def _count(item: StockItem, quantity: int, at: int | None) -> None:
+def _count(item: StockItem, quantity: int, at: int | None, timed: bool) -> None:
     if item.counted_ms is not None and at is not None and at < item.counted_ms:
         return  # an older count than the one applied: the newer one stands
-    later = [(when, delta) for when, delta in item.since_count if at is None or when > at]
-    item.on_hand = quantity + sum(delta for _when, delta in later)
+    later = [change for change in item.since_count if at is None or _after(change, at, timed)]
+    item.on_hand = quantity + sum(change[1] for change in later)
     item.counted_ms = at
     item.since_count = later
 
 
-def _change(item: StockItem, delta: int, at: int | None) -> None:
+def _after(change: tuple[int, ...], at: int, timed: bool) -> bool:
+    """Whether a kept change is after a count at `at`: a later one, or one of the very millisecond
+    when both are timed (a third element 1 marks a timed change)."""
+    when = change[0]
+    return when > at or (when == at and timed and change[2:] == (1,))
+
+
+def _change(item: StockItem, delta: int, at: int | None, timed: bool) -> None:
     if item.counted_ms is not None and at is not None and at < item.counted_ms:
         return  # the count already includes it
     item.on_hand += delta
     if at is None:
         return
     kept = item.since_count
-    kept.append((at, delta))
+    kept.append((at, delta, 1) if timed else (at, delta))
     horizon = at - LATE_COUNT_WINDOW_MS
-    drop = next((i for i, (when, _d) in enumerate(kept) if when >= horizon), len(kept))
+    drop = next((i for i, change in enumerate(kept) if change[0] >= horizon), len(kept))
     drop = max(drop, len(kept) - SINCE_COUNT_KEPT)
     if drop > 0:
         del kept[:drop]

@@ -59,7 +59,14 @@ class Work:
         movement_id = f"{self.meta.message_id}#m{len(self.movements)}"
         self.movements.append(
             Movement(
-                movement_id, source_id, sku, reason, self.now, on_hand_delta=on_hand, reserved_delta=reserved
+                movement_id,
+                source_id,
+                sku,
+                reason,
+                self.now,
+                on_hand_delta=on_hand,
+                reserved_delta=reserved,
+                timed=self.meta.timed,
             )
         )
 

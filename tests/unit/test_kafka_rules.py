@@ -25,7 +25,7 @@ from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, OutboundRecord
 from workers.engine.ordering import NO_TIME, TIME_HEADER, _record_timestamp
 from workers.kafka import delivery as delivery_module
-from workers.kafka.app import _timestamp, forwarded, movement_records, origin
+from workers.kafka.app import _timestamp, forwarded, movement_records, origin, read_movements
 from workers.kafka.delivery import Delivery
 from workers.kafka.durable_tables import Mark, mark_bytes, stale_reason
 from workers.kafka.produce_errors import Problems, ProducerErrorWatch, kind_of
@@ -186,6 +186,23 @@ def test_movements_and_their_batch_time_travel_in_the_header() -> None:
 
     [record] = movement_records([Movement("id", "SRC", "SKU", "reserve", "2026-01-02T00:00:00Z")], "m", 4, at)
     assert record.headers[TIME_HEADER] == str(round(at.timestamp() * 1000)) and record.timestamp_ms is None
+
+
+def test_a_movement_says_whether_it_is_timed_and_one_written_before_that_reads_as_untimed() -> None:
+    from domain.outcome import Movement
+
+    timed = Movement("id", "SRC", "SKU", "SHIPMENT", "2026-01-02T00:00:00Z", on_hand_delta=-1, timed=True)
+    [record] = movement_records([timed], "m", 4)
+    assert read_movements(record.value) == [timed]
+    # As the previous version wrote it to the movements topic (still there during an upgrade).
+    older = (
+        b'[{"movement_id":"id","source_id":"SRC","sku":"SKU","reason":"SHIPMENT",'
+        b'"created_on":"2026-01-02T00:00:00Z","on_hand_delta":-1,"reserved_delta":0,"set_on_hand":null,'
+        b'"origin":null,"origin_offset":0,"origin_index":0}]'
+    )
+    [read] = read_movements(older)
+    assert read == Movement("id", "SRC", "SKU", "SHIPMENT", "2026-01-02T00:00:00Z", on_hand_delta=-1)
+    assert read.timed is False
 
 
 # -- a RocksDB folder older than the changelog's delete.retention.ms -------------------------------------

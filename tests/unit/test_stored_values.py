@@ -5,12 +5,16 @@ The files in tests/data/stored-values were written by that version's `model_dump
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from domain.outcome import Movement
 from domain.state import HeldMessage, OrderState, Series, StockItem
+from domain.stock import apply_movement
+from domain.timeutil import EPOCH, iso
 from workers.engine.values import JsonValues
 
 STORED = Path(__file__).resolve().parent.parent / "data" / "stored-values"
@@ -53,6 +57,38 @@ def test_a_stock_item_written_by_the_pydantic_version_reads_and_writes_back_byte
     item = JsonValues(StockItem).decode(old)
     assert item.since_count and all(isinstance(change, tuple) for change in item.since_count)
     assert JsonValues(StockItem).encode(item) == old
+
+
+def test_a_stock_item_with_pairs_of_the_older_layout_still_reads_and_counts_them_as_untimed() -> None:
+    # Its since_count holds (ms, delta) pairs: one unit shipped at 1793523780000 after a count.
+    item = JsonValues(StockItem).decode((STORED / "stock-item.json").read_bytes())
+    assert item.since_count == [(1793523780000, -1)]
+
+    def counted(ms: int, quantity: int) -> StockItem:
+        when = iso(EPOCH + timedelta(milliseconds=ms))
+        movement = Movement(
+            f"count@{ms}", "OCTO-STORE", "CD785", "SNAPSHOT", when, set_on_hand=quantity, timed=True
+        )
+        return apply_movement(item, movement)[0]
+
+    # A later count (timed, of an earlier millisecond) adds the pair; one of its very millisecond takes
+    # it as in the count, as before timed changes: a pair says nothing of its record's time.
+    assert counted(1793523720000, 30).on_hand == 29
+    assert counted(1793523780000, 30).on_hand == 30
+    # A timed change kept since is written as a triple, and read back as one.
+    shipped = Movement(
+        "ship#m0",
+        "OCTO-STORE",
+        "CD785",
+        "SHIPMENT",
+        iso(EPOCH + timedelta(milliseconds=1793523790000)),
+        on_hand_delta=-2,
+        timed=True,
+    )
+    after, _ = apply_movement(item, shipped)
+    written = JsonValues(StockItem).encode(after)
+    assert json.loads(written)["since_count"] == [[1793523780000, -1], [1793523790000, -2, 1]]
+    assert JsonValues(StockItem).decode(written) == after
 
 
 def test_held_messages_and_a_series_of_the_older_layout_still_read() -> None:

@@ -211,7 +211,13 @@ class Pipeline:
             return self._dead(record, safe_error(invalid, {"params": decoded.params}))
         now = self._tick(record, parsed.time)
         key = parsed.key or record.key
-        meta = MessageMeta(decoded.name, decoded.message_id, now, self.partition_of(key, record.partition))
+        meta = MessageMeta(
+            decoded.name,
+            decoded.message_id,
+            now,
+            self.partition_of(key, record.partition),
+            timed=record.timestamp is not None,
+        )
         stored = self.stores.orders.get(key) if key else None
         outcome = handle(
             parsed,
@@ -239,7 +245,9 @@ class Pipeline:
         now = self._tick(record, snapshot.created_on)
         # The SKUs a source has are the ones its snapshots listed: a FULL snapshot zeroes those it omits.
         known = self.stores.source_skus.get(snapshot.source_id, [])
-        movements = snapshot_movements(snapshot, decoded.message_id, iso(now), known)
+        movements = snapshot_movements(
+            snapshot, decoded.message_id, iso(now), known, timed=record.timestamp is not None
+        )
         listed = [entry.sku for entry in snapshot.stock if entry.sku not in known]
         self._count("applied")
         log.info("record.handled", outcome="applied", events=0, movements=len(movements))
