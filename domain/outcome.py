@@ -93,8 +93,8 @@ class Movement:
     origin_index: int = 0
     # Whether `created_on` is the time of a record that carried its own timestamp, or of a message made
     # from one (a held message's arrival or deadline), rather than a stand-in (replay's --now, the
-    # worker's `oms.time: none`): see domain.stock.apply_movement. False by default, as movements
-    # written before it existed are read (they keep the rule of that time).
+    # worker's `oms.time: none`): see domain.stock.apply_movement. The movements topic carries it only
+    # when false (workers/kafka/app.py), so a movement without it is read as timed.
     timed: bool = False
 
     @property

@@ -261,8 +261,8 @@ class StockItem(Model, kw_only=True):
     # Highest (offset, index) applied per origin of movements: see domain.outcome.Movement.
     positions: dict[str, list[int]] = field(default_factory=dict)
     # When on hand was last counted (the snapshot's time, ms since the epoch), and the on-hand changes
-    # applied since, as (ms, delta), or (ms, delta, 1) for a timed change (Movement.timed; values
-    # written before it have pairs only, read as untimed): see domain.stock.apply_movement.
+    # applied since, as (ms, delta), or (ms, delta, 0) for an untimed one (Movement.timed: its time a
+    # stand-in): see domain.stock.apply_movement.
     counted_ms: int | None = None
     since_count: list[tuple[int, ...]] = field(default_factory=list)
 

@@ -140,9 +140,10 @@ def _count(item: StockItem, quantity: int, at: int | None, timed: bool) -> None:
 
 def _after(change: tuple[int, ...], at: int, timed: bool) -> bool:
     """Whether a kept change is after a count at `at`: a later one, or one of the very millisecond
-    when both are timed (a third element 1 marks a timed change)."""
+    when both are timed. A timed change is kept as (ms, delta), the form every version wrote, so a
+    worker of the version before reads the stock items of this one; an untimed one as (ms, delta, 0)."""
     when = change[0]
-    return when > at or (when == at and timed and change[2:] == (1,))
+    return when > at or (when == at and timed and len(change) == 2)
 
 
 def _change(item: StockItem, delta: int, at: int | None, timed: bool) -> None:
@@ -152,7 +153,7 @@ def _change(item: StockItem, delta: int, at: int | None, timed: bool) -> None:
     if at is None:
         return
     kept = item.since_count
-    kept.append((at, delta, 1) if timed else (at, delta))
+    kept.append((at, delta) if timed else (at, delta, 0))
     horizon = at - LATE_COUNT_WINDOW_MS
     drop = next((i for i, change in enumerate(kept) if change[0] >= horizon), len(kept))
     drop = max(drop, len(kept) - SINCE_COUNT_KEPT)

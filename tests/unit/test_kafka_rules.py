@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -188,21 +189,23 @@ def test_movements_and_their_batch_time_travel_in_the_header() -> None:
     assert record.headers[TIME_HEADER] == str(round(at.timestamp() * 1000)) and record.timestamp_ms is None
 
 
-def test_a_movement_says_whether_it_is_timed_and_one_written_before_that_reads_as_untimed() -> None:
+def test_a_timed_movement_is_written_as_the_version_before_wrote_it_and_an_untimed_one_says_so() -> None:
     from domain.outcome import Movement
 
     timed = Movement("id", "SRC", "SKU", "SHIPMENT", "2026-01-02T00:00:00Z", on_hand_delta=-1, timed=True)
-    [record] = movement_records([timed], "m", 4)
-    assert read_movements(record.value) == [timed]
-    # As the previous version wrote it to the movements topic (still there during an upgrade).
+    # As the previous version wrote it to the movements topic, and reads it during a rolling upgrade.
     older = (
         b'[{"movement_id":"id","source_id":"SRC","sku":"SKU","reason":"SHIPMENT",'
         b'"created_on":"2026-01-02T00:00:00Z","on_hand_delta":-1,"reserved_delta":0,"set_on_hand":null,'
         b'"origin":null,"origin_offset":0,"origin_index":0}]'
     )
-    [read] = read_movements(older)
-    assert read == Movement("id", "SRC", "SKU", "SHIPMENT", "2026-01-02T00:00:00Z", on_hand_delta=-1)
-    assert read.timed is False
+    [record] = movement_records([timed], "m", 4)
+    assert record.value == older
+    assert read_movements(older) == [timed]
+    untimed = replace(timed, timed=False)
+    [record] = movement_records([untimed], "m", 4)
+    assert b'"timed":false' in record.value
+    assert read_movements(record.value) == [untimed]
 
 
 # -- a RocksDB folder older than the changelog's delete.retention.ms -------------------------------------

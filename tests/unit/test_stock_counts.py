@@ -82,7 +82,7 @@ def test_a_timed_change_of_the_very_millisecond_of_a_timed_count_is_after_it_in_
     count_first = apply_all([count(10, 20, timed=True), change(1, 10, -1, timed=True)])
     change_first = apply_all([change(1, 10, -1, timed=True), count(10, 20, timed=True)])
     assert count_first.on_hand == change_first.on_hand == 19
-    assert change_first.since_count == [(START_MS + 10, -1, 1)] == count_first.since_count
+    assert change_first.since_count == [(START_MS + 10, -1)] == count_first.since_count
     # A change of an earlier millisecond is still in the count, timed or not.
     assert apply_all([change(1, 9, -1, timed=True), count(10, 20, timed=True)]).on_hand == 20
 
@@ -96,13 +96,15 @@ def test_a_stand_in_time_on_either_side_keeps_the_order_of_handling() -> None:
         assert (first.on_hand, second.on_hand) == (19, 20)
 
 
-def test_a_kept_pair_written_before_timed_changes_is_read_as_untimed() -> None:
-    # since_count of an item stored by the previous version: (ms, delta) pairs.
+def test_a_kept_pair_is_a_timed_change_and_an_untimed_one_is_kept_as_a_triple() -> None:
+    # A pair is the layout every version wrote: the records the worker reads carry timestamps.
     stored = StockItem(
         source_id="WH", sku="SKU", on_hand=19, counted_ms=None, since_count=[(START_MS + 10, -1)]
     )
-    assert apply_all_from(stored, [count(10, 20, timed=True)]).on_hand == 20
-    assert apply_all_from(stored, [count(9, 20, timed=True)]).on_hand == 19
+    assert apply_all_from(stored, [count(10, 20, timed=True)]).on_hand == 19
+    assert apply_all_from(stored, [count(11, 20, timed=True)]).on_hand == 20
+    untimed = apply_all([change(1, 10, -1, timed=False)])
+    assert untimed.since_count == [(START_MS + 10, -1, 0)]
 
 
 movements = st.lists(

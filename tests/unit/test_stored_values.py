@@ -59,36 +59,40 @@ def test_a_stock_item_written_by_the_pydantic_version_reads_and_writes_back_byte
     assert JsonValues(StockItem).encode(item) == old
 
 
-def test_a_stock_item_with_pairs_of_the_older_layout_still_reads_and_counts_them_as_untimed() -> None:
-    # Its since_count holds (ms, delta) pairs: one unit shipped at 1793523780000 after a count.
+def test_a_stock_item_of_the_older_layout_reads_its_pairs_as_timed_and_keeps_that_layout() -> None:
+    # Its since_count holds (ms, delta) pairs: one unit shipped at 1793523780000 after a count. Every
+    # record the worker reads has a timestamp, so its changes were timed: pairs read as timed.
     item = JsonValues(StockItem).decode((STORED / "stock-item.json").read_bytes())
     assert item.since_count == [(1793523780000, -1)]
 
-    def counted(ms: int, quantity: int) -> StockItem:
+    def counted(ms: int, quantity: int, *, timed: bool = True) -> StockItem:
         when = iso(EPOCH + timedelta(milliseconds=ms))
         movement = Movement(
-            f"count@{ms}", "OCTO-STORE", "CD785", "SNAPSHOT", when, set_on_hand=quantity, timed=True
+            f"count@{ms}", "OCTO-STORE", "CD785", "SNAPSHOT", when, set_on_hand=quantity, timed=timed
         )
         return apply_movement(item, movement)[0]
 
-    # A later count (timed, of an earlier millisecond) adds the pair; one of its very millisecond takes
-    # it as in the count, as before timed changes: a pair says nothing of its record's time.
+    # A later count of an earlier millisecond adds the change; a timed one of its very millisecond
+    # too (replay's order of one millisecond: the count first); an untimed one takes it as in the count.
     assert counted(1793523720000, 30).on_hand == 29
-    assert counted(1793523780000, 30).on_hand == 30
-    # A timed change kept since is written as a triple, and read back as one.
-    shipped = Movement(
-        "ship#m0",
-        "OCTO-STORE",
-        "CD785",
-        "SHIPMENT",
-        iso(EPOCH + timedelta(milliseconds=1793523790000)),
-        on_hand_delta=-2,
-        timed=True,
-    )
-    after, _ = apply_movement(item, shipped)
-    written = JsonValues(StockItem).encode(after)
-    assert json.loads(written)["since_count"] == [[1793523780000, -1], [1793523790000, -2, 1]]
-    assert JsonValues(StockItem).decode(written) == after
+    assert counted(1793523780000, 30).on_hand == 29
+    assert counted(1793523780000, 30, timed=False).on_hand == 30
+
+    def shipped(delta: int, *, timed: bool) -> StockItem:
+        at = iso(EPOCH + timedelta(milliseconds=1793523790000))
+        movement = Movement(
+            "ship#m0", "OCTO-STORE", "CD785", "SHIPMENT", at, on_hand_delta=delta, timed=timed
+        )
+        return apply_movement(item, movement)[0]
+
+    # A timed change is kept as a pair, the layout the version before reads; an untimed one as a triple.
+    for after, kept in (
+        (shipped(-2, timed=True), [1793523790000, -2]),
+        (shipped(-2, timed=False), [1793523790000, -2, 0]),
+    ):
+        written = JsonValues(StockItem).encode(after)
+        assert json.loads(written)["since_count"] == [[1793523780000, -1], kept]
+        assert JsonValues(StockItem).decode(written) == after
 
 
 def test_held_messages_and_a_series_of_the_older_layout_still_read() -> None:

@@ -173,7 +173,7 @@ def movement_records(
     grouped: dict[str, list[dict[str, Any]]] = {}
     contexts: dict[str, dict[str, str]] = {}
     for movement in movements:
-        grouped.setdefault(movement.key, []).append(asdict(movement))
+        grouped.setdefault(movement.key, []).append(_movement_fields(movement))
         if context_of is not None and movement.key not in contexts:
             contexts[movement.key] = context_of(movement) or {}
     headers = {TIME_HEADER: _millis_text(at)}
@@ -189,9 +189,19 @@ def movement_records(
     ]
 
 
+def _movement_fields(movement: Movement) -> dict[str, Any]:
+    # A timed movement (nearly all: every record with a timestamp) is written without the flag, as the
+    # version before it wrote movements: a worker of that version still reads them during a rolling
+    # upgrade, and a movement it wrote is read as timed.
+    fields = asdict(movement)
+    if movement.timed:
+        del fields["timed"]
+    return fields
+
+
 def read_movements(value: bytes) -> list[Movement]:
     data = loads(value)
-    return [Movement(**item) for item in (data if isinstance(data, list) else [data])]
+    return [Movement(**{"timed": True, **item}) for item in (data if isinstance(data, list) else [data])]
 
 
 class Runtime:
