@@ -33,6 +33,7 @@ from domain.timeutil import EPOCH
 from workers.config.settings import Settings
 from workers.engine.codec import InboundRecord, OutboundRecord, dead_letter
 from workers.engine.rule_records import encode, read_record
+from workers.kafka import metrics
 from workers.kafka.topics import rules_topic
 
 log = structlog.get_logger("oms_postsales.rules")
@@ -129,6 +130,7 @@ class RulesReader:
     def _apply(self, record: InboundRecord, *, following: bool) -> OutboundRecord | None:
         result = read_record(record, self.versions)
         if result.version is not None:
+            metrics.RULES_VERSION.labels(result.version.key).set(result.version.version)
             log.info(
                 "rules.version",
                 rules_version=result.version.label,
@@ -137,6 +139,7 @@ class RulesReader:
             )
         if result.error is None:
             return None
+        metrics.RULES_REFUSED.inc()
         log.warning(
             "rules.record_refused",
             offset=record.offset,
@@ -146,7 +149,11 @@ class RulesReader:
         )
         if not following:
             return None
-        return dead_letter(record, result.error, self.settings.dlq_topic, datetime.now(UTC))
+        metrics.DEAD_LETTERS.labels(result.error.error_class).inc()
+        # Dated as the pipeline dates its dead letters (the record's time), so replay's are the same.
+        return dead_letter(
+            record, result.error, self.settings.dlq_topic, record.timestamp or datetime.now(UTC)
+        )
 
     async def follow(self, send: DeadLetters, stopping: Callable[[], bool]) -> None:
         """Read what comes after the start-up read until the worker stops; refused records go to
