@@ -166,3 +166,50 @@ def test_publish_without_yes_or_dry_run_and_misuse_are_one_line_and_exit_2(tmp_p
         "2020-01-01T00:00:00Z",
     )
     assert past.returncode == 0 and "in the past" in past.stderr
+
+
+def test_preview_names_the_rule_set_that_decides_the_message(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    done = run(
+        "replay",
+        str(LOG),
+        "--rules",
+        str(RULES),
+        "--partitions",
+        "4",
+        "--state",
+        str(state),
+        "-o",
+        "/dev/null",
+    )
+    assert done.returncode == 0, done.stderr
+    shown = run(
+        "preview",
+        str(EXAMPLES / "return.json"),
+        "--state",
+        str(state),
+        "--rules",
+        str(RULES),
+        "--partitions",
+        "4",
+    )
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)
+    channel = result["order_key"].split(":", 1)[0]
+    assert result["rules_version"] == f"{channel}@1"
+
+
+def test_the_verbs_without_a_broker_are_one_line_and_exit_2() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMS_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    cli = str(Path(sys.executable).parent / "oms-postsales")
+    done = subprocess.run(
+        [cli, "rules", "show"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2 and done.stderr.startswith(
+        "oms-postsales: error: cannot read the rules topic"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1

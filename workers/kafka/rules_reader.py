@@ -87,11 +87,20 @@ class RulesReader:
         if records == 0 and book is not None:
             await publish(self.settings, book_versions(book, EPOCH, 1))
             await self._read_to_end()
+        elif book is not None:
+            # The topic decides; a file that says otherwise is only the starting point of a fresh
+            # cluster. Say so, or an operator who edited it would wonder why nothing changed.
+            differ = [
+                found.key
+                for found in book_versions(book, EPOCH, 1)
+                if (live := self.versions.latest(found.key)) is None or live.rules != found.rules
+            ]
+            if differ:
+                log.warning("rules.file_differs_from_topic", keys=differ, hint="oms-postsales rules publish")
         log.info("rules.loaded", topic=self.topic, records=self.read, versions=len(self.versions))
 
     async def _read_to_end(self) -> int:
-        consumer = self._consumer()
-        await consumer.start()
+        consumer = await _started(self._consumer())
         count = 0
         try:
             # Never name a missing topic in a fetch: a broker that auto-creates (Tansu always does)
@@ -158,8 +167,7 @@ class RulesReader:
     async def follow(self, send: DeadLetters, stopping: Callable[[], bool]) -> None:
         """Read what comes after the start-up read until the worker stops; refused records go to
         `send` (the worker's delivery, with its retries)."""
-        consumer = self._consumer()
-        await consumer.start()
+        consumer = await _started(self._consumer())
         try:
             tps = [TopicPartition(self.topic, p) for p in sorted(self.positions or {0: 0})]
             consumer.assign(tps)
@@ -181,6 +189,17 @@ class RulesReader:
             await consumer.stop()
 
 
+async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """Started, or stopped again when the start fails: aiokafka leaves a half-open client otherwise,
+    whose finaliser prints under the command's one-line error."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
 async def publish(settings: Settings, versions: Sequence[RuleVersion]) -> None:
     """Write rule sets, one record per request (and each acknowledged before the next): the local
     broker reports end offsets right only for one-record batches, and the versions keep their order."""
@@ -188,8 +207,8 @@ async def publish(settings: Settings, versions: Sequence[RuleVersion]) -> None:
     producer = AIOKafkaProducer(
         acks="all", enable_idempotence=False, linger_ms=0, **settings.kafka_client_kwargs()
     )
-    await producer.start()
     try:
+        await producer.start()
         for found in versions:
             record = encode(found, topic)
             await producer.send_and_wait(

@@ -145,7 +145,7 @@ def publish_command(
     ] = None,
 ) -> None:
     """Publish the file's rule sets that differ from the live ones, each as its key's next version."""
-    oms_logging.configure("ERROR")
+    oms_logging.configure("CRITICAL")
     if yes and dry_run:
         fail("--yes and --dry-run: choose one")
     if (against is not None or base is not None) and not dry_run:
@@ -205,7 +205,7 @@ def show_command(
     at: Annotated[str | None, typer.Option("--at", help="as of this message time (default: now)")] = None,
 ) -> None:
     """The rule set that decides a message of each channel (or one) dated now (or --at), as JSON."""
-    oms_logging.configure("ERROR")
+    oms_logging.configure("CRITICAL")  # a broker problem is the verb's one line, not the client's
     moment = _time(at, "--at") or datetime.now(UTC)
     live = _live_or_fail(load_settings())
     keys = [channel] if channel is not None else live.keys() or [DEFAULTS_KEY]
@@ -220,7 +220,7 @@ def history_command(
     ],
 ) -> None:
     """Every version of one channel's rule set, oldest first, with the keys each changed."""
-    oms_logging.configure("ERROR")
+    oms_logging.configure("CRITICAL")
     live = _live_or_fail(load_settings())
     versions = live.history(channel)
     if not versions:
