@@ -76,13 +76,26 @@ class RuleVersions:
     def __init__(self) -> None:
         self._timelines: dict[str, _Timeline] = {}
         self._built_in = RuleVersion(DEFAULTS_KEY, BUILT_IN, EPOCH, ChannelRules())
+        # Keys whose version 1 is only a starting point (replay's rules file): a version 1 read from
+        # the log itself replaces it, since that is what the cluster's workers went by.
+        self._provisional: set[str] = set()
 
     @classmethod
-    def from_book(cls, book: RuleBook, effective_from: datetime = EPOCH, version: int = 1) -> RuleVersions:
-        """A rules file as one version of every key it names (the defaults and each channel)."""
+    def from_book(
+        cls,
+        book: RuleBook,
+        effective_from: datetime = EPOCH,
+        version: int = 1,
+        *,
+        provisional: bool = False,
+    ) -> RuleVersions:
+        """A rules file as one version of every key it names (the defaults and each channel);
+        `provisional`: until a rules record of the same key and version says otherwise."""
         versions = cls()
         for found in book_versions(book, effective_from, version):
             versions.add(found)
+        if provisional:
+            versions._provisional = set(versions.keys())
         return versions
 
     # -- reading ----------------------------------------------------------------------------------
@@ -128,6 +141,8 @@ class RuleVersions:
         last = self.latest(candidate.key)
         if last is None:
             return True
+        if candidate.key in self._provisional and candidate.version == last.version:
+            return not candidate.same_content(last)
         if candidate.version == last.version and candidate.same_content(last):
             return False
         if candidate.version <= last.version:
@@ -143,8 +158,14 @@ class RuleVersions:
 
     def add(self, candidate: RuleVersion) -> bool:
         """Add a version; False when it was known already. Raises VersionRefused (nothing changes)."""
-        if not self.check(candidate):
+        replaces = candidate.key in self._provisional and self.latest(candidate.key) is not None
+        replaces = replaces and candidate.version == self._timelines[candidate.key].versions[-1].version
+        new = self.check(candidate)
+        self._provisional.discard(candidate.key)
+        if not new:
             return False
+        if replaces:
+            del self._timelines[candidate.key]
         timeline = self._timelines.setdefault(candidate.key, _Timeline())
         timeline.starts.append(candidate.effective_from)
         timeline.versions.append(candidate)

@@ -213,3 +213,13 @@ def test_the_verbs_without_a_broker_are_one_line_and_exit_2() -> None:
         "oms-postsales: error: cannot read the rules topic"
     )
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_log_that_carries_its_own_version_1_replays_by_it_not_by_the_file(tmp_path: Path) -> None:
+    changed = _changed_rules(tmp_path, *ST1_NEVER)
+    first = RuleVersion("ST1", 1, EPOCH, load_rules(changed).sales_channels["ST1"])
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join([_rules_line(first, 1793523600000), *LOG.read_text().splitlines()]) + "\n")
+    outputs = _replay(log, RULES, tmp_path / "out.jsonl")
+    assert _notes(outputs) == _notes(_replay(LOG, changed, tmp_path / "changed.jsonl"))
+    assert not [r for r in outputs if r["topic"] == names.DEFAULT_DLQ_TOPIC and r["key"] == "ST1@1"]

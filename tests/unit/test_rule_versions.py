@@ -20,6 +20,7 @@ from domain.rule_versions import (
     stamp,
 )
 from domain.rules import ChannelRules, RulesError, parse_rules
+from domain.timeutil import EPOCH
 from tests.unit.harness import OCTOPUS, Harness, rejection, the_refund
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -63,6 +64,24 @@ def test_a_rules_file_is_version_1_of_each_key_from_the_start_of_time() -> None:
     assert book.keys() == ["*", "A"]
     assert book.version_for("A", datetime(1999, 1, 1, tzinfo=UTC)).label == "A@1"
     assert book.for_channel("A", T0).refund_on == "receipt"
+
+
+def test_a_provisional_file_gives_way_to_the_version_1_a_log_carries() -> None:
+    book = RuleVersions.from_book(
+        parse_rules({"sales_channels": {"A": {"refund_on": "receipt"}}}), provisional=True
+    )
+    logged = RuleVersion("A", 1, EPOCH, ChannelRules(refund_on="approval"))
+    assert book.add(logged)
+    assert book.history("A") == [logged]
+    # Once read, version 1 is firm: another version 1 is refused, a version 2 follows.
+    with pytest.raises(VersionRefused):
+        book.add(RuleVersion("A", 1, EPOCH, ChannelRules(refund_on="receipt")))
+    assert book.add(_v("A", 2, 0))
+    # The very file's version 1 again is no change, and makes it firm too.
+    same = book.version_for(DEFAULTS_KEY, T0)
+    assert not book.add(same)
+    with pytest.raises(VersionRefused):
+        book.add(RuleVersion(DEFAULTS_KEY, 1, EPOCH, ChannelRules(refund_on="receipt")))
 
 
 def test_record_fields_round_trip_and_are_checked_as_the_rules_file() -> None:

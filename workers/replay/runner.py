@@ -219,6 +219,9 @@ def _replay(
     max_record_bytes: int,
     progress: Callable[[], None] | None,
 ) -> ReplaySummary:
+    if isinstance(rules, RuleBook):
+        # The rules file is where the rules start; a log's own version-1 records replace it.
+        rules = RuleVersions.from_book(rules, provisional=True)
     pipeline = _ReplayPipeline(
         rules, stores=stores, topics=topics, now=now, partitions=partitions, max_record_bytes=max_record_bytes
     )
