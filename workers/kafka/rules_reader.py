@@ -39,6 +39,7 @@ from workers.kafka.topics import rules_topic
 log = structlog.get_logger("oms_postsales.rules")
 
 QUIET_SECONDS = 2.0
+RETRY_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 120.0
 
 DeadLetters = Callable[[list[OutboundRecord]], Awaitable[object]]
@@ -166,7 +167,18 @@ class RulesReader:
 
     async def follow(self, send: DeadLetters, stopping: Callable[[], bool]) -> None:
         """Read what comes after the start-up read until the worker stops; refused records go to
-        `send` (the worker's delivery, with its retries)."""
+        `send` (the worker's delivery, with its retries). A failure of the reader (not of a record)
+        is logged and the reader starts again where it was: the worker keeps its live rules meanwhile."""
+        while not stopping():
+            try:
+                await self._follow(send, stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rules.reader_failed", topic=self.topic, positions=dict(self.positions))
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _follow(self, send: DeadLetters, stopping: Callable[[], bool]) -> None:
         consumer = await _started(self._consumer())
         try:
             tps = [TopicPartition(self.topic, p) for p in sorted(self.positions or {0: 0})]
@@ -181,10 +193,9 @@ class RulesReader:
                         refused = self._apply(as_record(message, self.topic), following=True)
                         if refused is not None:
                             dead.append(refused)
+                        self.positions[int(message.partition)] = int(message.offset) + 1
                 if dead:
                     await send(dead)
-        except asyncio.CancelledError:
-            raise
         finally:
             await consumer.stop()
 
