@@ -798,6 +798,7 @@ def build_app(
     app.timer(settings.ready_probe_interval_seconds)(runtime.probe_broker)
     if rules_reader is not None:
         reader = rules_reader
+        reader.handled_until = lambda: max(runtime.stream_time.values(), default=None)
 
         async def follow_rules() -> None:
             # Refused rules records go out as any dead letter, with the delivery's retries.

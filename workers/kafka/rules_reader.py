@@ -65,9 +65,16 @@ def as_record(message: object, topic: str) -> InboundRecord:
 class RulesReader:
     """Keeps `versions` (shared with every pipeline of the process) up to date with the topic."""
 
-    def __init__(self, settings: Settings, versions: RuleVersions) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        versions: RuleVersions,
+        handled_until: Callable[[], datetime | None] = lambda: None,
+    ) -> None:
+        """`handled_until`: the latest message time this worker has handled (None: nothing yet)."""
         self.settings = settings
         self.versions = versions
+        self.handled_until = handled_until
         self.topic = rules_topic(settings)
         self.positions: dict[int, int] = {}
         self.read = 0
@@ -141,6 +148,16 @@ class RulesReader:
         result = read_record(record, self.versions)
         if result.version is not None:
             metrics.RULES_VERSION.labels(result.version.key).set(result.version.version)
+            handled = self.handled_until() if following else None
+            if handled is not None and result.version.effective_from <= handled:
+                # The ordering caveat (README): messages dated from effective_from that this worker
+                # already handled stay decided by the version before; replay would use this one.
+                log.warning(
+                    "rules.effective_before_handled",
+                    rules_version=result.version.label,
+                    effective_from=result.version.effective_from.isoformat(),
+                    handled_until=handled.isoformat(),
+                )
             log.info(
                 "rules.version",
                 rules_version=result.version.label,
