@@ -166,6 +166,18 @@ def test_publish_without_yes_or_dry_run_and_misuse_are_one_line_and_exit_2(tmp_p
         "2020-01-01T00:00:00Z",
     )
     assert past.returncode == 0 and "in the past" in past.stderr
+    # The file's version 1 is effective from the start of time: nothing can take effect before it.
+    before = run(
+        "rules",
+        "publish",
+        str(changed),
+        "--dry-run",
+        "--base",
+        str(RULES),
+        "--effective-from",
+        "1969-12-31T00:00:00Z",
+    )
+    assert before.returncode == 2 and "before" in before.stderr and "--effective-from" in before.stderr
 
 
 def test_preview_names_the_rule_set_that_decides_the_message(tmp_path: Path) -> None:

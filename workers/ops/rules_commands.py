@@ -168,6 +168,13 @@ def publish_command(
         fail(str(exc))
         return
     typer.echo(render_changes(changes), nl=False)
+    try:
+        # What the workers would refuse (an effective_from before the live version's) is refused here.
+        ahead = live.copy()
+        for change in changes:
+            ahead.add(change.new)
+    except VersionRefused as exc:
+        fail(f"{exc}; give a later --effective-from")
     if dry_run:
         if against is not None:
             try:
