@@ -158,8 +158,11 @@ class RuleVersions:
 
     def add(self, candidate: RuleVersion) -> bool:
         """Add a version; False when it was known already. Raises VersionRefused (nothing changes)."""
-        replaces = candidate.key in self._provisional and self.latest(candidate.key) is not None
-        replaces = replaces and candidate.version == self._timelines[candidate.key].versions[-1].version
+        last = self.latest(candidate.key)
+        # A provisional version 1 that the same version read from the log replaces.
+        replaces = (
+            candidate.key in self._provisional and last is not None and last.version == candidate.version
+        )
         new = self.check(candidate)
         self._provisional.discard(candidate.key)
         if not new:

@@ -127,19 +127,29 @@ def test_messages_dated_before_a_new_version_are_decided_by_the_old_one_and_say_
 starts = st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=12).map(sorted)
 
 
-@given(starts=starts, moment=st.integers(min_value=-10, max_value=1010), channel=st.sampled_from(["A", "B"]))
+@given(
+    starts=starts,
+    defaults=starts,
+    moment=st.integers(min_value=-10, max_value=1010),
+    channel=st.sampled_from(["A", "B"]),
+)
 def test_the_version_chosen_for_t_is_the_latest_with_effective_from_at_or_before_t(
-    starts: list[int], moment: int, channel: str
+    starts: list[int], defaults: list[int], moment: int, channel: str
 ) -> None:
     book = RuleVersions()
     known = [_v("A", number, start) for number, start in enumerate(starts, start=1)]
-    for found in known:
+    fallback = [_v(DEFAULTS_KEY, number, start) for number, start in enumerate(defaults, start=1)]
+    for found in [*fallback, *known]:
         book.add(found)
     at = T0 + timedelta(minutes=moment)
-    eligible = [found for found in known if found.effective_from <= at] if channel == "A" else []
+    own = [found for found in known if found.effective_from <= at] if channel == "A" else []
+    common = [found for found in fallback if found.effective_from <= at]
     chosen = book.version_for(channel, at)
-    if eligible:
-        # The latest: the highest version among those in effect (equal starts: the later one).
-        assert chosen == max(eligible, key=lambda found: found.version)
+    # The latest: the highest version among those in effect (equal starts: the later one); the
+    # channel's own first, then the defaults', then the built-in ones.
+    if own:
+        assert chosen == max(own, key=lambda found: found.version)
+    elif common:
+        assert chosen == max(common, key=lambda found: found.version)
     else:
         assert chosen.label == "*@0"
