@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from domain import return_window
+from domain import final_sale, return_window
 from domain.commands import Appeasement
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
@@ -74,7 +74,8 @@ def appease(work: Work, cmd: Appeasement) -> None:
             amount,
             taxes,
             f"appeasement of {fmt(amount, places)} (money only; tax per component in the line's proportion)"
-            + return_window.passed_over(work.rules, state, line, work.meta.now),
+            + return_window.passed_over(work.rules, state, line, work.meta.now)
+            + final_sale.passed_over(work.rules, line),
             reason=request.reason,
             reason_description=request.reason_description,
         )

@@ -3,7 +3,8 @@
 On a channel with `auto_release_refund = false` a credit note is issued PENDINGRELEASE: the money is
 booked against the order, but nobody has paid it yet. A release turns it RELEASED (paid, online or
 offline). A cancel turns it CANCELLED and gives back what it took: the refundable amounts of its lines
-(gross, each tax component, the units refunded) and its negative transaction in the order's ledger.
+(gross, each tax component, the units refunded), the return fees it kept, and its negative transaction
+in the order's ledger.
 Goods that moved with it (a return received, units cancelled) stay where they are: a cancelled refund
 does not un-receive a parcel. Both publish the credit note with its new status and the order.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from domain import names
+from domain import names, return_fees
 from domain.commands import CreditNoteCommand
 from domain.orders import emit_order
 from domain.outcome import Refused, Unchanged
@@ -42,6 +43,11 @@ def cancel(work: Work, cmd: CreditNoteCommand) -> None:
         line = order.lines.get(booked.line_number)
         if line is None:
             continue
+        if booked.fee is not None:
+            return_fees.give_back_fee(line, booked.gross, booked.taxes)
+            continue
+        if booked.restocking_base:
+            return_fees.give_back_base(line, booked.gross, booked.taxes)
         line.refunded_gross -= booked.gross
         for index, amount in enumerate(booked.taxes):
             line.refunded_tax[index] -= amount

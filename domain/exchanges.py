@@ -16,7 +16,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from domain import jsontext, names, return_window
+from domain import final_sale, jsontext, names, return_window
 from domain.child_orders import ChildLine, ChildRequest, child_order, shipment_request
 from domain.commands import Exchange, ExchangeLine
 from domain.money import cumulative_share
@@ -57,6 +57,9 @@ def exchange(work: Work, cmd: Exchange) -> None:
             raise Refused(
                 "ALREADY_EXCHANGED", f"line {line_number} was already {done}: it is not exchanged again"
             )
+        if line is not None:
+            # Before the shipment check, as for returns: such an exchange never becomes valid.
+            final_sale.refuse(work.rules, line, "exchanged")
         units = claim_goods(work, line_number, request.quantity, what="exchange")
         line = state.lines[line_number]
         if line.kind != "PHYSICAL":

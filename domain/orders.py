@@ -12,6 +12,7 @@ from domain.commands import Order, OrderCancel, OrderCancelLine, OrderLine, Ship
 from domain.money import ZERO, fmt, to_decimal
 from domain.outcome import Refused
 from domain.refunds import CreditNote, issue, unit_refund_line
+from domain.return_fees import kept_tax
 from domain.rules import ChannelRules
 from domain.state import LineKind, LineState, OrderState, TaxShare, Transaction
 from domain.timeutil import iso, parse_time
@@ -306,7 +307,8 @@ def order_document(work: Work) -> dict[str, Any]:
         known = state.lines.get(int(line.get("line_number")))
         if known is not None:
             line["status"] = line_status(known)
-    vat = sum((sum(line.refunded_tax, ZERO) for line in state.lines.values()), ZERO)
+    # The transactions already leave out the return fees kept; the tax refunded leaves out theirs.
+    vat = sum((sum(line.refunded_tax, ZERO) - kept_tax(line) for line in state.lines.values()), ZERO)
     refunded = state.refunded_gross
     order["postsales"] = {
         "status": postsales_status(state),
@@ -335,6 +337,7 @@ def order_document(work: Work) -> dict[str, Any]:
                 "exchanged": line.exchanged,
                 "cancelled": line.cancelled,
                 "refunded_amount": fmt(line.refunded_gross, places),
+                **({"fees": fmt(line.fees.gross, places)} if line.fees and line.fees.gross else {}),
             }
             for line in sorted(state.lines.values(), key=lambda item: item.line_number)
         ],

@@ -30,6 +30,7 @@ RejectionCode = Literal[
     "UNKNOWN_REFUND",
     "ALREADY_EXCHANGED",
     "ORDER_TOO_LARGE",
+    "FINAL_SALE",
 ]
 
 

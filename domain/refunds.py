@@ -19,6 +19,7 @@ from domain.work import Work
 
 RefundType = Literal["return", "appeasement", "cancellation"]
 DocumentType = Literal["CREDIT_MEMO", "INVENTORY_CREDIT_MEMO"]
+FeeKind = Literal["RESTOCKING_FEE", "RETURN_SHIPPING_FEE"]
 
 
 @dataclass
@@ -31,9 +32,13 @@ class CreditNoteLine:
     restock: bool | None = None
     reason: str | None = None
     reason_description: str | None = None
+    # A fee kept from the refund (domain/return_fees.py): negative amounts, the goods line it follows.
+    fee: FeeKind | None = field(default=None, init=False)
     # What `book` added to the line's cumulative figures besides the amounts.
     units_refunded: int = field(default=0, init=False)
     amount_only: bool = field(default=False, init=False)
+    # The restocking fee was charged on this goods refund (its amounts are in the fee's base).
+    restocking_base: bool = field(default=False, init=False)
 
     @property
     def vat(self) -> Decimal:
@@ -183,6 +188,7 @@ def _line_document(work: Work, refund: CreditNoteLine) -> dict[str, Any]:
     vat = refund.vat
     return {
         "order_line": str(line.line_number),
+        **({"fee": refund.fee} if refund.fee is not None else {}),
         "sku": line.sku or None,
         "quantity": refund.units,
         "restock": refund.restock,
@@ -275,7 +281,7 @@ def _shares(work: Work, note: CreditNote) -> list[tender.Share]:
     shares = tender.split(
         order,
         work.rules.refund_tender_order,
-        [(None if untied else line.line, line.gross) for line in note.lines],
+        [(None if untied else line, gross) for line, gross in _net_per_line(note)],
         note.given_split,
         work.places,
     )
@@ -288,11 +294,31 @@ def _shares(work: Work, note: CreditNote) -> list[tender.Share]:
     return [tender.Share(reference or order.order_id, method, note.gross)]
 
 
+def _net_per_line(note: CreditNote) -> list[tuple[LineState, Decimal]]:
+    """What the note gives back per order line, its fees taken off: a fee is kept from its own line's
+    refund, so it comes off that line's payment and never makes a payment's share negative."""
+    amounts: dict[int, Decimal] = {}
+    lines: dict[int, LineState] = {}
+    for refund in note.lines:
+        key = id(refund.line)
+        lines.setdefault(key, refund.line)
+        amounts[key] = amounts.get(key, ZERO) + refund.gross
+    return [(lines[key], amount) for key, amount in amounts.items()]
+
+
 def _booked(refund: CreditNoteLine) -> BookedLine:
+    if refund.fee is not None:
+        return BookedLine(
+            line_number=refund.line.line_number,
+            gross=-refund.gross,
+            taxes=[-amount for amount in refund.taxes],
+            fee=refund.fee,
+        )
     return BookedLine(
         line_number=refund.line.line_number,
         gross=refund.gross,
         taxes=list(refund.taxes),
         units=refund.units_refunded,
         amount_only=refund.amount_only,
+        restocking_base=refund.restocking_base,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from domain import names, return_window
+from domain import final_sale, names, return_fees, return_window
 from domain.child_orders import exchange_goods_arrived, exchange_return_cancelled
 from domain.commands import Return, ReturnLine
 from domain.orders import emit_order
@@ -189,6 +189,10 @@ def open_return(work: Work, request: Return, *, rma: str | None) -> ReturnState:
         raise Refused("NOT_ALLOWED", "a return needs at least one line")
     goods: list[Claim] = []
     for line_number, line_request in _merge_requests(request.lines).items():
+        if line_number in state.lines:
+            # Before the shipment check: a final-sale line's return never becomes valid, so it is not
+            # held waiting for its shipment.
+            final_sale.refuse(work.rules, state.lines[line_number], "returned")
         units = claim_goods(work, line_number, line_request.quantity, what="return")
         line = state.lines[line_number]
         closed = return_window.closed_at(work.rules, state, line, work.meta.now)
@@ -284,6 +288,7 @@ def refund_return(work: Work, ret: ReturnState) -> None:
         else "goods returned without money (refund_mode=QUANTITY_ONLY)"
     )
     note = CreditNote("return", "INVENTORY_CREDIT_MEMO", ret.refund_mode, rma=ret.rma, user=ret.user)
+    goods: list[tuple[CreditNoteLine, ReturnLineState]] = []
     for rline in ret.lines:
         line = work.order.lines[rline.line_number]
         details = {"reason": rline.reason, "reason_description": rline.reason_description}
@@ -309,9 +314,10 @@ def refund_return(work: Work, ret: ReturnState) -> None:
             )
             continue
         explanation = f"{rline.quantity} of {line.quantity} unit(s) returned, refunded pro rata"
-        note.lines.append(
-            unit_refund_line(work, line, rline.quantity, explanation, restock=restock, **details)
-        )
+        refund = unit_refund_line(work, line, rline.quantity, explanation, restock=restock, **details)
+        note.lines.append(refund)
+        goods.append((refund, rline))
+    note.lines.extend(return_fees.deduct(work, ret, goods))
     if note.lines:
         issue(work, note)
 

@@ -51,8 +51,14 @@ class RuleVersion:
             self.key == other.key
             and self.version == other.version
             and self.effective_from == other.effective_from
-            and self.rules == other.rules
+            and same_rules(self.rules, other.rules)
         )
+
+
+def same_rules(one: ChannelRules, other: ChannelRules) -> bool:
+    """Equal rule sets, key by key: `==` on the models also compares what they compile privately (SKU
+    patterns), which differs between two instances read from the same values."""
+    return one is other or one.model_dump() == other.model_dump()
 
 
 class VersionRefused(ValueError):
@@ -246,6 +252,6 @@ def rule_fields(found: RuleVersion) -> dict[str, Any]:
 
 def changed_rules(old: ChannelRules | None, new: ChannelRules) -> dict[str, tuple[Any, Any]]:
     """The keys whose values differ (old, new): what `rules publish` shows."""
-    before = old.model_dump(mode="json") if old is not None else {}
+    before = old.model_dump(mode="json") if old is not None else {}  # by value, as same_rules
     after = new.model_dump(mode="json")
     return {name: (before.get(name), value) for name, value in after.items() if before.get(name) != value}

@@ -3,22 +3,41 @@ plain mapping (the TOML file)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from domain.sku_patterns import SkuPatterns
+
 ShippingRefundRule = Literal["onFirst", "onLast", "never"]
+
+# Percentages and money in rules are decimal text: a TOML float is binary (0.1 is not 0.1), and a fee is
+# money, so `15.5` is refused and `"15.5"` taken. The patterns are the whole rule (the JSON Schema made
+# from this model says the same); the validators below only word the refusal.
+_PERCENT = r"^(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?)$"
+_AMOUNT = r"^[0-9]{1,9}(\.[0-9]{1,4})?$"
+PercentText = Annotated[str, StringConstraints(strict=True, pattern=_PERCENT)]
+AmountText = Annotated[str, StringConstraints(strict=True, pattern=_AMOUNT)]
+_TRIMMED = r"^\S(.*\S)?$"
+# A SKU or a glob of SKUs, without surrounding blanks (a blank would never match a SKU).
+SkuPattern = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200, pattern=_TRIMMED)]
+# A return reason or condition code, compared without case.
+Code = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100, pattern=_TRIMMED)]
 
 
 class RulesError(ValueError):
@@ -60,6 +79,99 @@ class ChannelRules(BaseModel):
     # When an exchange's child order is sent to be shipped: with the exchange, or once the returned
     # units arrived in a restocking condition (domain/exchanges.py).
     exchange_ships: Literal["at_once", "on_receipt"] = "at_once"
+    # Final sale and return fees (domain/final_sale.py, domain/return_fees.py).
+    final_sale_skus: tuple[SkuPattern, ...] = Field(
+        default=(),
+        description="SKUs that cannot be returned or exchanged: exact SKUs or fnmatch globs "
+        "(*, ?, [seq]), compared without case",
+    )
+    restocking_fee_percent: PercentText | None = Field(
+        default=None,
+        description="percent of the returned goods' refund kept as a restocking fee, decimal text "
+        '("15", "12.5"); none: no restocking fee',
+    )
+    restocking_fee_reasons: tuple[Code, ...] | None = Field(
+        default=None,
+        description="return reasons the restocking fee is charged for (without case); none: every reason",
+    )
+    restocking_fee_conditions: tuple[Code, ...] | None = Field(
+        default=None,
+        description="conditions the restocking fee is charged for (without case); none: every condition",
+    )
+    return_shipping_fee: AmountText | None = Field(
+        default=None,
+        description='flat fee kept once per return, in the order\'s currency, decimal text ("5.95"); '
+        "none: no shipping fee",
+    )
+
+    # Made once per rules object, so that no message compiles a pattern or parses a fee.
+    _final_sale: SkuPatterns = PrivateAttr(default_factory=lambda: SkuPatterns(()))
+    _restocking_rate: Decimal | None = PrivateAttr(default=None)
+    _shipping_fee: Decimal | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._final_sale = SkuPatterns(self.final_sale_skus)
+        percent = self.restocking_fee_percent
+        self._restocking_rate = None if percent is None else Decimal(percent) / 100
+        fee = self.return_shipping_fee
+        self._shipping_fee = None if fee is None else Decimal(fee)
+
+    @property
+    def final_sale(self) -> SkuPatterns:
+        return self._final_sale
+
+    @property
+    def restocking_rate(self) -> Decimal | None:
+        """The restocking fee as a fraction of the goods' refund (15 % is 0.15); None: no fee."""
+        return self._restocking_rate
+
+    @property
+    def shipping_fee(self) -> Decimal | None:
+        return self._shipping_fee
+
+    def restocking_fee_applies(self, reason: str | None, condition: str | None) -> bool:
+        """Whether a returned line with this reason and condition is charged the restocking fee. With
+        `restocking_fee_conditions` set, a line whose condition is not known is not charged: a fee is
+        taken on evidence, as goods are restocked on evidence."""
+        if self._restocking_rate is None:
+            return False
+        for allowed, code in (
+            (self.restocking_fee_reasons, reason),
+            (self.restocking_fee_conditions, condition),
+        ):
+            if allowed is not None and (code is None or code.strip().upper() not in allowed):
+                return False
+        return True
+
+    @field_validator("restocking_fee_percent", mode="before")
+    @classmethod
+    def _percent_text(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and re.fullmatch(_PERCENT, value)):
+            raise ValueError(
+                'must be a percentage from "0" to "100" as decimal text, up to 4 decimals ("15", "12.5")'
+            )
+        return value
+
+    @field_validator("return_shipping_fee", mode="before")
+    @classmethod
+    def _amount_text(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and re.fullmatch(_AMOUNT, value)):
+            raise ValueError('must be a non-negative amount as decimal text, up to 4 decimals ("5.95")')
+        return value
+
+    @field_validator("restocking_fee_reasons", "restocking_fee_conditions")
+    @classmethod
+    def _codes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list charges no one: leave the key out to charge every return")
+        return None if value is None else tuple(code.upper() for code in value)
+
+    @model_validator(mode="after")
+    def _fee_filters_need_a_fee(self) -> ChannelRules:
+        for name in ("restocking_fee_reasons", "restocking_fee_conditions"):
+            if getattr(self, name) is not None and self.restocking_fee_percent is None:
+                raise ValueError(f"{name} is set but restocking_fee_percent is not")
+        return self
 
     @model_validator(mode="after")
     def _retention_outlives_every_window(self) -> ChannelRules:

@@ -38,6 +38,18 @@ class TaxShare(Model, kw_only=True):
     amount: Decimal
 
 
+class LineFees(Model, kw_only=True):
+    """Return fees kept on a line (domain/return_fees.py), cumulative like its refunds."""
+
+    # The goods' refunds the restocking fee was charged on, gross and per tax component: the fee is the
+    # difference of cumulative shares of them, so partial returns add up to the fee on the whole.
+    restocking_base_gross: Decimal = ZERO
+    restocking_base_tax: list[Decimal] = field(default_factory=list)
+    # Every fee kept on the line (restocking and return shipping), gross and per tax component.
+    gross: Decimal = ZERO
+    tax: list[Decimal] = field(default_factory=list)
+
+
 class LineState(Model, kw_only=True):
     line_number: int
     kind: LineKind
@@ -73,6 +85,9 @@ class LineState(Model, kw_only=True):
     shipped_at: str | None = None
     # Units given in exchange for another SKU (a return without refund, see domain/exchanges.py).
     exchanged: int = 0
+    # Return fees kept on the line; None until a fee is charged, so values of lines without one stay
+    # as small as they were.
+    fees: LineFees | None = None
 
     @property
     def vat(self) -> Decimal:
@@ -165,6 +180,10 @@ class BookedLine(Model, kw_only=True):
     taxes: list[Decimal] = field(default_factory=list)
     units: int = 0
     amount_only: bool = False
+    # A fee line (domain/return_fees.py): `gross` and `taxes` are the fee kept, given back to the line's
+    # fees. A goods line the restocking fee was charged on gives its amounts back to the fee's base too.
+    fee: str | None = None
+    restocking_base: bool = False
 
 
 class PendingNote(Model, kw_only=True):

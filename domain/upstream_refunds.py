@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain import return_window
+from domain import final_sale, return_window
 from domain.commands import Refund, RefundLine
 from domain.money import ZERO, fmt, quantize, to_decimal
 from domain.orders import emit_order
@@ -147,7 +147,8 @@ def refund(work: Work, cmd: Refund) -> None:
             gross,
             taxes,
             _explain(mode, split, restock, given is not None, moves_money, work.meta.final)
-            + return_window.passed_over(work.rules, state, line, work.meta.now),
+            + return_window.passed_over(work.rules, state, line, work.meta.now)
+            + final_sale.passed_over(work.rules, line),
             restock=restock,
             reason=request.reason,
             reason_description=request.reason_description,

@@ -301,6 +301,46 @@ def test_a_return_window_refuses_late_returns_and_upstream_refunds_pass_over_it(
     assert not [p for p in params(plain, names.ERROR_NOTIFY) if p["code"] == "RETURN_WINDOW_CLOSED"]
 
 
+def test_the_outlet_refuses_a_final_sale_return_and_keeps_its_fees(outputs: list[dict[str, Any]]) -> None:
+    # Order OUTLET:5001: a rain jacket, 2 units of 132.00 (12.00 VAT), and a clearance scarf (CLEAR-*).
+    refused = [p for p in params(outputs, names.ERROR_NOTIFY) if p["code"] == "FINAL_SALE"]
+    assert [p["message"] for p in refused] == [
+        'line 2: SKU CLEAR-SCARF-7 is final sale (final_sale_skus "CLEAR-*"): it cannot be returned'
+    ]
+    (note,) = [
+        p["refund"] for p in params(outputs, names.REFUND_UPDATED) if p["refund"]["order_id"] == "5001"
+    ]
+    got = [
+        (line["order_line"], line.get("fee"), line["payments"][0]["details"]["cost_gross"])
+        for line in note["lines"]
+    ]
+    # One jacket back (66.00, 6.00 VAT) for a change of mind: 15 % restocking, 9.90 (VAT 0.90), and the
+    # 5.95 label (VAT 5.95 x 5.10 / 56.10 = 0.54): 50.15 back, 4.56 of it VAT.
+    assert got == [
+        ("1", None, "66.00"),
+        ("1", "RESTOCKING_FEE", "-9.90"),
+        ("1", "RETURN_SHIPPING_FEE", "-5.95"),
+    ]
+    assert note["totals"] == {"cost_gross": "50.15", "cost_net": "45.59", "cost_vat": "4.56"}
+    orders = [p["order"] for p in params(outputs, names.ORDER_UPDATED) if p["order"]["id"] == "5001"]
+    assert orders[-1]["postsales"]["lines"][0]["fees"] == "15.85"
+
+
+def test_without_the_outlet_rules_the_same_log_refuses_nothing_and_keeps_no_fee(tmp_path: Path) -> None:
+    rules = (EXAMPLES / "rules.toml").read_text()
+    head, outlet = rules.split("[sales_channels.OUTLET]\n")
+    plain = tmp_path / "rules.toml"
+    plain.write_text(head + "[sales_channels.OUTLET]\n" + outlet.splitlines()[0] + "\n")
+    done = run("replay", str(EXAMPLES / "message-log.jsonl"), "--rules", str(plain))
+    assert done.returncode == 0, done.stderr
+    outputs = [json.loads(line) for line in done.stdout.splitlines()]
+    assert not [p for p in params(outputs, names.ERROR_NOTIFY) if p["code"] == "FINAL_SALE"]
+    notes = [p["refund"] for p in params(outputs, names.REFUND_UPDATED) if p["refund"]["order_id"] == "5001"]
+    # The scarf, then the jacket, each refunded whole.
+    assert [note["totals"]["cost_gross"] for note in notes] == ["22.00", "66.00"]
+    assert not [line for note in notes for line in note["lines"] if "fee" in line]
+
+
 def test_a_multi_year_history_leaves_only_the_orders_of_the_last_retention(tmp_path: Path) -> None:
     # Three years of orders (two a day, shipped, some returned and received), retain_days 30.
     from testkit.growth import history, rules_toml, write_log

@@ -177,7 +177,7 @@ def test_a_new_version_decides_messages_from_its_effective_from_live_and_in_repl
     # The same log through replay: the rules records where the worker read them.
     v1 = [r for r in rules_records if r["key"].endswith("@1")]
     later = [r for r in rules_records if not r["key"].endswith("@1")]
-    assert sorted(r["key"] for r in v1) == ["*@1", "DOSHII@1", "OCTO@1", "ST1@1"]
+    assert sorted(r["key"] for r in v1) == ["*@1", "DOSHII@1", "OCTO@1", "OUTLET@1", "ST1@1"]
     assert [r["key"] for r in later] == ["ST1@2", "OCTO@2"]
 
     def as_line(r: dict[str, Any], timestamp: int | None = None, value: Any = None) -> str:

@@ -18,7 +18,7 @@ from domain.credit_notes import Ledger
 from domain.handlers import handle, parse, settle_expired
 from domain.outcome import Event, MessageMeta, Outcome
 from domain.rule_versions import RuleVersions
-from domain.rules import parse_rules
+from domain.rules import RuleBook, parse_rules
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement
 
@@ -172,7 +172,8 @@ def appeasement(order_id: str, amounts: list[tuple[int, str]], *, store: str = "
 
 @dataclass
 class Harness:
-    # A rules file's book is version 1 of each of its keys, from the start of time.
+    # A rules file's book is version 1 of each of its keys, from the start of time (a RuleBook given
+    # is taken as that).
     rules: RuleVersions = field(default_factory=lambda: RuleVersions.from_book(parse_rules({})))
     orders: dict[str, OrderState] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
@@ -184,6 +185,11 @@ class Harness:
     # What the follow-up messages (an exchange's child order) did, in the order they were handled.
     follow_ups: list[Outcome] = field(default_factory=list)
     _ids: Iterable[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        given: RuleVersions | RuleBook = self.rules
+        if isinstance(given, RuleBook):
+            self.rules = RuleVersions.from_book(given)
 
     @classmethod
     def with_rules(cls, **channel: Any) -> Harness:

@@ -77,3 +77,14 @@ def test_the_demo_passes_with_the_example_log_on_its_partitions() -> None:
     text, ok = summary(found, found.records, 1.0, names.DEFAULT_DLQ_TOPIC, note_commands(LOG))
     assert ok, text
     assert "RELEASED" in text and "CANCELLED" in text
+
+
+def test_the_demo_says_what_the_final_sale_and_fee_rules_did() -> None:
+    found = _replayed(4)
+    text, _ = summary(found, found.records, 1.0, names.DEFAULT_DLQ_TOPIC, note_commands(LOG))
+    lines = text.splitlines()
+    # The outlet's clearance scarf, refused; its jacket, refunded less 9.90 restocking and 5.95 label.
+    assert "  final-sale refusals: 1" in lines
+    assert "  return fees kept: 15.85 on 1 credit note(s)" in lines
+    (note,) = [line for line in lines if "OUTLET:5001" in line and "RELEASED" in line]
+    assert "50.15" in note and note.endswith("fees kept RESTOCKING_FEE 9.90, RETURN_SHIPPING_FEE 5.95")

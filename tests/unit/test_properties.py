@@ -66,6 +66,8 @@ channel_rules = st.fixed_dictionaries(
         "auto_approve_return": st.booleans(),
         "refund_on": st.sampled_from(["approval", "receipt"]),
         "exchange_ships": st.sampled_from(["at_once", "on_receipt"]),
+        "restocking_fee_percent": st.one_of(st.none(), st.sampled_from(["10", "15", "33.33", "100"])),
+        "return_shipping_fee": st.one_of(st.none(), st.sampled_from(["0.99", "5.95", "500.00"])),
     }
 )
 
@@ -206,13 +208,19 @@ def _check_order(h: Harness, state: OrderState) -> None:
     assert Decimal(0) <= state.refunded_gross <= state.paid
     # What the credit notes say equals what the state booked, line by line.
     per_line: dict[str, Decimal] = defaultdict(Decimal)
+    fees: dict[str, Decimal] = defaultdict(Decimal)
     numbers = []
     for event in h.log:
         if event.name == names.REFUND_UPDATED:
             refund = event.params["refund"]
             numbers.append(refund["credit_note_number"])
+            assert Decimal(refund["totals"]["cost_gross"]) >= 0
             for ln in refund["lines"]:
                 details = ln["payments"][0]["details"]
+                if "fee" in ln:  # a return fee kept: negative, booked apart from the line's refunds
+                    assert Decimal(details["cost_gross"]) <= 0
+                    fees[ln["order_line"]] -= Decimal(details["cost_gross"])
+                    continue
                 per_line[ln["order_line"]] += Decimal(details["cost_gross"])
                 # docs/contract.md rounds the gross and each tax component on their own, so on a line worth a
                 # few cents a unit's tax can run a cent per component ahead of its gross; never more.
@@ -220,6 +228,8 @@ def _check_order(h: Harness, state: OrderState) -> None:
                 assert Decimal(details["cost_net"]) >= -noise, details
     for line_state in state.lines.values():
         assert per_line[str(line_state.line_number)] == line_state.refunded_gross
+        kept = line_state.fees.gross if line_state.fees is not None else Decimal(0)
+        assert fees[str(line_state.line_number)] == kept <= line_state.refunded_gross
     assert numbers == [f"CN-OCTO-0-{i:06d}" for i in range(1, len(numbers) + 1)]  # gap-free
     # Available to sell is on hand − reserved, and every change of it was published.
     published: Counter[str] = Counter()

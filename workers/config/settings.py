@@ -210,6 +210,25 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=10_000, description="how long a fetch waits on the broker (faust's is 1500)"
     )
+    # The intake takes an upstream record once no other upstream partition can still hold an earlier
+    # one already on the broker (docs/notes/ordering.md). A partition behind for longer than this stops
+    # holding the others back (its leader is away) and what is taken meanwhile is counted.
+    intake_max_lag_wait_ms: int = Field(
+        default=5_000,
+        ge=0,
+        le=600_000,
+        description="longest the intake holds records back for an upstream partition that is behind",
+    )
+    # A wait for records not on the broker yet: a fetched upstream record is held until this long after
+    # its own timestamp (at most this long after it was fetched), so that a record written in the same
+    # moment on another topic is merged with it. Old records (a backlog) wait for nothing. 5 ms: the
+    # real-producer comparison's ties of one millisecond all went like replay's (BENCHMARKS.md).
+    intake_grace_ms: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="how long after its own time a fresh upstream record waits for records written with it",
+    )
     producer_linger_ms: int = Field(
         default=2, ge=0, le=1_000, description="records sent within this time share a request"
     )

@@ -25,7 +25,8 @@ def order_view(
     rules_version: str | None = None,
 ) -> dict[str, Any]:
     """Counts, returns, credit notes, ledger and held messages; with the channel's `rules`, each line's
-    return deadline (None: no window, or a line not shipped yet under a shipment window). Personal data
+    return deadline (None: no window, or a line not shipped yet under a shipment window) and the
+    final-sale pattern naming its SKU (None: returnable). Return fees kept, per line. Personal data
     (the upstream order with its customer, addresses and contacts, return users and free-text reasons,
     held payloads) only when `with_personal_data`."""
     view: dict[str, Any] = {
@@ -57,7 +58,16 @@ def order_view(
                 "gross": _money(line.gross),
                 "refunded_gross": _money(line.refunded_gross),
             }
-            | ({"return_deadline": _deadline(rules, order, line)} if rules is not None else {})
+            | ({"fees_kept": _money(line.fees.gross)} if line.fees is not None and line.fees.gross else {})
+            | (
+                {
+                    "return_deadline": _deadline(rules, order, line),
+                    # The final_sale_skus pattern that refuses a return of the line, if one does.
+                    "final_sale": rules.final_sale.match(line.sku),
+                }
+                if rules is not None
+                else {}
+            )
             for line in sorted(order.lines.values(), key=lambda item: item.line_number)
         ],
         "returns": [

@@ -5,18 +5,22 @@ message name, in the order they happened; the consumer fetches those topics' par
 and faust would hand them on round-robin per topic, so a return could come before the shipment it
 depends on. Like Kafka Streams with co-partitioned inputs, the worker merges what it fetched by
 record timestamp, always taking the earliest head, and never reorders records within one partition
-(a k-way merge of the partitions' own sequences). Whatever arrives later than that (a partition
-lagging behind the others by more than one fetch) is covered by the holds of the domain: a message
-whose precondition is not met yet waits for the channel's reorder window.
+(a k-way merge of the partitions' own sequences). Upstream records first wait in the fetch gate
+(workers/engine/fetch_gate.py) until no other upstream partition can still hold an earlier record
+already on the broker. What is not on the broker yet, or read by another worker, is covered by the
+holds of the domain: a message whose precondition is not met yet waits for the channel's reorder
+window.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from domain import names
+from workers.engine.fetch_gate import HOLD_POLL_SECONDS, FetchGate, FetchState
 
 # The header the intake adds to a forwarded record: the topic its producer wrote it to.
 ORIGIN_TOPIC = "oms.origin.topic"
@@ -117,12 +121,65 @@ def _stamp(value: float | int | None) -> float:
 class TimestampOrder:
     """faust's consumer scheduler (app setting `ConsumerScheduler`): what one fetch returned, for all
     assigned partitions, merged by record timestamp instead of round-robin per topic. A record the
-    intake forwarded ranks as the topic its producer wrote it to (its origin header)."""
+    intake forwarded ranks as the topic its producer wrote it to (its origin header).
+
+    Upstream records (the intake's topics) go through a `FetchGate` once the consumer attaches what
+    it knows of its fetches: held until no other upstream partition can still hold an earlier record
+    already on the broker (workers/engine/fetch_gate.py)."""
 
     ranks: ClassVar[Mapping[str, int]] = {}
+    upstream: ClassVar[frozenset[str]] = frozenset()
+    grace_ms: ClassVar[int] = 0
+    max_lag_wait: ClassVar[float] = 5.0
+
+    def __init__(self) -> None:
+        self.gate: FetchGate | None = None
+
+    def attach(
+        self,
+        state: FetchState,
+        *,
+        clock: Callable[[], float],
+        wall_ms: Callable[[], float] = lambda: 0.0,
+        on_lagging: Callable[[], None] = lambda: None,
+        on_wait: Callable[[str], None] = lambda _reason: None,
+    ) -> None:
+        """Called by the consumer (workers/kafka/faust_fixes.py) with its view of the fetches."""
+        if self.upstream:
+            self.gate = FetchGate(
+                state,
+                _record_timestamp,
+                self._rank,
+                clock=clock,
+                wall_ms=wall_ms,
+                grace_ms=self.grace_ms,
+                max_lag_wait=self.max_lag_wait,
+                on_lagging=on_lagging,
+                on_wait=on_wait,
+            )
 
     def iterate(self, records: Mapping[Any, list[Any]]) -> Iterator[tuple[Any, Any]]:
-        return merge_by_timestamp(records.items(), _record_timestamp, self._rank)
+        gate = self.gate
+        if gate is None:
+            return merge_by_timestamp(records.items(), _record_timestamp, self._rank)
+        upstream = self.upstream
+        others: list[tuple[Any, list[Any]]] = []
+        for tp, fetched in records.items():
+            if tp.topic in upstream:
+                gate.take(tp, fetched)
+            else:
+                others.append((tp, fetched))
+        return chain(merge_by_timestamp(others, _record_timestamp, self._rank), gate.release())
+
+    def poll_timeout(self, timeout: float) -> float:
+        """How long the consumer's next fetch may wait: briefly while the gate holds records."""
+        if self.gate is not None and self.gate.holding:
+            return min(timeout, HOLD_POLL_SECONDS)
+        return timeout
+
+    def forget(self, tps: Iterable[Any] | None = None) -> None:
+        if self.gate is not None:
+            self.gate.forget(tps)
 
     def _rank(self, tp: Any, record: Any) -> int:
         ranks = self.ranks
@@ -134,9 +191,23 @@ class TimestampOrder:
         return 0
 
     @classmethod
-    def with_ranks(cls, ranks: Mapping[str, int]) -> type[TimestampOrder]:
-        """faust builds its scheduler with no arguments: a subclass carries the topics' ranks."""
-        return type("TimestampOrderWithRanks", (cls,), {"ranks": dict(ranks)})
+    def with_ranks(
+        cls,
+        ranks: Mapping[str, int],
+        *,
+        upstream: Iterable[str] = (),
+        grace_ms: int = 0,
+        max_lag_wait: float = 5.0,
+    ) -> type[TimestampOrder]:
+        """faust builds its scheduler with no arguments: a subclass carries the topics' ranks, the
+        upstream topics whose records wait for the gate, and its waits (seconds)."""
+        attributes = {
+            "ranks": dict(ranks),
+            "upstream": frozenset(upstream),
+            "grace_ms": grace_ms,
+            "max_lag_wait": max_lag_wait,
+        }
+        return type("TimestampOrderWithRanks", (cls,), attributes)
 
 
 def _record_timestamp(record: Any) -> int | None:

@@ -732,7 +732,12 @@ def build_app(
                 # records of a poll, a smaller stream buffer) kept less of a backlog in memory, but the
                 # merge by timestamp then often lacked some partitions' heads and throughput fell to a
                 # quarter in some runs (BENCHMARKS.md, "Growth").
-                ConsumerScheduler=TimestampOrder.with_ranks(lifecycle_ranks(settings.topic_for)),
+                ConsumerScheduler=TimestampOrder.with_ranks(
+                    lifecycle_ranks(settings.topic_for),
+                    upstream=inbound_topics(settings),
+                    grace_ms=settings.intake_grace_ms,
+                    max_lag_wait=settings.intake_max_lag_wait_ms / 1000,
+                ),
                 producer_acks=-1,
                 producer_max_batch_size=settings.producer_max_batch_bytes,
                 # One size limit: what the worker accepts, writes and stores (OMS_MAX_RECORD_BYTES),

@@ -27,6 +27,7 @@ registered in faust's transport registry), see `apply_to`.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -37,7 +38,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from yarl import URL
 
-from workers.kafka import crashpoints
+from workers.kafka import crashpoints, metrics
+from workers.kafka.fetch_view import FetchView
 from workers.kafka.topics import INBOUND_TOPIC, STOCK_MOVEMENTS_TOPIC
 
 log = logging.getLogger("oms_postsales.faust_fixes")
@@ -101,6 +103,10 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
     the others. `perform_seek` notes that the held partitions are now at their committed offsets;
     the next `resume_flow` resumes them. Pausing a partition (rebalance) forgets it. Fetches see
     the active partitions through `_NeverEmpty`.
+
+    It also gives the scheduler's fetch gate (workers/engine/fetch_gate.py) its view of the fetches,
+    asks again briefly while the gate holds records, and makes the gate drop what it holds whenever
+    positions move back (a seek, a stop of the flow for a rebalance): those records come again.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -108,6 +114,29 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
         self._held_epoch = 0  # bumped whenever partitions are held: a seek started before is stale
         self._seeked_epoch = -1
         super().__init__(*args, **kwargs)
+        attach = getattr(self.scheduler, "attach", None)
+        if attach is not None:
+            upstream: frozenset[str] = getattr(self.scheduler, "upstream", frozenset())
+            attach(
+                FetchView(self, upstream),
+                clock=time.monotonic,
+                wall_ms=lambda: time.time() * 1000,
+                on_lagging=metrics.INTAKE_UNORDERED.inc,
+                on_wait=lambda reason: metrics.INTAKE_WAITS.labels(reason).inc(),
+            )
+
+    def _forget_held(self, tps: Iterable[Any] | None = None) -> None:
+        forget = getattr(self.scheduler, "forget", None)
+        if forget is not None:
+            forget(tps)
+
+    def stop_flow(self) -> None:
+        super().stop_flow()
+        self._forget_held()
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        self._forget_held([partition])
+        await super().seek(partition, offset)
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -125,10 +154,12 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
     def pause_partitions(self, tps: Iterable[Any]) -> None:
         tpset = set(tps)
         self._held_tps -= tpset
+        self._forget_held(tpset)
         super().pause_partitions(tpset)
 
     async def perform_seek(self) -> None:
         epoch = self._held_epoch
+        self._forget_held()
         await super().perform_seek()
         self._seeked_epoch = epoch
 
@@ -143,6 +174,9 @@ class SeekFirstConsumer(aiokafka_driver.Consumer):
         super().resume_partitions(held & set(self.assignment()))
 
     async def _getmany(self, active_partitions: set[Any] | None, timeout: float) -> Any:
+        poll_timeout = getattr(self.scheduler, "poll_timeout", None)
+        if poll_timeout is not None:
+            timeout = poll_timeout(timeout)
         if active_partitions is None:  # client-only apps: every partition, as in faust
             return await super()._getmany(None, timeout)
         return await super()._getmany(cast(set[Any], _NeverEmpty(active_partitions)), timeout)

@@ -63,6 +63,20 @@ RULES_VERSION = Gauge(
 RULES_REFUSED = Counter(
     "oms_rules_records_refused", "Rules records refused (dead-lettered while following)", registry=REGISTRY
 )
+INTAKE_UNORDERED = Counter(
+    "oms_intake_forwarded_while_lagging",
+    "Upstream records the intake forwarded while another upstream partition had been behind longer than "
+    "OMS_INTAKE_MAX_LAG_WAIT_MS: their order against that partition's records is not promised",
+    registry=REGISTRY,
+)
+INTAKE_WAITS = Counter(
+    "oms_intake_order_waits",
+    "Times the intake began holding records back for another upstream partition, by reason "
+    "(behind: records fetched or known on the broker; stale: not fetched since; grace: the grace wait; "
+    "paused: the partition's records cannot be handed on now)",
+    ["reason"],
+    registry=REGISTRY,
+)
 REJECTIONS = Counter("oms_rejections", "Messages the rules refused, by code", ["code"], registry=REGISTRY)
 PROCESSING = Histogram(
     "oms_processing_seconds",

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from domain.rule_versions import RuleVersion, RuleVersions, book_versions
+from domain.rule_versions import RuleVersion, RuleVersions, book_versions, same_rules
 from domain.rules import RuleBook
 from domain.timeutil import EPOCH
 from workers.config.settings import Settings
@@ -101,7 +101,8 @@ class RulesReader:
             differ = [
                 found.key
                 for found in book_versions(book, EPOCH, 1)
-                if (live := self.versions.latest(found.key)) is None or live.rules != found.rules
+                if (live := self.versions.latest(found.key)) is None
+                or not same_rules(live.rules, found.rules)
             ]
             if differ:
                 log.warning("rules.file_differs_from_topic", keys=differ, hint="oms-postsales rules publish")

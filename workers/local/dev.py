@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -369,10 +370,12 @@ def summary(
     for refund in refunds:
         totals = refund["totals"]
         flag = "  standalone" if refund["standalone"] else ""
+        kept = _fees_kept(refund)
+        fees = f"  fees kept {kept}" if kept else ""
         lines.append(
             f"  {refund['credit_note_number']:<20} {refund['sales_channel_id']}:{refund['order_id']:<20} "
             f"{refund['status']['code']:<15} {refund['refund_type']:<12} {refund['document_type']:<22} "
-            f"{totals['cost_gross']:>9} (net {totals['cost_net']}, tax {totals['cost_vat']}){flag}"
+            f"{totals['cost_gross']:>9} (net {totals['cost_net']}, tax {totals['cost_vat']}){flag}{fees}"
         )
     rejections = [r for r in found.records if r["topic"] == names.ERROR_NOTIFY]
     if rejections:
@@ -380,6 +383,7 @@ def summary(
     for record in rejections:
         params = record["value"]["params"]
         lines.append(f"  {record['key']:<28} {params['code']:<18} {params['message']}")
+    lines.extend(_return_rules(refunds, rejections))
     dead = [r for r in found.records if r["topic"] == dlq]
     if dead:
         lines.append("dead letters:")
@@ -394,6 +398,39 @@ def summary(
         lines.append("FAILED: credit note commands of the log that did not settle their note:")
         lines.extend(f"  {problem}" for problem in missed)
     return "\n".join(lines), ok
+
+
+def _fees_kept(refund: dict[str, Any]) -> str:
+    """The return fees a credit note kept ("RESTOCKING_FEE 9.90, RETURN_SHIPPING_FEE 5.95"), or ""."""
+    kept: dict[str, Decimal] = {}
+    for line in refund["lines"]:
+        if "fee" in line:
+            gross = Decimal(line["payments"][0]["details"]["cost_gross"])
+            kept[line["fee"]] = kept.get(line["fee"], Decimal(0)) - gross
+    return ", ".join(f"{kind} {amount}" for kind, amount in kept.items())
+
+
+def _return_rules(refunds: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> list[str]:
+    """What the channels' final-sale and fee rules did, in two counts (README, "Rules per sales
+    channel"): so a demo shows the rules at work, not only their documents."""
+    refused = [r for r in rejections if r["value"]["params"]["code"] == "FINAL_SALE"]
+    charged = [refund for refund in refunds if _fees_kept(refund)]
+    if not refused and not charged:
+        return []
+    total = sum(
+        (
+            -Decimal(line["payments"][0]["details"]["cost_gross"])
+            for refund in charged
+            for line in refund["lines"]
+            if "fee" in line
+        ),
+        Decimal(0),
+    )
+    return [
+        "return rules:",
+        f"  final-sale refusals: {len(refused)}",
+        f"  return fees kept: {total} on {len(charged)} credit note(s)",
+    ]
 
 
 def through_kafka(
