@@ -45,7 +45,8 @@ from domain.commands import (
 from domain.credit_notes import Ledger
 from domain.outcome import Forgotten, MessageMeta, Outcome, Refused, Unchanged, rejection_event
 from domain.reshipments import reship
-from domain.rules import ChannelRules, RuleBook
+from domain.rule_versions import RuleVersions, stamp
+from domain.rules import ChannelRules
 from domain.state import HELD_MESSAGES_MAX, HeldMessage, OrderState
 from domain.timeutil import iso, parse_time
 from domain.work import Work
@@ -194,7 +195,7 @@ def handle(
     params_json: str,
     stored: OrderState | None,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     meta: MessageMeta,
     *,
     fallback_channel: str | None = None,
@@ -206,13 +207,19 @@ def handle(
     one for an order never seen. `retry`: after a change, try again the messages of this order that
     wait for one (False while such a message is itself being tried, so that attempts do not nest)."""
     gone: Forgotten | None = None
-    if stored is not None and retention.forgotten(book.for_channel(stored.sales_channel), stored, meta.now):
+    if stored is not None and retention.forgotten(
+        book.for_channel(stored.sales_channel, meta.now), stored, meta.now
+    ):
         gone = Forgotten(stored.key, tuple(retention.upstream_keys(stored, meta.partition)))
         # The numbers its messages took go with it: a message of the new life starts afresh.
         ledger = ledger.after(Outcome("applied", taken={stored.key: {}}))
         stored = None
     outcome = _handle(parsed, params_json, stored, ledger, book, meta, fallback_channel, retry)
     outcome.forgotten = gone
+    # Every decision names the rule set it was made under: the channel's at the message's time (held
+    # messages tried again inside were named by their own time already).
+    channel = stored.sales_channel if stored is not None else parsed.sales_channel or fallback_channel
+    stamp(outcome.events, book.version_for(channel, meta.now).label)
     return _dated(outcome, meta.now, meta.stamp)
 
 
@@ -232,7 +239,7 @@ def _handle(
     params_json: str,
     stored: OrderState | None,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     meta: MessageMeta,
     fallback_channel: str | None,
     retry: bool,
@@ -245,7 +252,7 @@ def _handle(
         )
     key = order_key(channel, parsed.order_id)
     state = stored or OrderState(key=key, sales_channel=channel, order_id=parsed.order_id)
-    rules = book.for_channel(channel)
+    rules = book.for_channel(channel, meta.now)
     if meta.message_id in state.applied or any(h.message_id == meta.message_id for h in state.held):
         return Outcome("duplicate", None, detail="message id already applied")
     if parsed.name == names.ORDER_CREATE:
@@ -276,10 +283,10 @@ def _apply(
     params_json: str,
     state: OrderState,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     meta: MessageMeta,
 ) -> Outcome:
-    rules = book.for_channel(state.sales_channel)
+    rules = book.for_channel(state.sales_channel, meta.now)
     work = Work(state, ledger, meta, rules)
     try:
         apply(work, command)
@@ -324,7 +331,7 @@ def _attempt(
     message: HeldMessage,
     state: OrderState,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     partition: int,
     *,
     final: bool = False,
@@ -339,11 +346,11 @@ def _attempt(
     return handle(parsed, message.params_json, state, ledger, book, meta, retry=False)
 
 
-def _retry_held(outcome: Outcome, ledger: Ledger, book: RuleBook, meta: MessageMeta) -> Outcome:
+def _retry_held(outcome: Outcome, ledger: Ledger, book: RuleVersions, meta: MessageMeta) -> Outcome:
     """After a change, the held messages of the order, oldest first, until none applies any more."""
     assert outcome.order is not None
     order = outcome.order
-    window = timedelta(seconds=book.for_channel(order.sales_channel).reorder_window_seconds)
+    window = timedelta(seconds=book.for_channel(order.sales_channel, meta.now).reorder_window_seconds)
     progress = True
     while progress and order.held:
         progress = False
@@ -369,11 +376,11 @@ def _create(
     params_json: str,
     state: OrderState,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     meta: MessageMeta,
 ) -> Outcome:
     assert isinstance(parsed.command, OrderCreate)
-    rules = book.for_channel(state.sales_channel)
+    rules = book.for_channel(state.sales_channel, meta.now)
     origin = parse_time(parsed.command.order.origin_date)
     if not state.known and retention.archived_create(rules, origin, meta.now):
         # Its life may have ended and been forgotten: a re-sent old create must not reserve stock again.
@@ -414,7 +421,7 @@ def _hold_or_skip(
 def settle_expired(
     state: OrderState,
     ledger: Ledger,
-    book: RuleBook,
+    book: RuleVersions,
     now: Any,
     partition: int = 0,
     *,
@@ -423,7 +430,6 @@ def settle_expired(
     """The held messages whose window has passed: a message that waited for another one of its order
     gets its last attempt (applied in its final meaning, or refused with its code); one whose order
     never came is refused, or, for messages that carry their own amounts, refunded standalone."""
-    rules = book.for_channel(state.sales_channel)
     due = [h for h in state.held if everything or (parse_time(h.deadline) or now) <= now]
     if not due:
         return Outcome("skipped", None)
@@ -439,7 +445,7 @@ def settle_expired(
         if message.waits_for is not None and current.known:
             outcome = _attempt(message, current, view, book, partition, final=True)
         else:
-            outcome = _order_never_came(message, current, view, book, rules, now, partition)
+            outcome = _order_never_came(message, current, view, book, now, partition)
         total.extend(outcome)
         if outcome.order is not None:
             current = outcome.order
@@ -454,18 +460,22 @@ def _order_never_came(
     message: HeldMessage,
     current: OrderState,
     ledger: Ledger,
-    book: RuleBook,
-    rules: ChannelRules,
+    book: RuleVersions,
     now: datetime,
     partition: int,
 ) -> Outcome:
-    # The last attempt of a held message is dated at its deadline (README, "Early messages").
+    # The last attempt of a held message is dated at its deadline (README, "Early messages"), and
+    # decided by the rules of that time.
     at = parse_time(message.deadline) or now
     meta = MessageMeta(message.message_name, message.message_id, at, partition, timed=True)
+    version = book.version_for(current.sales_channel, at)
+    rules = version.rules
     route = ROUTES[message.message_name]
     if rules.unknown_order == "standalone" and route.standalone is not None:
         command = parse(message.message_name, jsontext.read(message.params_json)).command
-        return _apply(route.standalone, command, message.params_json, current, ledger, book, meta)
+        applied = _apply(route.standalone, command, message.params_json, current, ledger, book, meta)
+        stamp(applied.events, version.label)
+        return applied
     refused = Refused(
         "UNKNOWN_ORDER",
         f"order {current.order_id} of sales channel {current.sales_channel} did not arrive by "
@@ -474,6 +484,6 @@ def _order_never_came(
     )
     rejected = current.private_copy()
     rejected.remember(message.message_id)
-    return Outcome(
-        "rejected", rejected, events=[rejection_event(current.key, meta, message.params_json, refused)]
-    )
+    event = rejection_event(current.key, meta, message.params_json, refused)
+    stamp([event], version.label)
+    return Outcome("rejected", rejected, events=[event])

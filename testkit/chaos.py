@@ -15,7 +15,11 @@ reads every output topic and compares it with what `replay` emits for the same l
   same cause), or one with replay's id but other content;
 - redeliveries: the same output again, same id and same content (at-least-once delivery; harmless);
 - credit note numbers: per series, gap-free and the very numbers replay gives;
-- stock: the final on hand / reserved / ATS per source and SKU equal to replay's.
+- stock: the final on hand / reserved / ATS per source and SKU equal to replay's;
+- rules: halfway through the traffic a new version of CHAOS-A's rules (credit notes wait PENDINGRELEASE) is
+  published on the rules topic, effective from the first message of the next wave; the workers follow
+  it with no restart (a killed one reads it at start), and replay's expectation has the rules record at
+  the same place, so the notes of CHAOS-A name CHAOS-A@1 before it and CHAOS-A@2 after it.
 
 The outputs are read once the group has committed everything published: until every output replay
 emits has arrived, then up to the end offsets (testkit/reading.py), so late redeliveries count too; past
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import random
 import re
@@ -46,16 +51,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
+from domain.rule_versions import RuleVersion
 from testkit.chaos_traffic import RULES_TOML, Wave, chaos_waves
 from testkit.live import isolated
 from testkit.reading import Awaited, ReadTimeout, TopicReader
 from workers.config import logging as worker_logging
 from workers.config.rules_file import load_rules
 from workers.config.settings import Settings
-from workers.engine.codec import InboundRecord, dumps
+from workers.engine.codec import InboundRecord, dumps, loads
 from workers.engine.pipeline import Pipeline
+from workers.engine.rule_records import RULES_TOPIC, encode
 from workers.kafka.crashpoints import POINTS
 from workers.kafka.crashpoints import VARIABLE as CRASH_VARIABLE
+from workers.kafka.rules_reader import publish as publish_rules
 from workers.kafka.topics import catalogue, create_topics
 from workers.local.broker import LocalBroker, free_port
 from workers.local.dev import (
@@ -65,6 +73,7 @@ from workers.local.dev import (
     raising_on_stop_signals,
     settings_from_env,
 )
+from workers.replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +96,8 @@ class Options:
     # is started with every point not reached yet armed, kills itself at the first it reaches (the N-th
     # time), and is restarted with the rest; so one worker dies once at each point in turn.
     crash_at: str | None = None
+    # Publish a new version of CHAOS-A's rules halfway through the traffic (module docstring).
+    rule_change: bool = True
 
 
 @dataclass
@@ -331,6 +342,73 @@ def credit_notes(records: list[Output]) -> dict[str, dict[int, set[tuple[str, st
     return series
 
 
+# The channel whose rules change halfway, and how.
+CHANGED_CHANNEL = "CHAOS-A"
+
+
+def rule_change(rules: Path, now: datetime, line: int) -> RuleVersion:
+    """CHAOS-A's version 2 (credit notes wait PENDINGRELEASE), effective from the message time of log line
+    `line` as the waves stamp it (`now` plus the line number in milliseconds, whole milliseconds)."""
+    current = load_rules(rules).sales_channels[CHANGED_CHANNEL]
+    changed = current.model_copy(update={"auto_release_refund": False})
+    at = datetime.fromtimestamp((int(now.timestamp() * 1000) + line) / 1000, UTC)
+    return RuleVersion(CHANGED_CHANNEL, 2, at, changed)
+
+
+def expected_with_rules(
+    log: Path, rules: Path, partitions: int, now: datetime, change: RuleVersion, line: int
+) -> list[Output]:
+    """What replay emits for the log stamped as `expected_outputs` stamps it, with the rules record of
+    `change` before log line `line` (it takes no line number: the messages keep their times)."""
+    stamp = int(now.timestamp() * 1000)
+    texts = [text for text in log.read_text("utf-8").splitlines() if text.strip()]
+    lines = [dumps({**loads(text), "timestamp": stamp + index}) for index, text in enumerate(texts)]
+    record = encode(change, RULES_TOPIC)
+    rules_line = dumps({"topic": RULES_TOPIC, "key": record.key, "value": loads(record.value)})
+    out = io.StringIO()
+    replay(
+        iter([*lines[:line], rules_line, *lines[line:]]),
+        out,
+        load_rules(rules),
+        partitions=partitions,
+        settle_at_end=False,
+    )
+    return [loads(text) for text in out.getvalue().splitlines()]
+
+
+def rules_versions_seen(expected: list[Output]) -> set[str]:
+    return {
+        str(r["value"]["params"].get("rules_version"))
+        for r in expected
+        if r["topic"] == names.REFUND_UPDATED and r["key"].startswith(CHANGED_CHANNEL + ":")
+    }
+
+
+def wait_rules_read(pool: Pool, version: int, timeout: float = 60.0) -> None:
+    """Until every worker process alive has read `version` of CHAOS-A's rules (its /metrics); one
+    that was (re)started after the publication reads it before it handles anything."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = []
+        for worker in list(pool.slots):
+            if worker.process is None or worker.process.poll() is not None:
+                continue
+            try:
+                with worker._open("/metrics") as response:
+                    text = response.read().decode()
+            except OSError:
+                behind.append(worker)  # starting: its web server is not up yet
+                continue
+            wanted = f'oms_rules_version{{sales_channel="{CHANGED_CHANNEL}"}} {float(version)}'
+            if wanted not in text:
+                behind.append(worker)
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(behind)} workers did not read {CHANGED_CHANNEL}@{version} in time")
+        time.sleep(0.1)
+
+
 @dataclass
 class Verdict:
     lost: list[tuple[str, str]] = field(default_factory=list)
@@ -410,7 +488,10 @@ async def drive(
     expected: list[Output],
     now: datetime,
     echo: Any,
+    change: tuple[int, RuleVersion] | None = None,
 ) -> tuple[list[Output], dict[str, float]]:
+    """`change`: before wave number `change[0]`, publish that rule set version and wait until every
+    live worker has read it."""
     rng = random.Random(options.seed)
     total = sum(len(w.records) for w in waves)
     killer = Killer(pool, rng.sample(range(1, total), min(options.kills, total - 1)), options.min_gap, rng)
@@ -424,7 +505,11 @@ async def drive(
     try:
         base, _ = await progress.done()
         first = 0
-        for wave in waves:
+        for number, wave in enumerate(waves):
+            if change is not None and number == change[0]:
+                await publish_rules(settings, [change[1]])
+                await asyncio.to_thread(wait_rules_read, pool, change[1].version)
+                echo(f"  rules: published {change[1].label}, read by every live worker")
             wave_started = time.monotonic()
             records = wave_records(wave, settings, pipeline, now, first)
             first += len(wave.records)
@@ -487,10 +572,15 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
         out.writelines(json.dumps(r) + "\n" for wave in waves for r in wave.records)
     messages = sum(len(w.records) for w in waves)
     now = datetime.now(UTC)
-    expected = [
-        {**r, "partition": None, "offset": None}
-        for r in expected_outputs(log, rules, options.partitions, now)
-    ]
+    change: tuple[int, RuleVersion] | None = None
+    if options.rule_change and len(waves) > 1:
+        halfway = len(waves) // 2
+        line = sum(len(w.records) for w in waves[:halfway])
+        change = (halfway, rule_change(rules, now, line))
+        replayed = expected_with_rules(log, rules, options.partitions, now, change[1], line)
+    else:
+        replayed = expected_outputs(log, rules, options.partitions, now)
+    expected = [{**r, "partition": None, "offset": None} for r in replayed]
     echo(
         f"log {log}: {messages} messages in {len(waves)} waves "
         f"({', '.join(f'{w.name} {len(w.records)}' for w in waves)}); replay expects {len(expected)} outputs"
@@ -519,7 +609,7 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
                 f"on {options.store} "
                 f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
             )
-            found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo))
+            found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo, change))
             pool.revive(time.monotonic())  # one that died at its crash point after the last commit
         finally:
             codes = pool.stop()
@@ -529,6 +619,10 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
     with (workdir / "outputs.jsonl").open("w", encoding="utf-8") as out:  # for a post-mortem
         out.writelines(dumps(r) + "\n" for r in found)
     verdict = verify(found, expected, messages, options.messages)
+    if change is not None and rules_versions_seen(expected) != {"CHAOS-A@1", "CHAOS-A@2"}:
+        verdict.problems.append(
+            f"the rule change decided nothing: CHAOS-A's notes name {sorted(rules_versions_seen(expected))}"
+        )
     verdict.deaths = list(pool.deaths)
     verdict.reached = list(pool.reached)
     if pool.pending:

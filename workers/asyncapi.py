@@ -3,9 +3,10 @@ catalogue: `python -m workers.asyncapi > docs/asyncapi.yaml`.
 
 One channel per topic (default names: no prefix, no mapping), one message per message name with its
 schema as payload, the record key and the headers; the dead-letter topic with its dlq.* headers; the
-worker's internal topics (stock movements, settle ticks, table changelogs) marked internal, with no
-message contract. Payloads are the message schemas with the shared definitions inlined, so the
-document stands alone; their `$id` is the `schema_id` header of the records.
+rules topic with its rule-set records; the worker's internal topics (stock movements, settle ticks,
+table changelogs) marked internal, with no message contract. Payloads are the message schemas with the
+shared definitions inlined, so the document stands alone; their `$id` is the `schema_id` header of
+the records.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from domain import names
 from schemas import DEFS_NAME, SCHEMA_DIR
 from workers.config.settings import Settings
 from workers.engine import codec
+from workers.engine.rule_records import SCHEMA_NAME as RULES_SCHEMA
 from workers.kafka.topics import (
     INBOUND_TOPIC,
     STOCK_MOVEMENTS_TOPIC,
@@ -29,6 +31,7 @@ from workers.kafka.topics import (
     TICKS_TOPIC,
     catalogue,
     changelog_topic,
+    rules_topic,
 )
 
 # JSON Schema 2020-12 is not among the formats AsyncAPI 3.0 lists, so it is named the way the listed
@@ -200,6 +203,28 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         "channel": {"$ref": f"#/channels/{settings.dlq_topic}"},
         "messages": [{"$ref": f"#/channels/{settings.dlq_topic}/messages/{dlq}"}],
     }
+
+    # The rule sets per sales channel: read whole by every worker, written by `rules publish` (and by a
+    # worker once, the rules file as version 1, when the topic is empty).
+    rule_set = "rule-set"
+    rules_schema = schemas[RULES_SCHEMA]
+    messages[rule_set] = _message(
+        rule_set,
+        rules_schema,
+        rules_schema,
+        "<sales channel>@<version> (* for the defaults): one key per version",
+    )
+    rules_channel = channel(
+        rules_topic(settings),
+        "Rule sets per sales channel, one record per version, read whole by every worker (compacted).",
+    )
+    rules_channel["messages"][rule_set] = {"$ref": f"#/components/messages/{rule_set}"}
+    for action in ("receive", "send"):
+        operations[f"{action}.{rule_set}"] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{rules_topic(settings)}"},
+            "messages": [{"$ref": f"#/channels/{rules_topic(settings)}/messages/{rule_set}"}],
+        }
 
     internal = {
         settings.topic_prefix

@@ -35,6 +35,7 @@ from workers.kafka.topics import (
     stray_topics,
 )
 from workers.ops import commands as ops_cli
+from workers.ops import rules_commands
 from workers.ops.reading import Progress
 from workers.replay.runner import ReplayInputError, load_state, replay, save_state
 
@@ -185,7 +186,18 @@ def worker_command() -> None:
     structlog.get_logger("oms_postsales.worker").info(
         "producer.idempotence", enabled=idempotence.enabled, reason=idempotence.reason
     )
-    worker_process.run(settings, book, idempotent=idempotence.enabled)
+    # Every channel's rules, read to the end of the rules topic before any message is handled (an
+    # empty topic gets the rules file as version 1); then followed while the worker runs.
+    from domain.rule_versions import RuleVersions
+    from workers.kafka.rules_reader import RulesReader
+
+    versions = RuleVersions()
+    reader = RulesReader(settings, versions)
+    try:
+        asyncio.run(reader.load(book))
+    except (KafkaError, OSError) as exc:
+        fail(unreachable(settings, exc))
+    worker_process.run(settings, versions, idempotent=idempotence.enabled, rules_reader=reader)
 
 
 async def prepare_broker(settings: Settings) -> idempotence_check.Idempotence:
@@ -351,6 +363,7 @@ def _version(value: bool) -> None:
 
 
 ops_cli.register(app)
+rules_commands.register(app)
 
 
 @app.callback()

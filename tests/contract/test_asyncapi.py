@@ -59,6 +59,7 @@ def test_every_message_and_topic_is_there(committed: dict[str, Any]) -> None:
     for name in (*names.INBOUND, *names.OUTBOUND):
         assert name in channels[name]["messages"], name
     assert "dead-letter" in channels[names.DEFAULT_DLQ_TOPIC]["messages"]
+    assert "rule-set" in channels["oms-postsales.rules"]["messages"]
     internal = {topic for topic, channel in channels.items() if channel.get("x-internal")}
     assert "oms-postsales.stock-movements" in internal and "oms-postsales-orders-changelog" in internal
     actions = {

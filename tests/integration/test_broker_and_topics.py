@@ -54,8 +54,8 @@ async def test_create_topics_creates_the_catalogue_and_is_idempotent(make_settin
     specs = catalogue(settings)
     wanted = {spec.name: spec.partitions for spec in specs}
     # + the re-keyed inbound topic, stock movements, settle ticks, the DLQ, one compacted changelog
-    # per faust table and faust's leader topic.
-    assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 4 + len(TABLES) + 1
+    # per faust table, faust's leader topic and the rules topic.
+    assert len(wanted) == len(names.INBOUND) + len(names.OUTBOUND) + 4 + len(TABLES) + 2
     assert wanted[leader_topic(settings)] == 1
     assert wanted[settings.topic_prefix + INBOUND_TOPIC] == 3
     assert wanted[settings.topic_prefix + STOCK_MOVEMENTS_TOPIC] == 2

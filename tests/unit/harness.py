@@ -17,6 +17,7 @@ from domain import names
 from domain.credit_notes import Ledger
 from domain.handlers import handle, parse, settle_expired
 from domain.outcome import Event, MessageMeta, Outcome
+from domain.rule_versions import RuleVersions
 from domain.rules import RuleBook, parse_rules
 from domain.state import OrderState, Series, StockItem, TakenNumbers
 from domain.stock import apply_movement
@@ -171,7 +172,9 @@ def appeasement(order_id: str, amounts: list[tuple[int, str]], *, store: str = "
 
 @dataclass
 class Harness:
-    rules: RuleBook = field(default_factory=lambda: parse_rules({}))
+    # A rules file's book is version 1 of each of its keys, from the start of time (a RuleBook given
+    # is taken as that).
+    rules: RuleVersions = field(default_factory=lambda: RuleVersions.from_book(parse_rules({})))
     orders: dict[str, OrderState] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
     taken: dict[str, TakenNumbers] = field(default_factory=dict)
@@ -183,9 +186,14 @@ class Harness:
     follow_ups: list[Outcome] = field(default_factory=list)
     _ids: Iterable[int] = field(default_factory=itertools.count)
 
+    def __post_init__(self) -> None:
+        given: RuleVersions | RuleBook = self.rules
+        if isinstance(given, RuleBook):
+            self.rules = RuleVersions.from_book(given)
+
     @classmethod
     def with_rules(cls, **channel: Any) -> Harness:
-        return cls(rules=parse_rules({"defaults": channel}))
+        return cls(rules=RuleVersions.from_book(parse_rules({"defaults": channel})))
 
     @property
     def ledger(self) -> Ledger:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from domain import names
+from domain.rule_versions import DEFAULTS_KEY, RuleVersion
 from domain.rules import RulesError, parse_rules
 from tests.unit.harness import (
     OCTOPUS,
@@ -131,7 +132,9 @@ def test_a_receipt_of_a_return_authorized_before_the_rule_is_honoured() -> None:
     h.ship("1234", [(3, 1)])
     opened = h.ret("1234", [{"line_number": 3}])
     rma = events(opened, names.RETURN_UPDATED)[0]["return"]["rma"]
-    h.rules = parse_rules({"defaults": {"refund_on": "receipt", "final_sale_skus": CLEARANCE}})
+    # The rule comes in as a new version of the defaults, effective from now (domain/rule_versions.py).
+    later = parse_rules({"defaults": {"refund_on": "receipt", "final_sale_skus": CLEARANCE}}).defaults
+    h.rules.add(RuleVersion(DEFAULTS_KEY, 2, h.now, later))
     received = h.ret("1234", [{"line_number": 3, "condition": "GOOD"}], name=names.RETURN_RECEIVED, rma=rma)
     assert received.status == "applied", received.detail
     assert the_refund(received)["totals"]["cost_gross"] == "27.50"
@@ -217,7 +220,7 @@ def test_the_order_view_names_each_line_s_final_sale_pattern() -> None:
     from workers.engine.order_view import order_view
 
     h = shipped()
-    rules = h.rules.for_channel("OCTO")
+    rules = h.rules.for_channel("OCTO", h.now)
     lines = {ln["line_number"]: ln for ln in order_view(h.order("1234"), rules=rules)["lines"]}
     assert [lines[n]["final_sale"] for n in (1, 2, 3)] == [None, "ms232", "CD*"]
     assert "final_sale" not in order_view(h.order("1234"))["lines"][0]

@@ -135,7 +135,7 @@ def test_the_order_view_shows_each_line_s_deadline() -> None:
     h = Harness.with_rules(return_window_days=30)
     h.create(OCTOPUS)
     ship_at(h, "2026-11-02T09:00:00Z", [(1, 1)])
-    rules = h.rules.for_channel("OCTO")
+    rules = h.rules.for_channel("OCTO", h.now)
     lines = {ln["line_number"]: ln for ln in order_view(h.order("1234"), rules=rules)["lines"]}
     assert lines[1]["return_deadline"] == "2026-12-02T09:00:00Z"
     assert lines[2]["return_deadline"] is None  # not shipped yet: its window has not started

@@ -18,7 +18,11 @@ def _money(value: Decimal) -> str:
 
 
 def order_view(
-    order: OrderState, *, with_personal_data: bool = False, rules: ChannelRules | None = None
+    order: OrderState,
+    *,
+    with_personal_data: bool = False,
+    rules: ChannelRules | None = None,
+    rules_version: str | None = None,
 ) -> dict[str, Any]:
     """Counts, returns, credit notes, ledger and held messages; with the channel's `rules`, each line's
     return deadline (None: no window, or a line not shipped yet under a shipment window) and the
@@ -34,6 +38,8 @@ def order_view(
         "store": order.store,
         "currency": order.currency,
         "cancelled": order.cancelled,
+        # The rule set the order's next message would be decided by (its deadlines are under it).
+        **({"rules_version": rules_version} if rules_version is not None else {}),
         "lines": [
             {
                 "line_number": line.line_number,

@@ -29,6 +29,7 @@ from domain.outcome import (
     Refused,
     rejection_event,
 )
+from domain.rule_versions import RuleVersions, stamp
 from domain.rules import RuleBook
 from domain.state import OrderState, StockItem
 from domain.stock import apply_movement, snapshot_movements
@@ -44,6 +45,7 @@ from workers.engine.codec import (
     encode,
 )
 from workers.engine.personal import safe_error
+from workers.engine.rule_records import RULES_TOPIC
 from workers.engine.stores import Stores
 from workers.engine.validation import Validators, default_validators
 from workers.engine.values import JsonValues
@@ -96,6 +98,8 @@ class Topics:
 
     mapping: Mapping[str, str] = field(default_factory=dict)
     dlq: str = names.DEFAULT_DLQ_TOPIC
+    # The rule sets' topic (workers/engine/rule_records.py): read by the rules reader, and by replay.
+    rules: str = RULES_TOPIC
 
     def topic(self, name: str) -> str:
         return self.mapping.get(name, name)
@@ -115,7 +119,7 @@ class Topics:
 class Pipeline:
     def __init__(
         self,
-        rules: RuleBook,
+        rules: RuleBook | RuleVersions,
         stores: Stores | None = None,
         topics: Topics | None = None,
         validators: Validators | None = None,
@@ -123,8 +127,10 @@ class Pipeline:
         partitions: int | None = None,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
-        """`partitions`: replay's emulation of the Kafka key partitioner (None: trust the record's)."""
-        self.rules = rules
+        """`partitions`: replay's emulation of the Kafka key partitioner (None: trust the record's).
+        `rules`: the rule sets by version (shared: the worker's rules reader adds versions as they come),
+        or a rules file's book, which is version 1 of each of its keys from the start of time."""
+        self.rules = rules if isinstance(rules, RuleVersions) else RuleVersions.from_book(rules)
         self.stores = stores or Stores()
         self.topics = topics or Topics()
         self.validators = validators or default_validators()
@@ -330,7 +336,7 @@ class Pipeline:
             order = self.stores.orders.get(key)
             if order is None:
                 continue
-            rules = self.rules.for_channel(order.sales_channel)
+            rules = self.rules.for_channel(order.sales_channel, latest)
             gone = retention.swept(rules, order, latest, self.partition_of(key, partition))
             if gone is None:
                 continue
@@ -341,7 +347,9 @@ class Pipeline:
 
     def forget_at(self, order: OrderState) -> datetime | None:
         """When a sweep may delete this order (its retention's end plus the sweep's grace)."""
-        moment = retention.forget_at(self.rules.for_channel(order.sales_channel), order)
+        # The rules of its last change: when the sweep looks again, it decides by the rules of then.
+        changed = parse_time(order.changed_at) or EPOCH
+        moment = retention.forget_at(self.rules.for_channel(order.sales_channel, changed), order)
         return moment + retention.SWEEP_GRACE if moment is not None else None
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -360,6 +368,7 @@ class Pipeline:
             f"{self.max_record_bytes} one record may hold; the order is left as it was",
         )
         event = rejection_event(key, meta, params_json, refused)
+        stamp([event], self.rules.version_for(outcome.order.sales_channel, meta.now).label)
         return Outcome("rejected", events=[event], detail=refused.code)
 
     def _tick(self, record: InboundRecord, message_time: str | None) -> datetime:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from domain import names
 from domain.money import ZERO
+from domain.rule_versions import RuleVersions
 from domain.rules import RuleBook
 from workers.engine.codec import InboundRecord, dumps, loads
 from workers.engine.order_view import order_view
@@ -57,7 +58,7 @@ def read_only(stores: Stores) -> Stores:
 
 
 def preview_pipeline(
-    rules: RuleBook,
+    rules: RuleBook | RuleVersions,
     stores: Stores,
     *,
     topics: Topics | None = None,
@@ -99,10 +100,15 @@ def preview(pipeline: Pipeline, record: InboundRecord) -> dict[str, Any]:
         result["follow_ups"].append({"message_name": follow_up.topic, "order_key": follow_up.key})
         result["restock"] += _movements(pipeline.process(follow_up))
     order = pipeline.stores.orders.get(key) if key else None
+    # The rule set the message is decided by (its outputs name it too): the channel's at its time.
+    channel = (
+        order.sales_channel if order is not None else (key.split(":", 1)[0] if key and ":" in key else None)
+    )
+    version = pipeline.rules.version_for(channel, record.timestamp or pipeline.clock)
+    result["rules_version"] = version.label
     if order is not None:
         # Each line's return deadline under the channel's window, as `orders show` gives it.
-        rules = pipeline.rules.for_channel(order.sales_channel)
-        lines = order_view(order, rules=rules)["lines"]
+        lines = order_view(order, rules=version.rules)["lines"]
         result["return_deadlines"] = {str(line["line_number"]): line["return_deadline"] for line in lines}
     return result
 

@@ -39,6 +39,7 @@ from faust.types import TP
 
 from domain import names
 from domain.outcome import Movement
+from domain.rule_versions import RuleVersions
 from domain.rules import RuleBook
 from domain.timeutil import EPOCH, iso
 from workers.config.settings import Settings
@@ -60,6 +61,7 @@ from workers.kafka.delivery import Delivery, Failure, reason
 from workers.kafka.overlay import BatchStores, Overlay
 from workers.kafka.produce_errors import Problems
 from workers.kafka.retention_index import RetentionIndex
+from workers.kafka.rules_reader import RulesReader
 from workers.kafka.table_map import TableMap
 from workers.kafka.topics import (
     INBOUND_TOPIC,
@@ -208,11 +210,17 @@ class Runtime:
     """What the agents share: the stores over faust tables, delivery with retries, readiness."""
 
     def __init__(
-        self, app: faust.App, settings: Settings, rules: RuleBook, tracing: Tracing | None = None
+        self,
+        app: faust.App,
+        settings: Settings,
+        rules: RuleBook | RuleVersions,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
-        self.rules = rules
+        # One object for the whole process: the rules reader adds versions to it as they come, and
+        # every pipeline (the stages', previews') decides by it.
+        self.rules = rules if isinstance(rules, RuleVersions) else RuleVersions.from_book(rules)
         # None unless OMS_TRACING is on: then OpenTelemetry is imported (workers/kafka/tracing.py).
         self.tracing = tracing
 
@@ -701,7 +709,13 @@ def heartbeat_interval(session_timeout: float) -> float:
     return min(3.0, max(0.5, session_timeout / 4))
 
 
-def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) -> tuple[faust.App, Runtime]:
+def build_app(
+    settings: Settings,
+    rules: RuleBook | RuleVersions,
+    *,
+    idempotent: bool = False,
+    rules_reader: RulesReader | None = None,
+) -> tuple[faust.App, Runtime]:
     # faust 0.15.3 drops records when a worker (re)joins: see workers/kafka/faust_fixes.py.
     # Tables settle their changelog writes, and rocksdb:// is the crash-safe store of
     # workers/kafka/durable_tables.py, not faust's own.
@@ -797,6 +811,17 @@ def build_app(settings: Settings, rules: RuleBook, *, idempotent: bool = False) 
     app.agent(movements_topic, name="stock")(stock)
     app.timer(settings.settle_interval_seconds, on_leader=True)(runtime.tick)
     app.timer(settings.ready_probe_interval_seconds)(runtime.probe_broker)
+    if rules_reader is not None:
+        reader = rules_reader
+        reader.handled_until = lambda: max(runtime.stream_time.values(), default=None)
+
+        async def follow_rules() -> None:
+            # Refused rules records go out as any dead letter, with the delivery's retries.
+            await reader.follow(
+                partial(runtime.delivery.deliver, stage="rules"), lambda: bool(app.should_stop)
+            )
+
+        app.task(follow_rules)
     install_pages(app, runtime)
     return app, runtime
 

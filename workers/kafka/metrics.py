@@ -52,6 +52,17 @@ EMITTED = Counter("oms_emitted_records", "Records published, by topic", ["topic"
 DEAD_LETTERS = Counter(
     "oms_dead_letters", "Records sent to the dead-letter topic", ["error_class"], registry=REGISTRY
 )
+# Per rules key (a sales channel, * for the defaults): the highest rule set version this worker has read
+# from the rules topic; a worker that lags behind a publication shows a lower number.
+RULES_VERSION = Gauge(
+    "oms_rules_version",
+    "Latest rule set version read from the rules topic, by sales channel (* the defaults)",
+    ["sales_channel"],
+    registry=REGISTRY,
+)
+RULES_REFUSED = Counter(
+    "oms_rules_records_refused", "Rules records refused (dead-lettered while following)", registry=REGISTRY
+)
 INTAKE_UNORDERED = Counter(
     "oms_intake_forwarded_while_lagging",
     "Upstream records the intake forwarded while another upstream partition had been behind longer than "

@@ -77,6 +77,13 @@ def _check_one(spec: TopicSpec, cluster: ClusterState, request_bytes: int) -> li
         add("warn", "settings", f"settings not readable ({state.config_error}; needs DescribeConfigs)")
         return found
     policy = {p.strip() for p in cluster.setting(spec.name, "cleanup.policy").split(",")}
+    if spec.role == "rules" and policy != {"compact"}:
+        add(
+            "fail",
+            "cleanup.policy",
+            f"cleanup.policy={','.join(sorted(policy))}: the rules topic must be compact only, or rule "
+            "set versions that still decide late messages are deleted",
+        )
     if spec.role == "changelog" and policy != {"compact"}:
         add(
             "fail",

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Literal
 
 # What a topic is for: which settings it must have on the broker (workers/kafka/topic_checks.py).
-Role = Literal["upstream", "output", "internal", "ticks", "dlq", "changelog", "leader"]
+Role = Literal["upstream", "output", "internal", "ticks", "dlq", "changelog", "leader", "rules"]
 
 
 @dataclass(frozen=True)

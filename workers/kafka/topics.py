@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from domain import names
 from workers.config.settings import Settings
+from workers.engine.rule_records import RULES_TOPIC
 from workers.engine.stores import table_names
 from workers.kafka.cluster import error_name, read_with
 from workers.kafka.topic_checks import check_topics
@@ -50,6 +51,11 @@ DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 def changelog_topic(settings: Settings, table: str) -> str:
     """faust's changelog name for a table: "<app id>-<table>-changelog"."""
     return f"{settings.consumer_group}-{table}-changelog"
+
+
+def rules_topic(settings: Settings) -> str:
+    """The rule sets' topic (workers/engine/rule_records.py), namespaced by OMS_TOPIC_PREFIX."""
+    return settings.topic_prefix + RULES_TOPIC
 
 
 def leader_topic(settings: Settings) -> str:
@@ -117,6 +123,9 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
         ),
         *((name, count, "changelog", {**sized, **COMPACT}) for name, count in changelogs.items()),
         (leader_topic(settings), 1, "leader", {}),
+        # One partition: the versions of every key in one order, so "above the last version" means
+        # the same to every reader; compacted, each version keeping its own key (`<channel>@<n>`).
+        (rules_topic(settings), 1, "rules", {**sized, **COMPACT}),
     ]
     specs: dict[str, TopicSpec] = {}
     for name, partitions, role, config in wanted:

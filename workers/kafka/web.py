@@ -24,7 +24,7 @@ import hmac
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -226,8 +226,11 @@ def install_pages(app: faust.App, runtime: Any) -> None:
             personal = request.query.get("personal") in ("1", "true")
             if personal:
                 audit_personal_read(settings, request, "orders", key)
-            rules = runtime.rules.for_channel(order.sales_channel)
-            return answer_json(self, order_view(order, with_personal_data=personal, rules=rules))
+            version = runtime.rules.version_for(order.sales_channel, datetime.now(UTC))
+            view = order_view(
+                order, with_personal_data=personal, rules=version.rules, rules_version=version.label
+            )
+            return answer_json(self, view)
 
     class Preview(View):
         async def post(self, request: Request) -> Response:

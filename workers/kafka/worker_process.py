@@ -12,14 +12,22 @@ import threading
 import faust
 import structlog
 
+from domain.rule_versions import RuleVersions
 from domain.rules import RuleBook
 from workers.config import gc_tuning
 from workers.config.settings import Settings
 from workers.kafka.app import build_app
+from workers.kafka.rules_reader import RulesReader
 
 
-def run(settings: Settings, book: RuleBook, *, idempotent: bool = False) -> None:
-    faust_app, _runtime = build_app(settings, book, idempotent=idempotent)
+def run(
+    settings: Settings,
+    book: RuleBook | RuleVersions,
+    *,
+    idempotent: bool = False,
+    rules_reader: RulesReader | None = None,
+) -> None:
+    faust_app, _runtime = build_app(settings, book, idempotent=idempotent, rules_reader=rules_reader)
     worker = BoundedWorker(
         faust_app,
         loglevel=settings.log_level,

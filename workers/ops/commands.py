@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from aiokafka.errors import KafkaError
 
+from domain.rule_versions import RuleVersions
 from domain.timeutil import iso, parse_time
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings
@@ -26,7 +27,7 @@ from workers.engine.codec import dumps, loads
 from workers.engine.order_view import order_view
 from workers.engine.pipeline import Topics
 from workers.kafka.topics import changelog_topic
-from workers.ops import dlq, lookup, report
+from workers.ops import dlq, lookup, report, rules_commands
 from workers.ops.reading import OpsError, Progress
 from workers.replay.runner import load_state
 
@@ -241,9 +242,19 @@ def orders_show(
         if order is None:
             fail(_not_found(settings, key))
             return
-    # The deadlines need the channel's rules: the worker's own (OMS_RULES_FILE), as the API would use.
-    rules = read_rules(settings.rules_file).for_channel(order.sales_channel)
-    _print_json(order_view(order, with_personal_data=with_personal_data, rules=rules))
+    # The deadlines need the channel's rules: the live ones of the rules topic, as the API would use,
+    # else (no rule set published yet) the worker's own file (OMS_RULES_FILE).
+    try:
+        versions = rules_commands.live_rules(settings)
+    except (KafkaError, OSError):
+        versions = RuleVersions()
+    if not len(versions):
+        versions = RuleVersions.from_book(read_rules(settings.rules_file))
+    version = versions.version_for(order.sales_channel, datetime.now(UTC))
+    view = order_view(
+        order, with_personal_data=with_personal_data, rules=version.rules, rules_version=version.label
+    )
+    _print_json(view)
 
 
 def _not_found(settings: Settings, key: str) -> str:

@@ -34,6 +34,8 @@ ROLE_NOTES: Mapping[Role, str] = {
     "dlq": "dead letters, kept for an operator to redrive",
     "changelog": "a faust table's changelog: must be compacted",
     "leader": "faust's leader election topic: one partition, no records",
+    "rules": "the rule sets per sales channel, one record per version: one partition (one order of "
+    "versions), compacted; every worker reads all of it",
 }
 
 

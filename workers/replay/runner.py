@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from domain.limits import MAX_RECORD_BYTES
+from domain.rule_versions import RuleVersions
 from domain.rules import RuleBook
 from domain.state import OrderState, Series, StockItem
 from domain.timeutil import EPOCH, iso, parse_time
-from workers.engine.codec import InboundRecord, OutboundRecord, dumps, loads
+from workers.engine.codec import InboundRecord, OutboundRecord, dead_letter, dumps, loads
 from workers.engine.ordering import lifecycle_ranks, ties_in_lifecycle_order
 from workers.engine.pipeline import Pipeline, Processed, Topics
+from workers.engine.rule_records import read_record
 from workers.engine.stores import Stores
 from workers.engine.values import JsonValues
 from workers.replay.disk_stores import DATABASE, DiskStores
@@ -150,7 +152,7 @@ class _ReplayPipeline(Pipeline):
 def replay(
     lines: Iterator[str],
     out: IO[str],
-    rules: RuleBook,
+    rules: RuleBook | RuleVersions,
     *,
     source: str = "input",
     stores: Stores | None = None,
@@ -206,7 +208,7 @@ def replay(
 def _replay(
     lines: Iterator[str],
     out: IO[str],
-    rules: RuleBook,
+    rules: RuleBook | RuleVersions,
     *,
     source: str,
     stores: Stores | None,
@@ -217,6 +219,9 @@ def _replay(
     max_record_bytes: int,
     progress: Callable[[], None] | None,
 ) -> ReplaySummary:
+    if isinstance(rules, RuleBook):
+        # The rules file is where the rules start; a log's own version-1 records replace it.
+        rules = RuleVersions.from_book(rules, provisional=True)
     pipeline = _ReplayPipeline(
         rules, stores=stores, topics=topics, now=now, partitions=partitions, max_record_bytes=max_record_bytes
     )
@@ -309,6 +314,14 @@ def _replay(
         records += 1
         if progress is not None:
             progress()
+        if record.topic == pipeline.topics.rules:
+            # A rule set joins the versions as the worker's rules reader adds it: it decides the
+            # messages dated from its effective_from, wherever it sits in the log.
+            read = read_record(record, pipeline.rules)
+            if read.error is not None:
+                write([dead_letter(record, read.error, dlq, record.timestamp or pipeline.clock)])
+            counts["dead_letter" if read.error is not None else "rules"] += 1
+            continue
         processed = pipeline.process(record)
         counts[processed.status] += 1
         handled(processed)
