@@ -221,10 +221,11 @@ class Settings(BaseSettings):
     )
     # A wait for records not on the broker yet: a fetched upstream record is held until this long after
     # its own timestamp (at most this long after it was fetched), so that a record written in the same
-    # moment on another topic is merged with it. Old records (a backlog) wait for nothing. 5 ms: the
-    # real-producer comparison's ties of one millisecond all went like replay's (BENCHMARKS.md).
+    # moment on another topic is merged with it. Old records (a backlog) wait for nothing. 20 ms: with
+    # 5 ms, 1 of 5 real-producer comparisons with both cores busy took a tie of one millisecond apart;
+    # with 20 ms, 8 of 8 went like replay, for ~25 ms of latency (BENCHMARKS.md).
     intake_grace_ms: int = Field(
-        default=5,
+        default=20,
         ge=0,
         le=10_000,
         description="how long after its own time a fresh upstream record waits for records written with it",
