@@ -18,10 +18,10 @@ import typer
 from aiokafka.errors import KafkaError
 
 from domain.rule_versions import RuleVersions
-from domain.timeutil import iso, parse_time
+from domain.timeutil import iso
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings
-from workers.console import fail, load_settings, read_rules
+from workers.console import fail, load_settings, option_time, read_rules
 from workers.engine import preview as previews
 from workers.engine.codec import dumps, loads
 from workers.engine.order_view import order_view
@@ -45,15 +45,6 @@ def _one_line_errors(settings: Settings | None = None) -> Iterator[None]:
     except (KafkaError, OSError) as exc:
         where = settings.bootstrap_servers if settings else "the broker"
         fail(f"cannot reach the broker at {where}: {type(exc).__name__}")
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    moment = parse_time(text)
-    if moment is None:
-        fail(f"{option} {text!r} is not an ISO-8601 time")
-    return moment
 
 
 def _print_json(value: Any) -> None:
@@ -81,7 +72,9 @@ def _selection(
     if records:
         with _one_line_errors():
             chosen = frozenset(dlq.parse_where(where) for where in records)
-    return dlq.Selection(error_class, topic, _time(since, "--since"), _time(until, "--until"), chosen)
+    return dlq.Selection(
+        error_class, topic, option_time(since, "--since"), option_time(until, "--until"), chosen
+    )
 
 
 @dlq_app.command("list")
@@ -286,7 +279,7 @@ def preview_command(
 ) -> None:
     """What a return, appeasement or refund message would refund, offline, changing nothing."""
     oms_logging.configure("ERROR")
-    moment = _time(at, "--at") or datetime.now(UTC)
+    moment = option_time(at, "--at") or datetime.now(UTC)
     if not state.is_dir():
         fail(f"--state {state} is not a folder")
     book = read_rules(rules)

@@ -22,10 +22,10 @@ from domain.rule_versions import (
     changed_rules,
 )
 from domain.rules import RuleBook
-from domain.timeutil import EPOCH, iso, parse_time
+from domain.timeutil import EPOCH, iso
 from workers.config import logging as oms_logging
 from workers.config.settings import Settings
-from workers.console import fail, load_settings, read_rules
+from workers.console import fail, load_settings, option_time, read_rules
 from workers.kafka.rules_reader import RulesReader, publish
 from workers.ops import rules_whatif
 
@@ -92,15 +92,6 @@ def _live_or_fail(settings: Settings) -> RuleVersions:
         raise
 
 
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    moment = parse_time(text)
-    if moment is None:
-        fail(f"{option} {text!r} is not an RFC 3339 time")
-    return moment
-
-
 def proposed(live: RuleVersions, changes: list[Change], effective_from: datetime | None) -> RuleVersions:
     """The live versions with the changes added. Without a time given, a what-if applies the proposed
     rule sets to the whole log (a time in the future would change nothing in a log of the past)."""
@@ -151,7 +142,7 @@ def publish_command(
     if (against is not None or base is not None) and not dry_run:
         fail("--against and --base go with --dry-run")
     book = read_rules(path)
-    given = _time(effective_from, "--effective-from")
+    given = option_time(effective_from, "--effective-from")
     moment = given or (datetime.now(UTC) + DEFAULT_DELAY).replace(microsecond=0)
     if given is not None and given < datetime.now(UTC):
         typer.echo(
@@ -213,7 +204,7 @@ def show_command(
 ) -> None:
     """The rule set that decides a message of each channel (or one) dated now (or --at), as JSON."""
     oms_logging.configure("CRITICAL")  # a broker problem is the verb's one line, not the client's
-    moment = _time(at, "--at") or datetime.now(UTC)
+    moment = option_time(at, "--at") or datetime.now(UTC)
     live = _live_or_fail(load_settings())
     keys = [channel] if channel is not None else live.keys() or [DEFAULTS_KEY]
     shown = {key: {"sales_channel": key} | _shown(live.version_for(key, moment)) for key in keys}
