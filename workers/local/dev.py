@@ -486,22 +486,47 @@ def _where(record: dict[str, Any]) -> tuple[str, int, int]:
 @contextlib.contextmanager
 def raising_on_stop_signals() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP raise `Stopped` in the main thread, once (a second signal must not
-    interrupt the cleanup), so that every `finally` that stops a process it started runs."""
+    interrupt the cleanup), so that every `finally` that stops a process it started runs.
+
+    While an event loop runs, an exception raised by the handler would end whichever task was running
+    at that moment (a Kafka client's reader, whose failure then looks like a lost broker), not the
+    run: the handler cancels the loop's tasks instead, and `Stopped` is raised once the loop is left."""
     stopping = False
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise Stopped(signum)
+        if stopping:
+            return
+        stopping = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise Stopped(signum) from None
+        received.append(signum)
+        loop.call_soon_threadsafe(_cancel_all, loop)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield
+    except Stopped:
+        raise
+    except BaseException as exc:
+        if received:
+            raise Stopped(received[0]) from exc
+        raise
+    else:
+        if received:
+            raise Stopped(received[0])
     finally:
         stopping = True
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
 
 
 def run(workdir: Path | None, rules: Path | None, demo: Path | None, echo: Any) -> int:
