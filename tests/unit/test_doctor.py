@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from workers.cli import app
 from workers.config.settings import Settings
 from workers.kafka import idempotence
-from workers.kafka.topics import catalogue, changelog_topic, leader_topic
+from workers.kafka.topics import catalogue, changelog_topic, leader_topic, rules_topic
 from workers.ops import doctor
 from workers.ops.doctor import Report
 
@@ -204,6 +204,20 @@ async def test_a_changelog_with_the_delete_policy_fails() -> None:
     assert not report.ok
     ((check, topic, text),) = failures(report)
     assert (check, topic) == ("cleanup.policy", changelog) and "cleanup.policy=delete" in text
+
+
+@pytest.mark.parametrize("policy", ["delete", "compact,delete"])
+async def test_a_rules_topic_that_is_not_compact_only_fails(policy: str) -> None:
+    # Time or size retention would delete rule set versions that still decide late messages.
+    config = settings()
+    admin = healthy(config)
+    topic = rules_topic(config)
+    partitions, replicas, _ = admin.topics[topic]
+    admin.topics[topic] = (partitions, replicas, {"cleanup.policy": policy})
+    report = await run(config, admin)
+    assert not report.ok
+    ((check, name, text),) = failures(report)
+    assert (check, name) == ("cleanup.policy", topic) and "rules topic must be compact only" in text
 
 
 async def test_replication_under_min_insync_replicas_fails_naming_not_enough_replicas() -> None:
