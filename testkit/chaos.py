@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +53,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain import names
 from domain.rule_versions import RuleVersion
-from testkit.chaos_traffic import RULES_TOML, Wave, chaos_waves
+from testkit.chaos_traffic import RULES_TOML, Wave, chaos_waves, spare_waves
 from testkit.live import isolated
 from testkit.reading import Awaited, ReadTimeout, TopicReader
 from workers.config import logging as worker_logging
@@ -79,6 +80,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 Output = dict[str, Any]
 CREDIT_NOTE = re.compile(r"^CN-(?P<series>.+-\d+)-(?P<number>\d{6})$")
+# A crash-point run's spare traffic (testkit/chaos_traffic.py, `spare_waves`): at most this many pairs of
+# small waves, enough for the four points taken the 8th time to be taken in a row after the log's end.
+SPARE_ROUNDS = 30
 
 
 @dataclass
@@ -98,6 +102,11 @@ class Options:
     crash_at: str | None = None
     # Publish a new version of CHAOS-A's rules halfway through the traffic (module docstring).
     rule_change: bool = True
+    # The workers' consumer group session (OMS_SESSION_TIMEOUT_SECONDS; unset: the local default, 6 s).
+    # A member killed with SIGKILL holds its partitions until its session ends, and this broker answers
+    # a join only after about half a session: a worker restarted after a kill is ready about 15 s later
+    # with 6 s, 6 s later with 3 s.
+    session_timeout: float | None = None
 
 
 @dataclass
@@ -485,13 +494,16 @@ async def drive(
     settings: Settings,
     pool: Pool,
     waves: list[Wave],
-    expected: list[Output],
+    expect: Callable[[int], list[Output]],
     now: datetime,
     echo: Any,
     change: tuple[int, RuleVersion] | None = None,
-) -> tuple[list[Output], dict[str, float]]:
-    """`change`: before wave number `change[0]`, publish that rule set version and wait until every
-    live worker has read it."""
+    spare: Sequence[Wave] = (),
+) -> tuple[list[Output], list[Output], dict[str, float]]:
+    """Publish the waves, then the `spare` ones one by one while a crash point is still to come;
+    read the outputs. Returns them, what replay expects (`expect(n)`: for the log and the first `n`
+    spare waves) and the timings. `change`: before wave number `change[0]`, publish that rule set
+    version and wait until every live worker has read it."""
     rng = random.Random(options.seed)
     total = sum(len(w.records) for w in waves)
     killer = Killer(pool, rng.sample(range(1, total), min(options.kills, total - 1)), options.min_gap, rng)
@@ -504,7 +516,7 @@ async def drive(
     started = time.monotonic()
     try:
         base, _ = await progress.done()
-        first = 0
+        first, published = 0, 0
         for number, wave in enumerate(waves):
             if change is not None and number == change[0]:
                 await publish_rules(settings, [change[1]])
@@ -527,9 +539,27 @@ async def drive(
             )
         else:
             await killer.finish()
+            for wave in spare:
+                if not pool.pending:
+                    break
+                records = wave_records(wave, settings, pipeline, now, first)
+                first += len(wave.records)
+                published += 1
+                await publish_wave(producer, records, progress.targets)
+                try:
+                    await wait_committed(progress, killer, base, options.wave_timeout)
+                except RuntimeError as exc:
+                    echo(f"  wave {wave.name}: STUCK, {exc}")
+                    timings["stuck"] = time.monotonic() - started
+                    break
+                pool.revive(started)  # a point reached as the wave was committed: off the list
+            if published:
+                left = ", ".join(pool.pending) or "none"
+                echo(f"  spare waves: {published} of {len(spare)} published; points still to come: {left}")
         timings["traffic"] = time.monotonic() - started
     finally:
         await producer.stop()
+    expected = expect(published)
     outputs = [settings.topic_for(n) for n in names.OUTBOUND] + [settings.dlq_topic]
     want = {identity(r) for r in expected}
     deadline = time.monotonic() + (60.0 if "stuck" in timings else options.wave_timeout)
@@ -558,7 +588,7 @@ async def drive(
         await reader.stop()
         await progress.stop()
     timings["drained"] = time.monotonic() - started
-    return [_as_output(r, settings) for r in reader.records], timings
+    return [_as_output(r, settings) for r in reader.records], expected, timings
 
 
 def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) -> tuple[Verdict, int]:
@@ -566,25 +596,39 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
     workdir.mkdir(parents=True, exist_ok=True)
     worker_logging.configure("WARNING")
     waves = chaos_waves(options.messages, options.seed)
+    spare = spare_waves(options.seed, SPARE_ROUNDS) if options.crash_at else []
     log, rules = workdir / "chaos.jsonl", workdir / "rules.toml"
     rules.write_text(RULES_TOML, encoding="utf-8")
-    with log.open("w", encoding="utf-8") as out:
-        out.writelines(json.dumps(r) + "\n" for wave in waves for r in wave.records)
-    messages = sum(len(w.records) for w in waves)
     now = datetime.now(UTC)
     change: tuple[int, RuleVersion] | None = None
     if options.rule_change and len(waves) > 1:
         halfway = len(waves) // 2
         line = sum(len(w.records) for w in waves[:halfway])
         change = (halfway, rule_change(rules, now, line))
-        replayed = expected_with_rules(log, rules, options.partitions, now, change[1], line)
-    else:
-        replayed = expected_outputs(log, rules, options.partitions, now)
-    expected = [{**r, "partition": None, "offset": None} for r in replayed]
+
+    def expect(spares: int) -> list[Output]:
+        """Replay's outputs for the log with the first `spares` spare waves (written to `log`)."""
+        with log.open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps(r) + "\n" for wave in [*waves, *spare[:spares]] for r in wave.records)
+        if change is not None:
+            replayed = expected_with_rules(log, rules, options.partitions, now, change[1], line)
+        else:
+            replayed = expected_outputs(log, rules, options.partitions, now)
+        return [{**r, "partition": None, "offset": None} for r in replayed]
+
+    expected = expect(0)
     echo(
-        f"log {log}: {messages} messages in {len(waves)} waves "
+        f"log {log}: {sum(len(w.records) for w in waves)} messages in {len(waves)} waves "
         f"({', '.join(f'{w.name} {len(w.records)}' for w in waves)}); replay expects {len(expected)} outputs"
+        + (f"; {len(spare)} spare waves while a crash point is still to come" if spare else "")
     )
+    expectations = {0: expected}
+
+    def cached(spares: int) -> list[Output]:
+        if spares not in expectations:
+            expectations[spares] = expect(spares)
+        return expectations[spares]
+
     own = broker is None
     local = LocalBroker(log_dir=workdir) if broker is None else broker
     if own:
@@ -598,6 +642,11 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             OMS_PARTITIONS=str(options.partitions),
             OMS_INTERNAL_PARTITIONS=str(options.partitions),
             OMS_STORE=options.store,
+            **(
+                {"OMS_SESSION_TIMEOUT_SECONDS": str(options.session_timeout)}
+                if options.session_timeout is not None
+                else {}
+            ),
         )
         pool = Pool(env, workdir, options.workers, crash_at=options.crash_at)
         # One try from the start on: a stop signal may come at any point after the workers exist (the
@@ -609,7 +658,9 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
                 f"on {options.store} "
                 f"(pids {' '.join(map(str, pool.pids()))}); logs {workdir}/worker*.log"
             )
-            found, timings = asyncio.run(drive(options, settings, pool, waves, expected, now, echo, change))
+            found, expected, timings = asyncio.run(
+                drive(options, settings, pool, waves, cached, now, echo, change, spare)
+            )
             pool.revive(time.monotonic())  # one that died at its crash point after the last commit
         finally:
             codes = pool.stop()
@@ -618,6 +669,7 @@ def run(options: Options, broker: LocalBroker | None = None, echo: Any = print) 
             local.stop()
     with (workdir / "outputs.jsonl").open("w", encoding="utf-8") as out:  # for a post-mortem
         out.writelines(dumps(r) + "\n" for r in found)
+    messages = sum(1 for text in log.read_text("utf-8").splitlines() if text.strip())
     verdict = verify(found, expected, messages, options.messages)
     if change is not None and rules_versions_seen(expected) != {"CHAOS-A@1", "CHAOS-A@2"}:
         verdict.problems.append(
@@ -809,6 +861,13 @@ def main(argv: list[str] | None = None) -> int:
         "and is restarted with the points still to come armed; several points: killed at each in turn. "
         f"Points: {', '.join(POINTS)}",
     )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=None,
+        help="the workers' consumer group session in seconds (default 6): how long a killed worker's "
+        "partitions wait, and about twice what a restarted worker's join waits on the local broker",
+    )
     args = parser.parse_args(argv)
     for spec in (args.crash_at or "").split(","):
         if args.crash_at is not None and spec.strip().partition("@")[0] not in POINTS:
@@ -824,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         store=args.store,
         crash_at=args.crash_at,
+        session_timeout=args.session_timeout,
     )
     try:
         with raising_on_stop_signals():

@@ -351,3 +351,25 @@ def chaos_waves(messages: int, seed: int) -> list[Wave]:
             at = rng.randrange(len(records))
             records.insert(rng.randint(at + 1, len(records)), dict(records[at]))
     return [wave for wave in waves.values() if wave.records]
+
+
+# Order numbers of the spare traffic: far above any log's own (a story per number, from 0 up).
+SPARE_FIRST_ORDER = 900_000
+
+
+def spare_waves(seed: int, rounds: int, orders: int = 4) -> list[Wave]:
+    """Traffic a crash-point run publishes after the log's own while a point it armed has not been
+    reached yet (a point taken the N-th time needs N batches in one worker life, and how many batches
+    a wave makes depends on how fast the worker takes it): `rounds` pairs of waves, the creates of
+    `orders` fresh orders then their shipments. Every prefix of the list is a log replay can take
+    whole, so the run appends to its log exactly the spare waves it published."""
+    rng = random.Random(f"spare-{seed}")
+    out: list[Wave] = []
+    for number in range(rounds):
+        waves = {name: Wave(name, topic) for name, topic in WAVES}
+        for n in range(orders):
+            _story(rng, SPARE_FIRST_ORDER + number * orders + n, waves)
+        for kind in ("create", "ship"):
+            if waves[kind].records:
+                out.append(Wave(f"spare_{kind}_{number + 1}", waves[kind].topic, waves[kind].records))
+    return out
