@@ -5,6 +5,7 @@ proposed rule change would do to a log."""
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -151,32 +152,18 @@ def test_publish_without_yes_or_dry_run_and_misuse_are_one_line_and_exit_2(tmp_p
     assert both.returncode == 2 and "choose one" in both.stderr
     against = run("rules", "publish", str(changed), "--against", str(LOG))
     assert against.returncode == 2 and "--dry-run" in against.stderr
-    channel = run("rules", "publish", str(changed), "--dry-run", "--base", str(RULES), "--channel", "NOPE")
+
+    def dry_run(*options: str) -> subprocess.CompletedProcess[str]:
+        return run("rules", "publish", str(changed), "--dry-run", "--base", str(RULES), *options)
+
+    channel = dry_run("--channel", "NOPE")
     assert channel.returncode == 2 and "NOPE" in channel.stderr
-    only = run("rules", "publish", str(changed), "--dry-run", "--base", str(RULES), "--channel", "ST1")
+    only = dry_run("--channel", "ST1")
     assert only.returncode == 0 and only.stdout.startswith("ST1@2: effective from")
-    past = run(
-        "rules",
-        "publish",
-        str(changed),
-        "--dry-run",
-        "--base",
-        str(RULES),
-        "--effective-from",
-        "2020-01-01T00:00:00Z",
-    )
+    past = dry_run("--effective-from", "2020-01-01T00:00:00Z")
     assert past.returncode == 0 and "in the past" in past.stderr
     # The file's version 1 is effective from the start of time: nothing can take effect before it.
-    before = run(
-        "rules",
-        "publish",
-        str(changed),
-        "--dry-run",
-        "--base",
-        str(RULES),
-        "--effective-from",
-        "1969-12-31T00:00:00Z",
-    )
+    before = dry_run("--effective-from", "1969-12-31T00:00:00Z")
     assert before.returncode == 2 and "before" in before.stderr and "--effective-from" in before.stderr
 
 

@@ -107,6 +107,18 @@ def test_a_kept_pair_is_a_timed_change_and_an_untimed_one_is_kept_as_a_triple() 
     assert untimed.since_count == [(START_MS + 10, -1, 0)]
 
 
+def on_hand_in_time_order(spec: list[tuple[str, int, int]], ties_after_the_count: bool) -> int:
+    """On hand after the latest count and the changes after it (`ties_after_the_count`: and those of its
+    very millisecond), or the sum of the changes when nothing was counted."""
+    counts = [(t, q) for kind, t, q in spec if kind == "count"]
+    changes = [(t, q) for kind, t, q in spec if kind == "change"]
+    if not counts:
+        return sum(q for _t, q in changes)
+    last_time, last_quantity = max(counts)
+    after = [q for t, q in changes if t > last_time or (ties_after_the_count and t == last_time)]
+    return last_quantity + sum(after)
+
+
 movements = st.lists(
     st.one_of(
         st.tuples(st.just("count"), st.integers(0, 1_000), st.integers(0, 50)),
@@ -124,13 +136,7 @@ def test_on_hand_ends_where_time_order_puts_it_whatever_the_arrival_order(
     built = [count(t, q) if kind == "count" else change(n, t, q) for n, (kind, t, q) in enumerate(spec)]
     shuffled = list(built)
     rng.shuffle(shuffled)
-    counts = [(t, q) for kind, t, q in spec if kind == "count"]
-    changes = [(t, q) for kind, t, q in spec if kind == "change"]
-    if counts:
-        last_time, last_quantity = max(counts)
-        expected = last_quantity + sum(q for t, q in changes if t > last_time)
-    else:
-        expected = sum(q for _t, q in changes)
+    expected = on_hand_in_time_order(spec, ties_after_the_count=False)
     assert apply_all(shuffled).on_hand == expected
     assert apply_all(built).on_hand == apply_all(shuffled).on_hand
 
@@ -159,13 +165,7 @@ def test_timed_movements_of_one_millisecond_end_where_replay_puts_them_whatever_
     ]
     shuffled = list(built)
     rng.shuffle(shuffled)
-    counts = [(t, q) for kind, t, q in spec if kind == "count"]
-    changes = [(t, q) for kind, t, q in spec if kind == "change"]
-    if counts:
-        last_time, last_quantity = max(counts)
-        expected = last_quantity + sum(q for t, q in changes if t >= last_time)
-    else:
-        expected = sum(q for _t, q in changes)
+    expected = on_hand_in_time_order(spec, ties_after_the_count=True)
     assert apply_all(shuffled).on_hand == expected
     in_replay_order = sorted(built, key=lambda m: (m.created_on, m.set_on_hand is None))
     assert apply_all(in_replay_order).on_hand == expected
