@@ -871,7 +871,8 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="the workers' consumer group session in seconds (default 6): how long a killed worker's "
-        "partitions wait, and about twice what a restarted worker's join waits on the local broker",
+        "partitions wait, and about twice what a restarted worker's join waits on the local broker "
+        "(which takes any session; Apache Kafka refuses one under 6 s by default)",
     )
     args = parser.parse_args(argv)
     for spec in (args.crash_at or "").split(","):

@@ -25,6 +25,7 @@ from workers.config import logging as oms_logging
 from workers.config.settings import Settings, SettingsError, check_runtime, settings_help
 from workers.console import fail, load_settings, read_rules
 from workers.kafka import idempotence as idempotence_check
+from workers.kafka.session_check import SessionRefused, session_finding
 from workers.kafka.topics import (
     TopicError,
     all_partitions,
@@ -179,7 +180,7 @@ def worker_command() -> None:
         fail(str(exc))
     try:
         idempotence = asyncio.run(prepare_broker(settings))
-    except (TopicError, idempotence_check.IdempotenceRefused) as exc:
+    except (TopicError, SessionRefused, idempotence_check.IdempotenceRefused) as exc:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail(unreachable(settings, exc))
@@ -208,8 +209,12 @@ async def prepare_broker(settings: Settings) -> idempotence_check.Idempotence:
 
 async def prepare_topics(settings: Settings) -> None:
     """Create what is missing (unless OMS_CREATE_TOPICS=false), then refuse to run on topics that are
-    not what the worker needs, one line per problem (workers/kafka/topic_checks.py)."""
-    await create_topics(settings, catalogue(settings))
+    not what the worker needs, one line per problem (workers/kafka/topic_checks.py), or with a session
+    the broker would refuse (workers/kafka/session_check.py)."""
+    report = await create_topics(settings, catalogue(settings))
+    finding = session_finding(settings.session_timeout_seconds, report.cluster)
+    if finding.level == "fail":
+        raise SessionRefused(finding.text)
 
 
 topics_app = typer.Typer(no_args_is_help=True, help="Create, list and plan the worker's topics.")

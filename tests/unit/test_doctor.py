@@ -158,6 +158,7 @@ async def test_a_healthy_cluster_passes_every_check() -> None:
         "authorization",
         "topics",
         "auto.create.topics.enable",
+        "session.timeout",
         "delete.retention.ms",
         "idempotence",
     ):
@@ -389,3 +390,14 @@ def test_cli_bad_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMS_ENABLE_IDEMPOTENCE", "maybe")
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 2 and "OMS_ENABLE_IDEMPOTENCE" in result.stderr
+
+
+async def test_a_session_the_broker_refuses_fails_and_one_it_may_refuse_warns() -> None:
+    config = settings(session_timeout_seconds=3)
+    admin = healthy(config)
+    admin.broker_config["group.min.session.timeout.ms"] = "6000"
+    report = await run(config, admin)
+    assert not report.ok and levels(report, "session.timeout") == ["fail"]
+    admin.broker_config.clear()  # a broker that tells nothing (the local Tansu broker)
+    report = await run(config, admin)
+    assert report.ok and levels(report, "session.timeout") == ["warn"]

@@ -18,7 +18,7 @@ from domain import names
 from workers.config.settings import Settings
 from workers.engine.rule_records import RULES_TOPIC
 from workers.engine.stores import table_names
-from workers.kafka.cluster import error_name, read_with
+from workers.kafka.cluster import ClusterState, error_name, read_with
 from workers.kafka.topic_checks import check_topics
 from workers.kafka.topic_spec import Role, TopicSpec, check_copartitioning
 
@@ -71,6 +71,8 @@ _TOPIC_ALREADY_EXISTS = 36
 class CreateReport:
     created: tuple[str, ...]
     existed: tuple[str, ...]
+    # The cluster as read after any creation: its broker settings serve the start's other checks.
+    cluster: ClusterState
 
 
 class TopicError(RuntimeError):
@@ -199,6 +201,7 @@ async def create_topics(
     return CreateReport(
         created=tuple(n for n in wanted if n in created_set),
         existed=tuple(n for n in wanted if n not in created_set),
+        cluster=cluster,
     )
 
 

@@ -21,6 +21,7 @@ from aiokafka.protocol.admin import ApiVersionRequest
 from workers.config.settings import Settings
 from workers.kafka import idempotence
 from workers.kafka.cluster import ClusterState, error_name, read_with
+from workers.kafka.session_check import session_finding
 from workers.kafka.topic_checks import Finding, Level, check_topics
 from workers.kafka.topic_spec import TopicSpec
 from workers.kafka.topics import catalogue, copartitioned_topics
@@ -150,6 +151,7 @@ async def _checks_with(
     cluster = await _check_authorization(admin, settings, specs, cluster, report)
     _check_topics(settings, specs, cluster, report)
     _check_auto_create(cluster, report)
+    report.checks.append(session_finding(settings.session_timeout_seconds, cluster))
     _check_delete_retention(specs, cluster, report)
     report.broker["settings"] = {
         name: cluster.broker_setting(name)
